@@ -1,0 +1,29 @@
+// Registration of the moekit addon: one entry per native class or function group. lib/native.ts
+// declares the same surface in TypeScript.
+#include <napi.h>
+
+#include "addon_data.h"
+#include "devices.h"
+#include "errors.h"
+#include "tensor.h"
+
+namespace moekit::addon {
+
+Napi::Object init(Napi::Env env, Napi::Object exports) {
+  AddonData* data = new AddonData();
+  env.SetInstanceData(data);
+  Napi::Function tensor = NativeTensor::define(env);
+  data->tensorConstructor = Napi::Persistent(tensor);
+  exports.Set("NativeTensor", tensor);
+  exports.Set("setErrorClasses", Napi::Function::New(env, setErrorClasses, "setErrorClasses"));
+  exports.Set("devices", Napi::Function::New(env, devices, "devices"));
+  exports.Set("buildInfo", Napi::Function::New(env, buildInfo, "buildInfo"));
+  exports.Set("liveBytes", Napi::Function::New(env, liveBytes, "liveBytes"));
+  return exports;
+}
+
+}  // namespace moekit::addon
+
+static Napi::Object initMoekit(Napi::Env env, Napi::Object exports) { return moekit::addon::init(env, exports); }
+
+NODE_API_MODULE(moekit, initMoekit)

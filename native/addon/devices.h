@@ -1,0 +1,12 @@
+// devices(): the compute devices this binary can use (DESIGN §2, §5).
+#pragma once
+
+#include <napi.h>
+
+namespace moekit::addon {
+
+Napi::Value devices(const Napi::CallbackInfo& info);
+// buildInfo(): what this binary was compiled with (CUDA or not, architectures, emulation).
+Napi::Value buildInfo(const Napi::CallbackInfo& info);
+
+}  // namespace moekit::addon

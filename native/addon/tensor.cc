@@ -1,0 +1,241 @@
+#include "tensor.h"
+
+#include <cstring>
+#include <string>
+
+#include "../cpu/convert.h"
+#include "addon_data.h"
+#include "args.h"
+#include "errors.h"
+
+namespace moekit::addon {
+
+namespace {
+
+// Drops one owner of a storage; when it was the last, the bytes leave V8's external accounting.
+void dropOwner(Napi::Env env, std::shared_ptr<cpu::Storage>& owner) {
+  if (owner && owner.use_count() == 1 && !owner->released() && owner->bytes() > 0) {
+    Napi::MemoryManagement::AdjustExternalMemory(env, -int64_t(owner->bytes()));
+  }
+  owner.reset();
+}
+
+void finalizeView(Napi::Env env, void*, std::shared_ptr<cpu::Storage>* owner) {
+  dropOwner(env, *owner);
+  delete owner;
+}
+
+}  // namespace
+
+Napi::Function NativeTensor::define(Napi::Env env) {
+  return DefineClass(env, "NativeTensor",
+                     {StaticMethod("fromData", &NativeTensor::fromData),
+                      StaticMethod("randn", &NativeTensor::randn),
+                      InstanceAccessor("shape", &NativeTensor::getShape, nullptr),
+                      InstanceAccessor("dtype", &NativeTensor::getDType, nullptr),
+                      InstanceAccessor("disposed", &NativeTensor::getDisposed, nullptr),
+                      InstanceAccessor("nbytes", &NativeTensor::getNbytes, nullptr),
+                      InstanceMethod("view", &NativeTensor::view),
+                      InstanceMethod("toArray", &NativeTensor::toArray),
+                      InstanceMethod("cast", &NativeTensor::cast),
+                      InstanceMethod("dispose", &NativeTensor::dispose)});
+}
+
+// new NativeTensor(dtype, shape): zero-filled storage.
+NativeTensor::NativeTensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeTensor>(info) {
+  Napi::Env env = info.Env();
+  guarded(env, [&]() -> Napi::Value {
+    if (info.Length() != 2) {
+      throw Error(ErrorKind::Argument, "new NativeTensor(dtype, shape) takes 2 arguments, got " + std::to_string(info.Length()));
+    }
+    dtype_ = readDType(info[0], "dtype");
+    shape_ = readShape(info[1], "shape");
+    numel_ = numelOf(shape_);
+    storage_ = std::make_shared<cpu::Storage>(bytes());
+    if (bytes() > 0) Napi::MemoryManagement::AdjustExternalMemory(env, int64_t(bytes()));
+    return env.Undefined();
+  });
+}
+
+NativeTensor::~NativeTensor() { dropOwner(Env(), storage_); }
+
+NativeTensor* NativeTensor::create(Napi::Env env, DType dtype, const std::vector<int64_t>& shape, Napi::Object* handle) {
+  Napi::Array dims = Napi::Array::New(env, shape.size());
+  for (size_t i = 0; i < shape.size(); ++i) dims.Set(uint32_t(i), Napi::Number::New(env, double(shape[i])));
+  *handle = addonData(env).tensorConstructor.New({Napi::Number::New(env, int(dtype)), dims});
+  return Unwrap(*handle);
+}
+
+NativeTensor& NativeTensor::unwrap(const Napi::Value& value, const char* name) {
+  Napi::Env env = value.Env();
+  if (value.IsObject()) {
+    Napi::Object object = value.As<Napi::Object>();
+    if (object.InstanceOf(addonData(env).tensorConstructor.Value())) return *Unwrap(object);
+  }
+  throw Error(ErrorKind::Argument, std::string(name) + " must be a native tensor, got " + describe(value));
+}
+
+void* NativeTensor::data(const char* name) const {
+  if (!storage_ || storage_->released()) {
+    throw Error(ErrorKind::Disposed, std::string(name) + " is a disposed tensor and cannot be used");
+  }
+  return storage_->data();
+}
+
+// NativeTensor.fromData(data, dtype, shape, raw):
+//   raw = true : data is any typed array whose bytes are the tensor's storage (byteLength = nbytes)
+//   raw = false: data is a Float32Array of numel values encoded to a float dtype (RNE, F1)
+Napi::Value NativeTensor::fromData(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (info.Length() != 4) throw Error(ErrorKind::Argument, "fromData(data, dtype, shape, raw) takes 4 arguments");
+    if (!info[0].IsTypedArray()) {
+      throw Error(ErrorKind::Argument, "data must be a typed array, got " + describe(info[0]));
+    }
+    const DType dtype = readDType(info[1], "dtype");
+    const std::vector<int64_t> shape = readShape(info[2], "shape");
+    const bool raw = info[3].ToBoolean();
+    Napi::TypedArray source = info[0].As<Napi::TypedArray>();
+    const int64_t numel = numelOf(shape);
+    const size_t expectedBytes = size_t(numel) * elementSize(dtype);
+    const uint8_t* bytes = static_cast<const uint8_t*>(source.ArrayBuffer().Data()) + source.ByteOffset();
+    if (source.ByteLength() > 0 && source.ArrayBuffer().Data() == nullptr) {
+      throw Error(ErrorKind::Disposed, "data is a view of a detached (disposed) buffer");
+    }
+    if (raw) {
+      if (source.ByteLength() != expectedBytes) {
+        throw Error(ErrorKind::Shape, "data has " + std::to_string(source.ByteLength()) + " bytes but shape " +
+                                          shapeString(shape) + " of " + dtypeName(dtype) + " needs " +
+                                          std::to_string(expectedBytes));
+      }
+    } else {
+      if (source.TypedArrayType() != napi_float32_array) {
+        throw Error(ErrorKind::DType, "data must be a Float32Array to be encoded as " + std::string(dtypeName(dtype)));
+      }
+      if (!isFloat(dtype)) {
+        throw Error(ErrorKind::DType, std::string("dtype ") + dtypeName(dtype) + " cannot be encoded from f32 values");
+      }
+      if (int64_t(source.ElementLength()) != numel) {
+        throw Error(ErrorKind::Shape, "data has " + std::to_string(source.ElementLength()) + " elements but shape " +
+                                          shapeString(shape) + " needs " + std::to_string(numel));
+      }
+    }
+    Napi::Object handle;
+    NativeTensor* tensor = create(env, dtype, shape, &handle);
+    if (raw) {
+      if (expectedBytes > 0) std::memcpy(tensor->data("tensor"), bytes, expectedBytes);
+    } else {
+      cpu::encodeFromF32(reinterpret_cast<const float*>(bytes), tensor->data("tensor"), numel, dtype);
+    }
+    return handle;
+  });
+}
+
+// NativeTensor.randn(shape, seed, std, dtype): Philox-4x32-10 normals (cpu/convert.h), encoded.
+Napi::Value NativeTensor::randn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (info.Length() != 4) throw Error(ErrorKind::Argument, "randn(shape, seed, std, dtype) takes 4 arguments");
+    const std::vector<int64_t> shape = readShape(info[0], "shape");
+    const uint64_t seed = readSafeUint(info[1], "seed");
+    const double std = readNumber(info[2], "std");
+    const DType dtype = readDType(info[3], "dtype");
+    if (!isFloat(dtype)) throw Error(ErrorKind::DType, std::string("randn needs a float dtype, got ") + dtypeName(dtype));
+    Napi::Object handle;
+    NativeTensor* tensor = create(env, dtype, shape, &handle);
+    if (dtype == DType::F32) {
+      cpu::fillNormal(static_cast<float*>(tensor->data("tensor")), tensor->numel(), seed, float(std));
+    } else {
+      std::vector<float> values(size_t(tensor->numel()));
+      cpu::fillNormal(values.data(), tensor->numel(), seed, float(std));
+      cpu::encodeFromF32(values.data(), tensor->data("tensor"), tensor->numel(), dtype);
+    }
+    return handle;
+  });
+}
+
+Napi::Value NativeTensor::getShape(const Napi::CallbackInfo& info) {
+  Napi::Array dims = Napi::Array::New(info.Env(), shape_.size());
+  for (size_t i = 0; i < shape_.size(); ++i) dims.Set(uint32_t(i), Napi::Number::New(info.Env(), double(shape_[i])));
+  return dims;
+}
+
+Napi::Value NativeTensor::getDType(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), int(dtype_)); }
+
+Napi::Value NativeTensor::getDisposed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), !storage_ || storage_->released());
+}
+
+Napi::Value NativeTensor::getNbytes(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(bytes())); }
+
+// view(): the storage as an ArrayBuffer, shared with native code (writes are seen both ways).
+Napi::Value NativeTensor::view(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    void* storage = data("tensor");
+    if (!buffer_.IsEmpty()) {
+      Napi::Value cached = buffer_.Value();
+      if (!cached.IsEmpty() && cached.IsArrayBuffer()) return cached;
+    }
+    Napi::ArrayBuffer buffer =
+        bytes() == 0 ? Napi::ArrayBuffer::New(env, 0)
+                     : Napi::ArrayBuffer::New(env, storage, bytes(), finalizeView, new std::shared_ptr<cpu::Storage>(storage_));
+    buffer_ = Napi::Weak(buffer.As<Napi::Object>());
+    return buffer;
+  });
+}
+
+// toArray(): a copy; float dtypes decode to Float32Array, i32 → Int32Array, u8 → Uint8Array.
+Napi::Value NativeTensor::toArray(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    const void* source = data("tensor");
+    if (dtype_ == DType::I32) {
+      Napi::Int32Array out = Napi::Int32Array::New(env, size_t(numel_));
+      if (numel_ > 0) std::memcpy(out.Data(), source, bytes());
+      return out;
+    }
+    if (dtype_ == DType::U8) {
+      Napi::Uint8Array out = Napi::Uint8Array::New(env, size_t(numel_));
+      if (numel_ > 0) std::memcpy(out.Data(), source, bytes());
+      return out;
+    }
+    Napi::Float32Array out = Napi::Float32Array::New(env, size_t(numel_));
+    cpu::decodeToF32(source, out.Data(), numel_, dtype_);
+    return out;
+  });
+}
+
+// cast(dtype): a new tensor of the same shape converted element-wise (cpu/convert.h).
+Napi::Value NativeTensor::cast(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (info.Length() != 1) throw Error(ErrorKind::Argument, "cast(dtype) takes 1 argument");
+    const DType to = readDType(info[0], "dtype");
+    const void* source = data("tensor");
+    Napi::Object handle;
+    NativeTensor* out = create(env, to, shape_, &handle);
+    cpu::convert(source, dtype_, out->data("tensor"), to, numel_);
+    return handle;
+  });
+}
+
+Napi::Value NativeTensor::dispose(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!buffer_.IsEmpty()) {
+    Napi::Value cached = buffer_.Value();
+    if (!cached.IsEmpty() && cached.IsArrayBuffer()) cached.As<Napi::ArrayBuffer>().Detach();
+    buffer_.Reset();
+  }
+  if (storage_) {
+    const size_t freed = storage_->release();
+    if (freed > 0) Napi::MemoryManagement::AdjustExternalMemory(env, -int64_t(freed));
+  }
+  return env.Undefined();
+}
+
+Napi::Value liveBytes(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), double(cpu::Storage::liveBytes()));
+}
+
+}  // namespace moekit::addon
