@@ -1,0 +1,20 @@
+/** moekit: Mixture-of-Experts kernels behind Node-API (DESIGN §2 is the binding surface). */
+export { Tensor } from './tensor';
+export type { TensorData, TensorOptions, RandnOptions, TensorView } from './tensor';
+export type { DType } from './dtype';
+export { devices, buildInfo } from './devices';
+export type { Device, DeviceSpec } from './devices';
+export { saveSafetensors, loadSafetensors, serializeSafetensors, parseSafetensors } from './safetensors';
+export type { Safetensors } from './safetensors';
+export {
+  MoekitError,
+  ShapeError,
+  DTypeError,
+  DeviceError,
+  MoEConfigError,
+  CommError,
+  DisposedError,
+  FormatError,
+  ArgumentError,
+} from './errors';
+export { liveBytes } from './memory';

@@ -1,0 +1,76 @@
+/**
+ * The addon's surface in TypeScript, one declaration per native class or function
+ * (native/addon/*.cc), and the loader.
+ *
+ * Loading order (node-gyp-build): build/Release/moekit.node when the package was built from
+ * source, otherwise prebuilds/<platform>-<arch>/moekit.node. A failure lists what was tried.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { errorClasses } from './errors';
+
+export interface NativeTensor {
+  readonly shape: number[];
+  readonly dtype: number;
+  readonly disposed: boolean;
+  readonly nbytes: number;
+  view(): ArrayBuffer;
+  toArray(): Float32Array | Int32Array | Uint8Array;
+  cast(dtype: number): NativeTensor;
+  dispose(): void;
+}
+
+export interface NativeTensorClass {
+  new (dtype: number, shape: number[]): NativeTensor;
+  fromData(data: ArrayBufferView, dtype: number, shape: number[], raw: boolean): NativeTensor;
+  randn(shape: number[], seed: number, std: number, dtype: number): NativeTensor;
+}
+
+export interface NativeDevice {
+  kind: 'cpu' | 'cuda';
+  index?: number;
+  name?: string;
+  computeCapability?: number;
+  totalMemory?: number;
+}
+
+export interface NativeBuildInfo {
+  cuda: boolean;
+  cudaArchitectures: string;
+  emulated: boolean;
+}
+
+export interface NativeAddon {
+  NativeTensor: NativeTensorClass;
+  setErrorClasses(classes: typeof errorClasses): void;
+  devices(): NativeDevice[];
+  buildInfo(): NativeBuildInfo;
+  liveBytes(): number;
+}
+
+/** The package root: the nearest folder above this file whose package.json is moekit's. */
+export function packageRoot(from: string = __dirname): string {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    const manifest = path.join(dir, 'package.json');
+    if (fs.existsSync(manifest) && JSON.parse(fs.readFileSync(manifest, 'utf8')).name === 'moekit') return dir;
+    if (path.dirname(dir) === dir) throw new Error(`moekit: no package.json of moekit above ${from}`);
+  }
+}
+
+function load(): NativeAddon {
+  const root = packageRoot();
+  let addon: NativeAddon;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    addon = require('node-gyp-build')(root) as NativeAddon;
+  } catch (error) {
+    throw new Error(
+      `moekit: could not load the native addon from ${root} (tried build/Release and prebuilds/${process.platform}-${process.arch}). ` +
+        `Build it with "npm run build:native". Cause: ${(error as Error).message}`,
+    );
+  }
+  addon.setErrorClasses(errorClasses);
+  return addon;
+}
+
+export const native: NativeAddon = load();
