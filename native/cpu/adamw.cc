@@ -1,0 +1,48 @@
+#include "adamw.h"
+
+#include <cmath>
+#include <string>
+
+#include "../core/errors.h"
+
+namespace moekit::cpu {
+
+void checkAdamW(const AdamWConfig& c, int64_t step) {
+  auto fail = [](const std::string& name, const std::string& expected, double got) {
+    throw Error(ErrorKind::Argument,
+                "AdamW: " + name + " must be " + expected + ", got " + std::to_string(got));
+  };
+  if (!(c.lr >= 0) || !std::isfinite(c.lr)) fail("lr", "a finite number >= 0", c.lr);
+  if (!(c.beta1 >= 0 && c.beta1 < 1)) fail("beta1", "in [0, 1)", c.beta1);
+  if (!(c.beta2 >= 0 && c.beta2 < 1)) fail("beta2", "in [0, 1)", c.beta2);
+  if (!(c.eps > 0) || !std::isfinite(c.eps)) fail("eps", "a finite number > 0", c.eps);
+  if (!(c.weightDecay >= 0) || !std::isfinite(c.weightDecay))
+    fail("weightDecay", "a finite number >= 0", c.weightDecay);
+  if (step < 1) fail("step", "an integer >= 1", double(step));
+}
+
+void adamwStep(float* param, const float* grad, float* m, float* v, int64_t count,
+               const AdamWConfig& c, int64_t step) {
+  checkAdamW(c, step);
+  if (count < 0)
+    throw Error(ErrorKind::Shape, "AdamW: count must be >= 0, got " + std::to_string(count));
+  if (count == 0) return;
+  if (!param || !grad || !m || !v)
+    throw Error(ErrorKind::Argument, std::string("AdamW: ") +
+                                         (!param ? "param" : !grad ? "grad" : !m ? "m" : "v") +
+                                         " must not be null");
+  const double t = double(step);
+  const float decay = float(1.0 - c.lr * c.weightDecay);
+  const float b1 = float(c.beta1), b2 = float(c.beta2);
+  const float stepSize = float(c.lr / (1.0 - std::pow(c.beta1, t)));
+  const float invSqrtBc2 = float(1.0 / std::sqrt(1.0 - std::pow(c.beta2, t)));
+  const float eps = float(c.eps);
+  for (int64_t i = 0; i < count; ++i) {
+    const float g = grad[i];
+    m[i] = b1 * m[i] + (1.0f - b1) * g;
+    v[i] = b2 * v[i] + (1.0f - b2) * g * g;
+    param[i] = param[i] * decay - stepSize * m[i] / (std::sqrt(v[i]) * invSqrtBc2 + eps);
+  }
+}
+
+}  // namespace moekit::cpu

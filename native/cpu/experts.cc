@@ -1,0 +1,178 @@
+#include "experts.h"
+
+#include <cmath>
+#include <string>
+
+#include "../core/errors.h"
+#include "grouped_gemm.h"
+
+namespace moekit::cpu {
+
+namespace {
+
+float sigmoid(float a) { return 1.0f / (1.0f + std::exp(-a)); }
+
+// GELU, exact erf form: 0.5·a·(1 + erf(a/√2)); derivative Φ(a) + a·φ(a).
+constexpr float kInvSqrt2 = 0.70710678118654752f;
+constexpr float kInvSqrt2Pi = 0.39894228040143268f;
+float gelu(float a) { return 0.5f * a * (1.0f + std::erf(a * kInvSqrt2)); }
+float geluGrad(float a) {
+  return 0.5f * (1.0f + std::erf(a * kInvSqrt2)) + a * kInvSqrt2Pi * std::exp(-0.5f * a * a);
+}
+
+// X1 activation, h = act(a1) (⊙ a3 for swiglu), over `count` elements.
+void activate(Activation act, const float* a1, const float* a3, float* h, int64_t count) {
+  switch (act) {
+    case Activation::Swiglu:
+      for (int64_t i = 0; i < count; ++i) h[i] = a1[i] * sigmoid(a1[i]) * a3[i];
+      break;
+    case Activation::Gelu:
+      for (int64_t i = 0; i < count; ++i) h[i] = gelu(a1[i]);
+      break;
+    case Activation::Relu:
+      for (int64_t i = 0; i < count; ++i) h[i] = a1[i] > 0.0f ? a1[i] : 0.0f;
+      break;
+  }
+}
+
+// dh → da1 (and da3 for swiglu). silu'(a) = σ(a)·(1 + a·(1 − σ(a))); relu'(0) = 0.
+void activateBackward(Activation act, const float* a1, const float* a3, const float* dh,
+                      float* da1, float* da3, int64_t count) {
+  switch (act) {
+    case Activation::Swiglu:
+      for (int64_t i = 0; i < count; ++i) {
+        const float s = sigmoid(a1[i]);
+        da1[i] = dh[i] * a3[i] * s * (1.0f + a1[i] * (1.0f - s));
+        da3[i] = dh[i] * a1[i] * s;
+      }
+      break;
+    case Activation::Gelu:
+      for (int64_t i = 0; i < count; ++i) da1[i] = dh[i] * geluGrad(a1[i]);
+      break;
+    case Activation::Relu:
+      for (int64_t i = 0; i < count; ++i) da1[i] = a1[i] > 0.0f ? dh[i] : 0.0f;
+      break;
+  }
+}
+
+}  // namespace
+
+Experts::Experts(int hidden, Activation act, std::vector<ExpertGroup> groups)
+    : H_(hidden), act_(act), groups_(std::move(groups)) {
+  if (hidden < 1)
+    throw Error(ErrorKind::Shape, "Experts: hidden must be >= 1, got " + std::to_string(hidden));
+  if (groups_.empty()) throw Error(ErrorKind::Argument, "Experts: groups must not be empty");
+  cache_.resize(groups_.size());
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    const ExpertGroup& grp = groups_[g];
+    const std::string name = "Experts: groups[" + std::to_string(g) + "].";
+    if (grp.count < 1 || grp.ffn < 1)
+      throw Error(ErrorKind::Shape, name + "count and .ffn must be >= 1, got count = " +
+                                        std::to_string(grp.count) +
+                                        ", ffn = " + std::to_string(grp.ffn));
+    if (!grp.w1) throw Error(ErrorKind::Argument, name + "w1 must not be null");
+    if (!grp.w2) throw Error(ErrorKind::Argument, name + "w2 must not be null");
+    if (act == Activation::Swiglu && !grp.w3)
+      throw Error(ErrorKind::Argument, name + "w3 must not be null for swiglu");
+    cache_[g].firstExpert = E_;
+    E_ += grp.count;
+  }
+}
+
+void Experts::forward(const float* x, int T, int n, const int32_t* token, const int32_t* expert,
+                      const float* weight, float* y) {
+  const std::string op = "Experts.forward: ";
+  if (T < 0 || n < 0)
+    throw Error(ErrorKind::Shape, op + "T and n must be >= 0, got T = " + std::to_string(T) +
+                                      ", n = " + std::to_string(n));
+  if (n > 0 && !weight) throw Error(ErrorKind::Argument, op + "weight must not be null");
+  if (T > 0 && !x) throw Error(ErrorKind::Argument, op + "x must not be null");
+  if (T > 0 && !y) throw Error(ErrorKind::Argument, op + "y must not be null");
+  haveForward_ = false;
+  plan_ = planPermutation(T, E_, n, token, expert);  // validates token and expert
+  T_ = T;
+
+  xp_.resize(size_t(n) * H_);
+  permuteRows(x, T, H_, n, plan_.rowToken.data(), xp_.data());
+  rowWeight_.resize(size_t(n));
+  for (int r = 0; r < n; ++r) rowWeight_[size_t(r)] = weight[plan_.rowAssignment[size_t(r)]];
+
+  yp_.resize(size_t(n) * H_);
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    const ExpertGroup& grp = groups_[g];
+    GroupCache& c = cache_[g];
+    c.firstRow = plan_.offsets[size_t(c.firstExpert)];
+    c.rows = plan_.offsets[size_t(c.firstExpert + grp.count)] - c.firstRow;
+    const int32_t* rows = &plan_.counts[size_t(c.firstExpert)];
+    const float* xg = xp_.data() + c.firstRow * H_;
+    const size_t size = size_t(c.rows) * grp.ffn;
+    c.a1.resize(size);
+    c.h.resize(size);
+    groupedGemmNT(xg, grp.w1, rows, grp.count, c.rows, grp.ffn, H_, c.a1.data());
+    if (act_ == Activation::Swiglu) {
+      c.a3.resize(size);
+      groupedGemmNT(xg, grp.w3, rows, grp.count, c.rows, grp.ffn, H_, c.a3.data());
+    }
+    activate(act_, c.a1.data(), c.a3.data(), c.h.data(), int64_t(size));
+    groupedGemmNT(c.h.data(), grp.w2, rows, grp.count, c.rows, H_, grp.ffn,
+                  yp_.data() + c.firstRow * H_);
+  }
+  unpermuteRows(yp_.data(), n, H_, plan_.rowToken.data(), rowWeight_.data(), T, y);
+  haveForward_ = true;
+}
+
+void Experts::backward(const float* dy, float* dx, float* dWeight) {
+  if (!haveForward_)
+    throw Error(ErrorKind::Argument, "Experts.backward: no forward to differentiate");
+  const int n = int(plan_.rowToken.size());
+  if (n == 0) return;
+  if (!dy) throw Error(ErrorKind::Argument, "Experts.backward: dy must not be null");
+
+  std::vector<float> dyp(size_t(n) * H_), dRowWeight;
+  if (dWeight) dRowWeight.resize(size_t(n));
+  unpermuteRowsBackward(dy, T_, H_, plan_.rowToken.data(), rowWeight_.data(), yp_.data(), n,
+                        dyp.data(), dWeight ? dRowWeight.data() : nullptr);
+  if (dWeight)
+    for (int r = 0; r < n; ++r) dWeight[plan_.rowAssignment[size_t(r)]] = dRowWeight[size_t(r)];
+
+  std::vector<float> dxp(dx ? size_t(n) * H_ : 0), dh, da1, da3, dxp3;
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    const ExpertGroup& grp = groups_[g];
+    const GroupCache& c = cache_[g];
+    if (c.rows == 0) continue;
+    const int32_t* rows = &plan_.counts[size_t(c.firstExpert)];
+    const float* xg = xp_.data() + c.firstRow * H_;
+    float* dxg = dx ? dxp.data() + c.firstRow * H_ : nullptr;
+    const size_t size = size_t(c.rows) * grp.ffn;
+    dh.resize(size);
+    da1.resize(size);
+    groupedGemmNTBackward(dyp.data() + c.firstRow * H_, c.h.data(), grp.w2, rows, grp.count,
+                          c.rows, H_, grp.ffn, dh.data(), grp.g2);
+    if (act_ == Activation::Swiglu) da3.resize(size);
+    activateBackward(act_, c.a1.data(), c.a3.data(), dh.data(), da1.data(), da3.data(),
+                     int64_t(size));
+    groupedGemmNTBackward(da1.data(), xg, grp.w1, rows, grp.count, c.rows, grp.ffn, H_, dxg,
+                          grp.g1);
+    if (act_ == Activation::Swiglu) {
+      if (dxg) dxp3.resize(size_t(c.rows) * H_);
+      groupedGemmNTBackward(da3.data(), xg, grp.w3, rows, grp.count, c.rows, grp.ffn, H_,
+                            dxg ? dxp3.data() : nullptr, grp.g3);
+      if (dxg)
+        for (size_t i = 0; i < dxp3.size(); ++i) dxg[i] += dxp3[i];
+    }
+  }
+  if (dx) permuteRowsBackward(dxp.data(), n, H_, plan_.rowToken.data(), T_, dx);
+}
+
+int64_t Experts::flops(int e) const {
+  if (e < 0 || e >= E_)
+    throw Error(ErrorKind::Argument, "Experts.flops: expert must be in [0, E = " +
+                                         std::to_string(E_) + "), got " + std::to_string(e));
+  if (!haveForward_) return 0;
+  size_t g = 0;
+  while (e >= cache_[g].firstExpert + groups_[g].count) ++g;
+  const int64_t mults = act_ == Activation::Swiglu ? 3 : 2;
+  return 2 * int64_t(plan_.counts[size_t(e)]) * H_ * groups_[g].ffn * mults;
+}
+
+}  // namespace moekit::cpu

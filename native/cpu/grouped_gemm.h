@@ -1,0 +1,28 @@
+// Grouped GEMM over expert-contiguous rows (DeepGEMM's "m-grouped, contiguous, NT" layout): the
+// expert FFN matmuls and ops.groupedGemm.
+//
+//   a   [M,K] row-major; group g owns rows [o_g, o_g + groupRows[g]), o_g = Σ_{h<g} groupRows[h],
+//       Σ_g groupRows[g] = M (a group may have 0 rows)
+//   w   [G,N,K] row-major; w_g [N,K] is in PyTorch nn.Linear orientation (out = N, in = K)
+//   out [M,N]: out_g = a_g · w_gᵀ
+// Backward: dA [M,K] = dOut_g · w_g, dW_g [N,K] += dOut_gᵀ · a_g.
+//
+// This is the reference implementation: plain loops that read both operands along K (forward)
+// or stream whole rows (backward), accumulating in fp32. A SIMD/threaded path will be checked
+// against it. Every entry point validates its shapes and throws moekit::Error naming the argument.
+#pragma once
+
+#include <cstdint>
+
+namespace moekit::cpu {
+
+// out [M,N] is overwritten.
+void groupedGemmNT(const float* a, const float* w, const int32_t* groupRows, int groups, int64_t m,
+                   int n, int k, float* out);
+
+// dA [M,K] is overwritten, dW [G,N,K] is added to; either may be null (not wanted).
+void groupedGemmNTBackward(const float* dOut, const float* a, const float* w,
+                           const int32_t* groupRows, int groups, int64_t m, int n, int k,
+                           float* dA, float* dW);
+
+}  // namespace moekit::cpu
