@@ -18,3 +18,6 @@ export {
   ArgumentError,
 } from './errors';
 export { liveBytes } from './memory';
+export { MoELayer } from './layer';
+export type { ForwardOptions, MoEOutput, ExpertStats } from './layer';
+export type { MoEConfig, ExpertGroupConfig, RouterConfig } from './config';

@@ -26,6 +26,48 @@ export interface NativeTensorClass {
   randn(shape: number[], seed: number, std: number, dtype: number): NativeTensor;
 }
 
+/** One forward's results (native/addon/layer.cc). */
+export interface NativeForward {
+  y: NativeTensor;
+  indices: NativeTensor;
+  weights: NativeTensor;
+  keep: NativeTensor;
+  counts: NativeTensor;
+  accepted: NativeTensor;
+  dropped: NativeTensor;
+  assignToken: NativeTensor;
+  assignExpert: NativeTensor;
+  assignWeight: NativeTensor;
+  flops: number[];
+  sharedFlops: number;
+  f: Float64Array;
+  P: Float64Array;
+  maxVio: number;
+  cv: number;
+  entropy: number;
+  balance: number;
+  z: number;
+  orthogonality: number;
+  aux: number;
+}
+
+export interface NativeMoELayer {
+  readonly step: number;
+  forward(x: NativeTensor, modality: NativeTensor | null, seqLens: number[] | null, training: boolean): NativeForward;
+  backward(dy: NativeTensor): NativeTensor;
+  endStep(): void;
+}
+
+type ExpertHandles = { w1: NativeTensor; w3?: NativeTensor; w2: NativeTensor };
+
+export interface NativeMoELayerClass {
+  new (
+    spec: object,
+    params: { routerWeight: NativeTensor; routerBias: NativeTensor; routerLoad: NativeTensor; groups: ExpertHandles[]; shared?: ExpertHandles },
+    grads: { routerWeight: NativeTensor; groups: ExpertHandles[]; shared?: ExpertHandles },
+  ): NativeMoELayer;
+}
+
 export interface NativeDevice {
   kind: 'cpu' | 'cuda';
   index?: number;
@@ -42,6 +84,7 @@ export interface NativeBuildInfo {
 
 export interface NativeAddon {
   NativeTensor: NativeTensorClass;
+  NativeMoELayer: NativeMoELayerClass;
   setErrorClasses(classes: typeof errorClasses): void;
   devices(): NativeDevice[];
   buildInfo(): NativeBuildInfo;

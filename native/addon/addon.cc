@@ -5,6 +5,8 @@
 #include "addon_data.h"
 #include "devices.h"
 #include "errors.h"
+#include "layer.h"
+#include "ops.h"
 #include "tensor.h"
 
 namespace moekit::addon {
@@ -19,6 +21,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("devices", Napi::Function::New(env, devices, "devices"));
   exports.Set("buildInfo", Napi::Function::New(env, buildInfo, "buildInfo"));
   exports.Set("liveBytes", Napi::Function::New(env, liveBytes, "liveBytes"));
+  exports.Set("NativeMoELayer", NativeMoELayer::define(env));
+  registerOps(env, exports);
   return exports;
 }
 

@@ -29,6 +29,8 @@ class NativeTensor : public Napi::ObjectWrap<NativeTensor> {
   const std::vector<int64_t>& shape() const { return shape_; }
   int64_t numel() const { return numel_; }
   size_t bytes() const { return size_t(numel_) * elementSize(dtype_); }
+  // The storage itself, for objects that keep a tensor's memory alive (the layer's parameters).
+  const std::shared_ptr<cpu::Storage>& storage() const { return storage_; }
   // Storage pointer; throws DisposedError naming `name` when disposed.
   void* data(const char* name) const;
 

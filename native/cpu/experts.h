@@ -16,24 +16,14 @@
 #include <cstdint>
 #include <vector>
 
+#include "../layer/stages.h"
 #include "dispatch.h"
 
 namespace moekit::cpu {
 
-enum class Activation { Swiglu, Gelu, Relu };
 
-struct ExpertGroup {  // one group's weights and gradient accumulators
-  int count = 0, ffn = 0;  // Eg, Fg
-  const float* w1 = nullptr;  // [Eg,Fg,H]
-  const float* w3 = nullptr;  // [Eg,Fg,H] swiglu only (ignored otherwise)
-  const float* w2 = nullptr;  // [Eg,H,Fg]
-  // Added to by backward; a null accumulator is skipped (frozen weights, inference).
-  float* g1 = nullptr;
-  float* g3 = nullptr;
-  float* g2 = nullptr;
-};
 
-class Experts {
+class Experts : public ExpertStage {
  public:
   // Throws Error(Argument/Shape) on a non-positive size, no group, or a missing weight. The
   // weight and gradient buffers are borrowed: they must outlive every forward/backward.
@@ -42,15 +32,15 @@ class Experts {
   // x [T,H]; n assignments token[a] in [0,T), expert[a] in [0,E), weight[a]. y [T,H] is ADDED
   // to. n = 0 (every token dropped) leaves y alone. Keeps what backward needs (x is copied).
   void forward(const float* x, int T, int n, const int32_t* token, const int32_t* expert,
-               const float* weight, float* y);
+               const float* weight, float* y) override;
 
   // dy [T,H] of the last forward. Adds into dx [T,H] and the group gradient buffers; writes
   // dWeight[a] = dObjective/dweight[a] = dy_t · E_e(x_t). dx and dWeight may be null (not wanted).
-  void backward(const float* dy, float* dx, float* dWeight);
+  void backward(const float* dy, float* dx, float* dWeight) override;
 
   // Forward FLOPs of global expert e in the last forward, its matmuls only:
   // 2·rows_e·H·Fg·(3 for swiglu, else 2); 0 before the first forward.
-  int64_t flops(int e) const;
+  int64_t flops(int e) const override;
 
   int experts() const { return E_; }
   int hidden() const { return H_; }

@@ -6,6 +6,8 @@
 
 #include <cstdint>
 
+#include "../layer/stage_types.h"
+
 namespace moekit::cpu {
 
 // L1 core (Switch / Megatron switch_load_balancing_loss_func):
@@ -22,7 +24,6 @@ double loadBalance(const double* probs, int T, int E, const int64_t* counts, dou
 //   gradLogits[t,e] = coeff · 2 · lse_t · softmax(logits_t)[e] / T.
 double zLoss(const double* logits, int T, int E, double coeff, double* gradLogits);
 
-enum class OrthMode { All, PerGroup, CrossGroup };
 
 // L5 (ERNIE 4.5 router orthogonality) on weight [E,H] with rows normalised, ŵ_e = w_e/‖w_e‖, and
 // experts split into groups of groupSizes[0..groups) (Σ = E):

@@ -406,7 +406,8 @@ void Router::checkInputs(const float* x, int T, const int32_t* modality,
 }
 
 void Router::forward(const float* x, int T, const int32_t* modality,
-                     const std::vector<int>& seqLens, const RouterParams& p, Routing& out) {
+                     const std::vector<int>& seqLens, const RouterParams& p, Routing& out,
+                     bool training) {
   checkInputs(x, T, modality, seqLens, p);
   const RouterSpec& sp = spec_;
   const bool expertChoice = sp.type == RouterSpec::Type::ExpertChoice;
@@ -469,6 +470,9 @@ void Router::forward(const float* x, int T, const int32_t* modality,
   }
 
   // ---- window (L2, B1): this forward's counts and token totals, summed over data parallelism.
+  // An evaluation forward sees the window with its batch included but leaves it as it was.
+  const std::vector<int64_t> savedCounts(windowCounts_), savedGroupTokens(windowGroupTokens_);
+  const int64_t savedTokens = windowTokens_;
   std::vector<int64_t> update(size_t(E_) + 1 + G_, 0);
   std::copy(out.counts.begin(), out.counts.end(), update.begin());
   update[E_] = T;
@@ -500,6 +504,12 @@ void Router::forward(const float* x, int T, const int32_t* modality,
   }
   out.aux = out.balance + out.z + out.orthogonality;
   fillStats(out);
+  if (!training) {
+    windowCounts_ = savedCounts;
+    windowGroupTokens_ = savedGroupTokens;
+    windowTokens_ = savedTokens;
+    return;  // no load update, no step, no backward
+  }
 
   // ---- R10 load estimate: ℓ ← (1 − decay)·ℓ + decay·f.
   if (p.load && T > 0)

@@ -13,65 +13,15 @@
 #include <vector>
 
 #include "../core/routing.h"
+#include "../layer/stages.h"
 #include "losses.h"
 
 namespace moekit::cpu {
 
-struct RouterSpec {  // flat, validated again by Router's constructor
-  int hidden = 0;
-  std::vector<int> groupSizes;     // experts per group, router order; E = sum
-  std::vector<int> groupModality;  // per group; −1 = accepts every token
-  enum class Type { TopK, Affinity, ExpertChoice, Sampled } type = Type::TopK;
-  int topK = 1;
-  using Score = routing::ScoreFn;  // Softmax, Sigmoid (affinity always uses softmax, R8)
-  Score score = Score::Softmax;
-  bool normalize = false;
-  double scale = 1.0;
-  int limitGroups = 0, limitTopGroups = 0;  // R5; 0 = off
-  bool useBias = false;                     // R4 / B1
-  double biasUpdateRate = 0.001;
-  double temperature = 1.0, minAffinity = -INFINITY;  // R8, C4
-  double loadPenalty = 1.0, loadDecay = 0.1;          // R10
-  double capacityFactor = 0;                          // C1; 0 = dropless (expert-choice: 0 → 1)
-  enum class Policy { Position, Score, Reroute } policy = Policy::Position;
-  double balanceCoeff = 0;  // 0 = no balance loss (never for expert-choice, R9)
-  enum class Scope { Micro, Sequence, Global } scope = Scope::Micro;
-  double zCoeff = 0;
-  double orthCoeff = 0;
-  using Orth = OrthMode;  // All, PerGroup, CrossGroup
-  Orth orthMode = Orth::All;
-  uint64_t seed = 0;  // R10 Philox key (low 32 bits)
-};
 
-struct RouterParams {
-  const float* weight;  // [E,H]
-  float* bias;          // [E] state; may be null unless useBias
-  float* load;          // [E] state ℓ (R10), initialised to 1/E by the owner; required for
-                        // `sampled`, updated in place by every forward when not null
-};
 
-struct Routing {  // one forward's decisions
-  int tokens = 0, k = 0;
-  // [T,k] top-k types only (empty for expert-choice): final experts (R6, or C5 after rerouting),
-  // keep = 1 when the slot survived capacity (C2–C5), weights = R7 over the final experts; a dropped
-  // slot keeps its weight but contributes nothing (it is not an assignment).
-  std::vector<int32_t> indices, keep;
-  std::vector<float> weights;
-  // Kept assignments: token-major (t, then j) for top-k; expert-major (e, then token ascending) for
-  // expert-choice, whose weight is s[t,e] (R9).
-  std::vector<int32_t> assignToken, assignExpert;
-  std::vector<float> assignWeight;
-  // [E] counts = R6 selections (what the balance losses use; expert-choice: tokens taken),
-  // accepted = kept final assignments per expert (C5).
-  std::vector<int32_t> counts, accepted;
-  double balance = 0, z = 0, orthogonality = 0, aux = 0;  // loss values (aux = their sum)
-  // ExpertStats (Monitoring), over all experts: f_i = counts_i/(T·k), P_i = mean_t s̃[t,i],
-  // maxVio = max(c)/mean(c) − 1, cv = std(c)/mean(c), entropy = −Σ p log p / log E with p = c/Σc.
-  std::vector<double> f, P;
-  double maxVio = 0, cv = 0, entropy = 0;
-};
 
-class Router {
+class Router : public RouterStage {
  public:
   explicit Router(RouterSpec spec);  // throws Error(Config) on an inconsistent spec
 
@@ -79,27 +29,29 @@ class Router {
   // for scope Sequence, Σ = T). Keeps what backward needs; advances the step counter (R10),
   // accumulates the L2 window, updates p.load (R10). Throws Error(Shape/Argument) on bad inputs,
   // before any state changes.
+  // training = false (evaluation): the same decisions and loss values, but the window, the load
+  // and the step are left as they were, and no backward may follow.
   void forward(const float* x, int T, const int32_t* modality, const std::vector<int>& seqLens,
-               const RouterParams& p, Routing& out);
+               const RouterParams& p, Routing& out, bool training) override;
 
   // dAssignWeight [assignments of the last forward] = dObjective/d assignWeight. Adds the gradients
   // of the routing weights and of every configured aux loss (coefficients included) into
   // dx [T,H] and dWeight [E,H].
-  void backward(const float* dAssignWeight, float* dx, float* dWeight);
+  void backward(const float* dAssignWeight, float* dx, float* dWeight) override;
 
   // B1: bias_i += rate·sign(mean over i's group of c − c_i), c = window counts; then resets the L2
   // window. bias may be null (window reset only).
-  void endStep(float* bias);
+  void endStep(float* bias) override;
 
   // Optional: sums a count vector over the data-parallel group in place (L2, B1). Called once per
   // forward with [E counts, total tokens, tokens per group] before it enters the window.
-  void setCountReducer(std::function<void(int64_t* values, size_t n)> reducer) {
+  void setCountReducer(std::function<void(int64_t* values, size_t n)> reducer) override {
     reducer_ = std::move(reducer);
   }
 
   const RouterSpec& spec() const { return spec_; }
   int experts() const { return E_; }
-  uint64_t step() const { return step_; }  // forwards since construction (R10)
+  uint64_t step() const override { return step_; }  // forwards since construction (R10)
 
  private:
   void checkInputs(const float* x, int T, const int32_t* modality, const std::vector<int>& seqLens,

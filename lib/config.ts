@@ -1,0 +1,232 @@
+/**
+ * MoEConfig (DESIGN §2): its types, its validation (MoEConfigError naming the field, unknown
+ * fields rejected so typos surface) and the flat spec the addon reads (native/addon/router_spec.h).
+ */
+import { DeviceSpec, deviceName } from './devices';
+import { DeviceError, MoEConfigError } from './errors';
+import { describe } from './validate';
+
+export interface ExpertGroupConfig {
+  name: string;
+  count: number;
+  ffnHidden: number;
+  /** R2: tokens of this modality only; absent = every token. */
+  modality?: number;
+}
+
+export interface RouterConfig {
+  type?: 'topk' | 'affinity' | 'expert-choice' | 'sampled';
+  topK: number;
+  score?: 'softmax' | 'sigmoid';
+  normalize?: boolean;
+  scale?: number;
+  groupLimited?: { groups: number; topGroups: number };
+  bias?: boolean;
+  biasUpdateRate?: number;
+  temperature?: number;
+  minAffinity?: number;
+  loadPenalty?: number;
+  loadDecay?: number;
+}
+
+export interface MoEConfig {
+  hidden?: number;
+  experts: ExpertGroupConfig[];
+  sharedExperts?: { count: number; ffnHidden: number };
+  activation: 'swiglu' | 'gelu' | 'relu';
+  router: RouterConfig;
+  capacity?: { factor: number; policy?: 'position' | 'score' | 'reroute' };
+  losses?: {
+    balance?: { coeff: number; scope?: 'micro' | 'sequence' | 'global' };
+    z?: { coeff: number };
+    orthogonality?: { coeff: number; mode?: 'all' | 'perGroup' | 'crossGroup' };
+  };
+  precision?: { compute: 'f32' | 'bf16'; experts?: 'same' | 'fp8' };
+  device?: DeviceSpec;
+  seed?: number;
+}
+
+/** The flat spec of native/addon/router_spec.h plus the expert fields the layer reads. */
+export interface FlatSpec {
+  hidden: number;
+  groups: { count: number; modality: number; ffn: number }[];
+  sharedCount: number;
+  sharedFfn: number;
+  activation: number;
+  router: {
+    type: number; topK: number; score: number; normalize: boolean; scale: number;
+    limitGroups: number; limitTopGroups: number; useBias: boolean; biasUpdateRate: number;
+    temperature: number; minAffinity: number | null; loadPenalty: number; loadDecay: number;
+    capacityFactor: number; policy: number; balanceCoeff: number; scope: number;
+    zCoeff: number; orthCoeff: number; orthMode: number; seed: number;
+  };
+}
+
+const ROUTER_TYPES = ['topk', 'affinity', 'expert-choice', 'sampled'] as const;
+const SCORES = ['softmax', 'sigmoid'] as const;
+const ACTIVATIONS = ['swiglu', 'gelu', 'relu'] as const;
+const POLICIES = ['position', 'score', 'reroute'] as const;
+const SCOPES = ['micro', 'sequence', 'global'] as const;
+const ORTH_MODES = ['all', 'perGroup', 'crossGroup'] as const;
+
+function fail(path: string, expected: string, got: unknown): never {
+  throw new MoEConfigError(`config.${path} must be ${expected}, got ${describe(got)}`);
+}
+
+function object(value: unknown, path: string, keys: readonly string[]): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(path, 'an object', value);
+  for (const key of Object.keys(value)) {
+    if (!keys.includes(key)) {
+      const near = keys.find((k) => k.toLowerCase() === key.toLowerCase());
+      throw new MoEConfigError(`config.${path}.${key} is not a MoEConfig field${near ? ` (did you mean ${near}?)` : ''}; fields: ${keys.join(', ')}`);
+    }
+  }
+  return value as Record<string, unknown>;
+}
+
+function integer(value: unknown, path: string, lo: number, hi = 2 ** 30): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < lo || value > hi) fail(path, `an integer in [${lo}, ${hi}]`, value);
+  return value;
+}
+
+function number(value: unknown, path: string, lo: number, hi: number, loOpen = false): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < lo || value > hi || (loOpen && value === lo)) {
+    fail(path, `a number in ${loOpen ? '(' : '['}${lo}, ${hi}]`, value);
+  }
+  return value;
+}
+
+function oneOf<T extends string>(value: unknown, path: string, options: readonly T[], fallback: T): T {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'string' || !(options as readonly string[]).includes(value)) fail(path, `one of ${options.map((o) => `'${o}'`).join(', ')}`, value);
+  return value as T;
+}
+
+function boolean(value: unknown, path: string, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') fail(path, 'a boolean', value);
+  return value;
+}
+
+/**
+ * Checks a MoEConfig and returns a copy together with the flat spec. `hidden` may come from the
+ * first input when the config leaves it out; while it is unknown, spec.hidden is 0.
+ */
+export function validateConfig(input: unknown, hiddenFromInput?: number): { config: MoEConfig; spec: FlatSpec } {
+  const c = object(input, 'root', ['hidden', 'experts', 'sharedExperts', 'activation', 'router', 'capacity', 'losses', 'precision', 'device', 'seed']);
+  const hidden = c.hidden === undefined ? hiddenFromInput ?? 0 : integer(c.hidden, 'hidden', 1);
+
+  if (!Array.isArray(c.experts) || c.experts.length === 0) fail('experts', 'a non-empty array of expert groups', c.experts);
+  const names = new Set<string>();
+  const groups = (c.experts as unknown[]).map((g, i) => {
+    const group = object(g, `experts[${i}]`, ['name', 'count', 'ffnHidden', 'modality']);
+    if (typeof group.name !== 'string' || !/^[A-Za-z0-9_]+$/.test(group.name)) fail(`experts[${i}].name`, 'a name of letters, digits and _', group.name);
+    if (names.has(group.name)) throw new MoEConfigError(`config.experts[${i}].name "${group.name}" is used by another group`);
+    names.add(group.name);
+    return {
+      name: group.name,
+      count: integer(group.count, `experts[${i}].count`, 1),
+      ffnHidden: integer(group.ffnHidden, `experts[${i}].ffnHidden`, 1),
+      modality: group.modality === undefined ? undefined : integer(group.modality, `experts[${i}].modality`, 0),
+    };
+  });
+  const E = groups.reduce((sum, g) => sum + g.count, 0);
+  const activation = oneOf(c.activation, 'activation', ACTIVATIONS, 'swiglu');
+  if (c.activation === undefined) fail('activation', `one of ${ACTIVATIONS.join(', ')}`, c.activation);
+
+  let shared: MoEConfig['sharedExperts'];
+  if (c.sharedExperts !== undefined) {
+    const s = object(c.sharedExperts, 'sharedExperts', ['count', 'ffnHidden']);
+    shared = { count: integer(s.count, 'sharedExperts.count', 1, 1024), ffnHidden: integer(s.ffnHidden, 'sharedExperts.ffnHidden', 1) };
+  }
+
+  const r = object(c.router, 'router', ['type', 'topK', 'score', 'normalize', 'scale', 'groupLimited', 'bias', 'biasUpdateRate', 'temperature', 'minAffinity', 'loadPenalty', 'loadDecay']);
+  const type = oneOf(r.type, 'router.type', ROUTER_TYPES, 'topk');
+  const topK = integer(r.topK, 'router.topK', 1, E);
+  const score = oneOf(r.score, 'router.score', SCORES, 'softmax');
+  if (type === 'affinity' && score !== 'softmax') fail('router.score', "'softmax' for affinity routing (R8)", r.score);
+  let limitGroups = 0;
+  let limitTopGroups = 0;
+  if (r.groupLimited !== undefined) {
+    const gl = object(r.groupLimited, 'router.groupLimited', ['groups', 'topGroups']);
+    limitGroups = integer(gl.groups, 'router.groupLimited.groups', 1, E);
+    if (E % limitGroups !== 0) fail('router.groupLimited.groups', `a divisor of the ${E} experts`, gl.groups);
+    limitTopGroups = integer(gl.topGroups, 'router.groupLimited.topGroups', 1, limitGroups);
+    if (topK > limitTopGroups * (E / limitGroups)) fail('router.topK', `at most topGroups·(E/groups) = ${limitTopGroups * (E / limitGroups)} with group-limited routing (R5)`, topK);
+  }
+  const useBias = boolean(r.bias, 'router.bias', false);
+
+  let capacityFactor = 0;
+  let policy: (typeof POLICIES)[number] = 'position';
+  if (c.capacity !== undefined) {
+    const cap = object(c.capacity, 'capacity', ['factor', 'policy']);
+    capacityFactor = number(cap.factor, 'capacity.factor', 0, 1e6, true);
+    policy = oneOf(cap.policy, 'capacity.policy', POLICIES, 'position');
+  }
+
+  const l = c.losses === undefined ? {} : object(c.losses, 'losses', ['balance', 'z', 'orthogonality']);
+  let balanceCoeff = 0;
+  let scope: (typeof SCOPES)[number] = 'micro';
+  if (l.balance !== undefined) {
+    const b = object(l.balance, 'losses.balance', ['coeff', 'scope']);
+    balanceCoeff = number(b.coeff, 'losses.balance.coeff', 0, 1e6);
+    scope = oneOf(b.scope, 'losses.balance.scope', SCOPES, 'micro');
+    if (type === 'expert-choice') throw new MoEConfigError('config.losses.balance: expert-choice routing is balanced by construction and has no balance loss (R9)');
+  }
+  let zCoeff = 0;
+  if (l.z !== undefined) zCoeff = number(object(l.z, 'losses.z', ['coeff']).coeff, 'losses.z.coeff', 0, 1e6);
+  let orthCoeff = 0;
+  let orthMode: (typeof ORTH_MODES)[number] = 'all';
+  if (l.orthogonality !== undefined) {
+    const o = object(l.orthogonality, 'losses.orthogonality', ['coeff', 'mode']);
+    orthCoeff = number(o.coeff, 'losses.orthogonality.coeff', 0, 1e6);
+    orthMode = oneOf(o.mode, 'losses.orthogonality.mode', ORTH_MODES, 'all');
+    if (orthMode === 'crossGroup' && groups.length < 2) fail('losses.orthogonality.mode', "'all' or 'perGroup' with a single expert group ('crossGroup' needs two)", o.mode);
+  }
+
+  if (c.precision !== undefined) {
+    const p = object(c.precision, 'precision', ['compute', 'experts']);
+    const compute = oneOf(p.compute, 'precision.compute', ['f32', 'bf16'] as const, 'f32');
+    const experts = oneOf(p.experts, 'precision.experts', ['same', 'fp8'] as const, 'same');
+    if (compute !== 'f32' || experts !== 'same') {
+      throw new MoEConfigError(`config.precision ${JSON.stringify(p)}: this build runs the layer in f32 only (bf16 and fp8 expert paths are not built yet)`);
+    }
+  }
+  if (c.device !== undefined && deviceName(c.device, 'config.device') !== 'cpu') {
+    throw new DeviceError(`config.device ${describe(c.device)}: the layer runs on the cpu backend in this build`);
+  }
+  const seed = c.seed === undefined ? 0 : integer(c.seed, 'seed', 0, Number.MAX_SAFE_INTEGER);
+
+  const config = JSON.parse(JSON.stringify({ ...c, hidden })) as MoEConfig;
+  const spec: FlatSpec = {
+    hidden,
+    groups: groups.map((g) => ({ count: g.count, modality: g.modality ?? -1, ffn: g.ffnHidden })),
+    sharedCount: shared?.count ?? 0,
+    sharedFfn: shared?.ffnHidden ?? 0,
+    activation: ACTIVATIONS.indexOf(activation),
+    router: {
+      type: ROUTER_TYPES.indexOf(type),
+      topK,
+      score: SCORES.indexOf(score),
+      normalize: boolean(r.normalize, 'router.normalize', false),
+      scale: r.scale === undefined ? 1 : number(r.scale, 'router.scale', 0, 1e6, true),
+      limitGroups,
+      limitTopGroups,
+      useBias,
+      biasUpdateRate: r.biasUpdateRate === undefined ? 0.001 : number(r.biasUpdateRate, 'router.biasUpdateRate', 0, 1e3),
+      temperature: r.temperature === undefined ? 1 : number(r.temperature, 'router.temperature', 0, 1e6, true),
+      minAffinity: r.minAffinity === undefined ? null : number(r.minAffinity, 'router.minAffinity', -1, 1),
+      loadPenalty: r.loadPenalty === undefined ? 1 : number(r.loadPenalty, 'router.loadPenalty', 0, 1e6),
+      loadDecay: r.loadDecay === undefined ? 0.1 : number(r.loadDecay, 'router.loadDecay', 0, 1, true),
+      capacityFactor,
+      policy: POLICIES.indexOf(policy),
+      balanceCoeff,
+      scope: SCOPES.indexOf(scope),
+      zCoeff,
+      orthCoeff,
+      orthMode: ORTH_MODES.indexOf(orthMode),
+      seed,
+    },
+  };
+  return { config, spec };
+}

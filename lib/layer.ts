@@ -1,0 +1,307 @@
+/**
+ * MoELayer (DESIGN §2–§3): routing, capacity, experts, shared experts and the aux losses, forward
+ * and backward, on the native layer (native/layer/moe_layer.h). Parameters live in tensors the
+ * layer owns: `parameters()` and `grads()` return those very tensors (zero-copy), so optimisers
+ * and users update them in place; disposing one makes the layer refuse to run.
+ *
+ * Initialisation (seeded by config.seed through Philox): router.weight ~ N(0, 1/H),
+ * w1, w3 ~ N(0, 1/H), w2 ~ N(0, 1/F); router.bias = 0; router.load = 1/E (R10).
+ */
+import { ArgumentError, DTypeError, ShapeError } from './errors';
+import { FlatSpec, MoEConfig, validateConfig } from './config';
+import { NativeMoELayer, NativeTensor, native } from './native';
+import { Tensor } from './tensor';
+import { checkObject, describe } from './validate';
+
+export interface ForwardOptions {
+  /** R2: i32 [T], the modality of each token. */
+  modality?: Tensor;
+  /** L3: lengths of the sequences packed in x (Σ = T). */
+  seqLens?: number[];
+  /** false: evaluation; no L2 window, no R10 load/step update, no backward. Default true. */
+  training?: boolean;
+  /** Throw ArgumentError naming the first non-finite entry of x. */
+  checkFinite?: boolean;
+}
+
+/** Per-expert load of one forward (DESIGN "Monitoring"). Arrays are indexed by expert. */
+export interface ExpertStats {
+  tokens: number;
+  /** R6 selections (before capacity). */
+  counts: Int32Array;
+  /** Assignments kept after capacity (C2–C5). */
+  accepted: Int32Array;
+  /** Slots dropped while pointing at the expert. */
+  dropped: Int32Array;
+  /** f_i = counts_i / (T·k). */
+  f: Float64Array;
+  /** P_i = mean over tokens of s̃_i. */
+  P: Float64Array;
+  /** max(c)/mean(c) − 1. */
+  maxVio: number;
+  /** std(c)/mean(c). */
+  cv: number;
+  /** −Σ p log p / log E, p = c/Σc. */
+  entropy: number;
+  /** Forward FLOPs of each routed expert's matmuls. */
+  flops: number[];
+  /** Forward FLOPs of the shared experts. */
+  sharedFlops: number;
+}
+
+export interface MoEOutput {
+  y: Tensor;
+  /** Sum of the configured aux losses (coefficients included). */
+  aux: number;
+  losses: { balance?: number; z?: number; orthogonality?: number };
+  routing: {
+    /** [T,k] final experts (R6, C5); [T,0] for expert choice. */
+    indices: Tensor;
+    /** [T,k] R7 weights. */
+    weights: Tensor;
+    /** [T,k] 1 = kept, 0 = dropped by capacity. */
+    keep: Tensor;
+    /** The kept assignments the experts computed: token, expert and weight of each. */
+    assignments: { token: Tensor; expert: Tensor; weight: Tensor };
+  };
+  stats: ExpertStats;
+}
+
+interface ExpertTensors {
+  w1: Tensor;
+  w3?: Tensor;
+  w2: Tensor;
+}
+
+export class MoELayer {
+  readonly config: MoEConfig;
+  #spec: FlatSpec | undefined;
+  #native: NativeMoELayer | undefined;
+  #params: Record<string, Tensor> = {};
+  #state: Record<string, Tensor> = {};
+  #grads: Record<string, Tensor> = {};
+  #lastTokens = -1;
+
+  constructor(config: MoEConfig) {
+    const checked = validateConfig(config);
+    this.config = checked.config;
+    if (checked.spec.hidden > 0) this.#build(checked.spec);
+  }
+
+  /** Number of routed experts over all groups. */
+  get experts(): number {
+    return this.config.experts.reduce((sum, g) => sum + g.count, 0);
+  }
+
+  /** Forwards since construction (R10's step). */
+  get step(): number {
+    return this.#native?.step ?? 0;
+  }
+
+  forward(x: Tensor, opts: ForwardOptions = {}): MoEOutput {
+    if (!(x instanceof Tensor)) throw new ArgumentError(`x must be a Tensor, got ${describe(x)}`);
+    const o = checkObject(opts, 'opts');
+    if (x.dtype !== 'f32') throw new DTypeError(`x must be f32, got ${x.dtype}`);
+    if (x.shape.length !== 2) throw new ShapeError(`x must have shape [T, hidden], got [${x.shape.join(', ')}]`);
+    if (!this.#native) {
+      this.config.hidden = x.shape[1];
+      this.#build(validateConfig(this.config).spec);
+    }
+    const spec = this.#spec as FlatSpec;
+    if (x.shape[1] !== spec.hidden) throw new ShapeError(`x must have shape [T, ${spec.hidden}], got [${x.shape.join(', ')}]`);
+    const modality = o.modality === undefined ? null : checkModality(o.modality, x.shape[0], spec);
+    const seqLens = o.seqLens === undefined ? null : checkSeqLens(o.seqLens, x.shape[0]);
+    if (o.training !== undefined && typeof o.training !== 'boolean') throw new ArgumentError(`opts.training must be a boolean, got ${describe(o.training)}`);
+    if (o.checkFinite) checkFinite(x);
+    const r = (this.#native as NativeMoELayer).forward(x.handle, modality, seqLens, o.training ?? true);
+    this.#lastTokens = x.shape[0];
+    const losses: MoEOutput['losses'] = {};
+    if (spec.router.balanceCoeff > 0) losses.balance = r.balance;
+    if (spec.router.zCoeff > 0) losses.z = r.z;
+    if (spec.router.orthCoeff > 0) losses.orthogonality = r.orthogonality;
+    const take = (t: NativeTensor) => {
+      const values = t.toArray();
+      t.dispose();
+      return values;
+    };
+    return {
+      y: Tensor.wrap(r.y),
+      aux: r.aux,
+      losses,
+      routing: {
+        indices: Tensor.wrap(r.indices),
+        weights: Tensor.wrap(r.weights),
+        keep: Tensor.wrap(r.keep),
+        assignments: { token: Tensor.wrap(r.assignToken), expert: Tensor.wrap(r.assignExpert), weight: Tensor.wrap(r.assignWeight) },
+      },
+      stats: {
+        tokens: x.shape[0],
+        counts: take(r.counts) as Int32Array,
+        accepted: take(r.accepted) as Int32Array,
+        dropped: take(r.dropped) as Int32Array,
+        f: r.f,
+        P: r.P,
+        maxVio: r.maxVio,
+        cv: r.cv,
+        entropy: r.entropy,
+        flops: r.flops,
+        sharedFlops: r.sharedFlops,
+      },
+    };
+  }
+
+  /** dy [T,H] of the last training forward → dx; adds every parameter gradient into grads(). */
+  backward(dy: Tensor): { dx: Tensor } {
+    if (!(dy instanceof Tensor)) throw new ArgumentError(`dy must be a Tensor, got ${describe(dy)}`);
+    if (!this.#native) throw new ArgumentError('backward: needs a training forward first');
+    if (dy.dtype !== 'f32') throw new DTypeError(`dy must be f32, got ${dy.dtype}`);
+    const hidden = (this.#spec as FlatSpec).hidden;
+    if (dy.shape.length !== 2 || dy.shape[0] !== this.#lastTokens || dy.shape[1] !== hidden) {
+      throw new ShapeError(`dy must have the shape of y, [${this.#lastTokens}, ${hidden}], got [${dy.shape.join(', ')}]`);
+    }
+    return { dx: Tensor.wrap(this.#native.backward(dy.handle)) };
+  }
+
+  /** Closes the balance window (L2) and applies the bias update (B1). */
+  endStep(): void {
+    this.#native?.endStep();
+  }
+
+  /** The trainable parameters (live tensors, DESIGN §2 names). */
+  parameters(): Record<string, Tensor> {
+    this.#requireBuilt('parameters()');
+    return { ...this.#params };
+  }
+
+  /** Gradient accumulators, one per parameter (live tensors). */
+  grads(): Record<string, Tensor> {
+    this.#requireBuilt('grads()');
+    return { ...this.#grads };
+  }
+
+  zeroGrad(): void {
+    for (const g of Object.values(this.#grads)) g.view().fill(0);
+  }
+
+  /** Copies of every parameter and state tensor (router.bias, router.load). */
+  stateDict(): Record<string, Tensor> {
+    this.#requireBuilt('stateDict()');
+    const out: Record<string, Tensor> = {};
+    for (const [name, t] of Object.entries({ ...this.#params, ...this.#state })) out[name] = t.to('f32');
+    return out;
+  }
+
+  /** Restores parameters and state from a state dict: every name required, shapes checked, nothing written until all pass. */
+  loadStateDict(sd: Record<string, Tensor>): void {
+    this.#requireBuilt('loadStateDict()');
+    const dict = checkObject(sd, 'stateDict');
+    const targets = { ...this.#params, ...this.#state };
+    const unknown = Object.keys(dict).filter((k) => !(k in targets));
+    if (unknown.length > 0) throw new ArgumentError(`stateDict has names this layer does not: ${unknown.join(', ')}`);
+    const missing = Object.keys(targets).filter((k) => !(k in dict));
+    if (missing.length > 0) throw new ArgumentError(`stateDict lacks ${missing.join(', ')}`);
+    const values: [Tensor, Float32Array][] = Object.entries(targets).map(([name, target]) => {
+      const source = dict[name];
+      if (!(source instanceof Tensor)) throw new ArgumentError(`stateDict["${name}"] must be a Tensor, got ${describe(source)}`);
+      if (source.shape.join() !== target.shape.join()) {
+        throw new ShapeError(`stateDict["${name}"] must have shape [${target.shape.join(', ')}], got [${source.shape.join(', ')}]`);
+      }
+      if (source.dtype === 'i32' || source.dtype === 'u8') throw new DTypeError(`stateDict["${name}"] must be a float tensor, got ${source.dtype}`);
+      return [target, source.toArray() as Float32Array];
+    });
+    for (const [target, data] of values) (target.view() as Float32Array).set(data);
+  }
+
+  /** Frees every parameter, state and gradient tensor; the layer cannot be used afterwards. */
+  dispose(): void {
+    for (const t of [...Object.values(this.#params), ...Object.values(this.#state), ...Object.values(this.#grads)]) t.dispose();
+  }
+
+  #requireBuilt(what: string): void {
+    if (!this.#native) throw new ArgumentError(`${what}: config.hidden is unknown until the first forward; set it in the config`);
+  }
+
+  #build(spec: FlatSpec): void {
+    this.#spec = spec;
+    const H = spec.hidden;
+    const E = spec.groups.reduce((sum, g) => sum + g.count, 0);
+    const swiglu = spec.activation === 0;
+    let stream = 0;
+    const seed = spec.router.seed;
+    const randn = (shape: number[], fanIn: number) => Tensor.randn(shape, { seed: seed * 1000 + stream++, std: 1 / Math.sqrt(fanIn) });
+    const expertTensors = (count: number, ffn: number): ExpertTensors => ({
+      w1: randn([count, ffn, H], H),
+      ...(swiglu ? { w3: randn([count, ffn, H], H) } : {}),
+      w2: randn([count, H, ffn], ffn),
+    });
+    const zerosLike = (t: ExpertTensors): ExpertTensors => ({
+      w1: Tensor.zeros([...t.w1.shape]),
+      ...(t.w3 ? { w3: Tensor.zeros([...t.w3.shape]) } : {}),
+      w2: Tensor.zeros([...t.w2.shape]),
+    });
+    const routerWeight = randn([E, H], H);
+    const groups = spec.groups.map((g) => expertTensors(g.count, g.ffn));
+    const shared = spec.sharedCount > 0 ? expertTensors(spec.sharedCount, spec.sharedFfn) : undefined;
+    const gradGroups = groups.map(zerosLike);
+    const gradShared = shared ? zerosLike(shared) : undefined;
+    const routerBias = Tensor.zeros([E]);
+    const routerLoad = Tensor.from(new Float32Array(E).fill(1 / E), [E]);
+    const gradRouter = Tensor.zeros([E, H]);
+
+    this.#params['router.weight'] = routerWeight;
+    this.#grads['router.weight'] = gradRouter;
+    this.config.experts.forEach((g, i) => addExpertTensors(`experts.${g.name}`, groups[i], gradGroups[i], this.#params, this.#grads));
+    if (shared && gradShared) addExpertTensors('shared', shared, gradShared, this.#params, this.#grads);
+    this.#state['router.bias'] = routerBias;
+    this.#state['router.load'] = routerLoad;
+
+    const handles = (t: ExpertTensors) => ({ w1: t.w1.handle, w3: t.w3?.handle, w2: t.w2.handle });
+    this.#native = new native.NativeMoELayer(
+      spec,
+      { routerWeight: routerWeight.handle, routerBias: routerBias.handle, routerLoad: routerLoad.handle, groups: groups.map(handles), shared: shared && handles(shared) },
+      { routerWeight: gradRouter.handle, groups: gradGroups.map(handles), shared: gradShared && handles(gradShared) },
+    );
+  }
+}
+
+function addExpertTensors(prefix: string, params: ExpertTensors, grads: ExpertTensors, paramOut: Record<string, Tensor>, gradOut: Record<string, Tensor>): void {
+  for (const key of ['w1', 'w3', 'w2'] as const) {
+    const p = params[key];
+    const g = grads[key];
+    if (p && g) {
+      paramOut[`${prefix}.${key}`] = p;
+      gradOut[`${prefix}.${key}`] = g;
+    }
+  }
+}
+
+function checkModality(modality: unknown, T: number, spec: FlatSpec): NativeTensor {
+  if (!(modality instanceof Tensor)) throw new ArgumentError(`opts.modality must be an i32 Tensor [${T}], got ${describe(modality)}`);
+  if (modality.dtype !== 'i32') throw new DTypeError(`opts.modality must be i32, got ${modality.dtype}`);
+  if (modality.shape.length !== 1 || modality.shape[0] !== T) throw new ShapeError(`opts.modality must have shape [${T}], got [${modality.shape.join(', ')}]`);
+  const known = new Set(spec.groups.map((g) => g.modality).filter((m) => m >= 0));
+  const values = modality.toArray();
+  for (let t = 0; t < values.length; t++) {
+    if (known.size > 0 && !known.has(values[t]) && !spec.groups.some((g) => g.modality < 0)) {
+      throw new ArgumentError(`opts.modality[${t}] = ${values[t]} matches no expert group (modalities: ${[...known].join(', ')})`);
+    }
+  }
+  return modality.handle;
+}
+
+function checkSeqLens(seqLens: unknown, T: number): number[] {
+  if (!Array.isArray(seqLens) || seqLens.some((n) => !Number.isInteger(n) || n < 1)) {
+    throw new ArgumentError(`opts.seqLens must be an array of positive integers, got ${describe(seqLens)}`);
+  }
+  const total = seqLens.reduce((a: number, b: number) => a + b, 0);
+  if (total !== T) throw new ShapeError(`opts.seqLens must sum to the ${T} tokens of x, got ${total}`);
+  return seqLens;
+}
+
+function checkFinite(x: Tensor): void {
+  const values = x.view() as Float32Array;
+  const H = x.shape[1];
+  for (let i = 0; i < values.length; i++) {
+    if (!Number.isFinite(values[i])) throw new ArgumentError(`x[${Math.floor(i / H)}, ${i % H}] is ${values[i]} (checkFinite)`);
+  }
+}

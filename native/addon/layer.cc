@@ -1,0 +1,239 @@
+#include "layer.h"
+
+#include <cstring>
+
+#include "../cpu/cpu_backend.h"
+#include "args.h"
+#include "errors.h"
+#include "router_spec.h"
+#include "tensor.h"
+
+namespace moekit::addon {
+
+namespace {
+
+Napi::Object objectField(const Napi::Object& obj, const char* key, const std::string& where) {
+  Napi::Value value = obj.Get(key);
+  if (!value.IsObject()) throw Error(ErrorKind::Argument, where + "." + key + " must be an object, got " + describe(value));
+  return value.As<Napi::Object>();
+}
+
+Napi::Array numberArray(Napi::Env env, const std::vector<int64_t>& values) {
+  Napi::Array out = Napi::Array::New(env, values.size());
+  for (size_t i = 0; i < values.size(); ++i) out.Set(uint32_t(i), Napi::Number::New(env, double(values[i])));
+  return out;
+}
+
+Napi::Float64Array f64Array(Napi::Env env, const std::vector<double>& values) {
+  Napi::Float64Array out = Napi::Float64Array::New(env, values.size());
+  std::copy(values.begin(), values.end(), out.Data());
+  return out;
+}
+
+template <typename T>
+Napi::Object tensorOf(Napi::Env env, DType dtype, const std::vector<int64_t>& shape, const std::vector<T>& values) {
+  Napi::Object handle;
+  NativeTensor* tensor = NativeTensor::create(env, dtype, shape, &handle);
+  if (!values.empty()) std::memcpy(tensor->data("tensor"), values.data(), values.size() * sizeof(T));
+  return handle;
+}
+
+}  // namespace
+
+Napi::Function NativeMoELayer::define(Napi::Env env) {
+  return DefineClass(env, "NativeMoELayer",
+                     {InstanceMethod("forward", &NativeMoELayer::forward),
+                      InstanceMethod("backward", &NativeMoELayer::backward),
+                      InstanceMethod("endStep", &NativeMoELayer::endStep),
+                      InstanceAccessor("step", &NativeMoELayer::getStep, nullptr)});
+}
+
+float* NativeMoELayer::hold(const Napi::Value& value, const std::string& name, const std::vector<int64_t>& shape) {
+  NativeTensor& tensor = NativeTensor::unwrap(value, name.c_str());
+  if (tensor.dtype() != DType::F32) {
+    throw Error(ErrorKind::DType, name + " must be f32, got " + dtypeName(tensor.dtype()));
+  }
+  if (tensor.shape() != shape) {
+    throw Error(ErrorKind::Shape, name + " must have shape " + shapeString(shape) + ", got " + shapeString(tensor.shape()));
+  }
+  float* data = static_cast<float*>(tensor.data(name.c_str()));
+  held_.emplace_back(name, tensor.storage());
+  return data;
+}
+
+void NativeMoELayer::checkAlive() const {
+  if (!layer_) throw Error(ErrorKind::Argument, "the layer was not constructed");
+  for (const auto& [name, storage] : held_) {
+    if (storage->released()) throw Error(ErrorKind::Disposed, "the layer's tensor " + name + " was disposed");
+  }
+}
+
+// new NativeMoELayer(spec, params, grads)
+//   spec:   the flat spec of router_spec.h plus {activation, groups[g].ffn, sharedCount, sharedFfn}
+//   params: {routerWeight, routerBias, routerLoad, groups: [{w1, w3?, w2}], shared?: {w1, w3?, w2}}
+//   grads:  {routerWeight, groups: [{w1, w3?, w2}], shared?: {…}}
+NativeMoELayer::NativeMoELayer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeMoELayer>(info) {
+  Napi::Env env = info.Env();
+  guarded(env, [&]() -> Napi::Value {
+    if (info.Length() != 3 || !info[0].IsObject() || !info[1].IsObject() || !info[2].IsObject()) {
+      throw Error(ErrorKind::Argument, "new NativeMoELayer(spec, params, grads) takes three objects");
+    }
+    const Napi::Object specObj = info[0].As<Napi::Object>();
+    const Napi::Object params = info[1].As<Napi::Object>(), grads = info[2].As<Napi::Object>();
+    LayerSpec spec;
+    spec.router = readRouterSpec(specObj);
+    spec.activation = Activation(readIntField(specObj, "activation", 0, 2, "spec"));
+    const bool swiglu = spec.activation == Activation::Swiglu;
+    const int64_t H = spec.router.hidden;
+    hidden_ = int(H);
+    Napi::Array groupSpecs = specObj.Get("groups").As<Napi::Array>();
+    for (uint32_t g = 0; g < groupSpecs.Length(); ++g) {
+      spec.groupFfn.push_back(readIntField(groupSpecs.Get(g).As<Napi::Object>(), "ffn", 1, 1 << 30,
+                                           "spec.groups[" + std::to_string(g) + "]"));
+      experts_ += spec.router.groupSizes[g];
+    }
+    spec.sharedCount = readIntField(specObj, "sharedCount", 0, 1 << 20, "spec");
+    spec.sharedFfn = spec.sharedCount > 0 ? readIntField(specObj, "sharedFfn", 1, 1 << 30, "spec") : 0;
+
+    const int64_t E = experts_;
+    LayerBuffers buffers;
+    buffers.routerWeight = hold(params.Get("routerWeight"), "router.weight", {E, H});
+    buffers.routerBias = hold(params.Get("routerBias"), "router.bias", {E});
+    buffers.routerLoad = hold(params.Get("routerLoad"), "router.load", {E});
+    buffers.routerWeightGrad = hold(grads.Get("routerWeight"), "grad router.weight", {E, H});
+
+    auto expertGroup = [&](const Napi::Object& p, const Napi::Object& gr, const std::string& name, int count, int ffn) {
+      ExpertGroup group;
+      group.count = count;
+      group.ffn = ffn;
+      const int64_t n = count, f = ffn;
+      group.w1 = hold(p.Get("w1"), name + ".w1", {n, f, H});
+      group.w2 = hold(p.Get("w2"), name + ".w2", {n, H, f});
+      group.g1 = hold(gr.Get("w1"), "grad " + name + ".w1", {n, f, H});
+      group.g2 = hold(gr.Get("w2"), "grad " + name + ".w2", {n, H, f});
+      if (swiglu) {
+        group.w3 = hold(p.Get("w3"), name + ".w3", {n, f, H});
+        group.g3 = hold(gr.Get("w3"), "grad " + name + ".w3", {n, f, H});
+      }
+      return group;
+    };
+    Napi::Value paramGroups = params.Get("groups"), gradGroups = grads.Get("groups");
+    if (!paramGroups.IsArray() || !gradGroups.IsArray() ||
+        paramGroups.As<Napi::Array>().Length() != groupSpecs.Length() ||
+        gradGroups.As<Napi::Array>().Length() != groupSpecs.Length()) {
+      throw Error(ErrorKind::Argument, "params.groups and grads.groups must hold one entry per expert group");
+    }
+    for (uint32_t g = 0; g < groupSpecs.Length(); ++g) {
+      const std::string where = "groups[" + std::to_string(g) + "]";
+      buffers.groups.push_back(expertGroup(objectField(paramGroups.As<Napi::Object>(), std::to_string(g).c_str(), "params"),
+                                           objectField(gradGroups.As<Napi::Object>(), std::to_string(g).c_str(), "grads"),
+                                           "experts." + where, spec.router.groupSizes[g], spec.groupFfn[g]));
+    }
+    if (spec.sharedCount > 0) {
+      buffers.shared = expertGroup(objectField(params, "shared", "params"), objectField(grads, "shared", "grads"), "shared",
+                                   spec.sharedCount, spec.sharedFfn);
+    }
+    layer_ = std::make_unique<MoELayer>(cpu::cpuBackend(), std::move(spec), std::move(buffers));
+    return env.Undefined();
+  });
+}
+
+// forward(x, modality | null, seqLens | null, training) → { y, indices, weights, keep, counts,
+// accepted, dropped, assignToken, assignExpert, assignWeight, flops, sharedFlops, f, P, maxVio,
+// cv, entropy, balance, z, orthogonality, aux }
+Napi::Value NativeMoELayer::forward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (info.Length() != 4) throw Error(ErrorKind::Argument, "forward(x, modality, seqLens, training) takes 4 arguments");
+    checkAlive();
+    NativeTensor& x = NativeTensor::unwrap(info[0], "x");
+    if (x.dtype() != DType::F32) throw Error(ErrorKind::DType, std::string("x must be f32, got ") + dtypeName(x.dtype()));
+    if (x.shape().size() != 2 || x.shape()[1] != hidden_) {
+      throw Error(ErrorKind::Shape, "x must have shape [T, " + std::to_string(hidden_) + "], got " + shapeString(x.shape()));
+    }
+    const int T = int(x.shape()[0]);
+    const int32_t* modality = nullptr;
+    if (!info[1].IsNull() && !info[1].IsUndefined()) {
+      NativeTensor& m = NativeTensor::unwrap(info[1], "modality");
+      if (m.dtype() != DType::I32 || m.shape() != std::vector<int64_t>{T}) {
+        throw Error(ErrorKind::Shape, "modality must be an i32 tensor of shape [" + std::to_string(T) + "], got " +
+                                          dtypeName(m.dtype()) + " " + shapeString(m.shape()));
+      }
+      modality = static_cast<const int32_t*>(m.data("modality"));
+    }
+    std::vector<int> seqLens;
+    if (!info[2].IsNull() && !info[2].IsUndefined()) {
+      if (!info[2].IsArray()) throw Error(ErrorKind::Argument, "seqLens must be an array of positive integers");
+      Napi::Array lens = info[2].As<Napi::Array>();
+      for (uint32_t i = 0; i < lens.Length(); ++i) {
+        seqLens.push_back(int(readSafeUint(lens.Get(i), ("seqLens[" + std::to_string(i) + "]").c_str())));
+      }
+    }
+    const bool training = info[3].ToBoolean();
+
+    Napi::Object yHandle;
+    NativeTensor* y = NativeTensor::create(env, DType::F32, {T, hidden_}, &yHandle);
+    LayerForward out;
+    layer_->forward(static_cast<const float*>(x.data("x")), T, modality, seqLens, training,
+                    static_cast<float*>(y->data("y")), out);
+    const Routing& r = out.routing;
+    const int64_t k = r.k, E = experts_, n = int64_t(r.assignToken.size());
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("y", yHandle);
+    result.Set("indices", tensorOf(env, DType::I32, {T, k}, r.indices));
+    result.Set("weights", tensorOf(env, DType::F32, {T, k}, r.weights));
+    result.Set("keep", tensorOf(env, DType::I32, {T, k}, r.keep));
+    result.Set("counts", tensorOf(env, DType::I32, {E}, r.counts));
+    result.Set("accepted", tensorOf(env, DType::I32, {E}, r.accepted));
+    result.Set("dropped", tensorOf(env, DType::I32, {E}, out.dropped));
+    result.Set("assignToken", tensorOf(env, DType::I32, {n}, r.assignToken));
+    result.Set("assignExpert", tensorOf(env, DType::I32, {n}, r.assignExpert));
+    result.Set("assignWeight", tensorOf(env, DType::F32, {n}, r.assignWeight));
+    result.Set("flops", numberArray(env, out.flops));
+    result.Set("sharedFlops", Napi::Number::New(env, double(out.sharedFlops)));
+    result.Set("f", f64Array(env, r.f));
+    result.Set("P", f64Array(env, r.P));
+    result.Set("maxVio", r.maxVio);
+    result.Set("cv", r.cv);
+    result.Set("entropy", r.entropy);
+    result.Set("balance", r.balance);
+    result.Set("z", r.z);
+    result.Set("orthogonality", r.orthogonality);
+    result.Set("aux", r.aux);
+    return result;
+  });
+}
+
+Napi::Value NativeMoELayer::backward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (info.Length() != 1) throw Error(ErrorKind::Argument, "backward(dy) takes 1 argument");
+    checkAlive();
+    NativeTensor& dy = NativeTensor::unwrap(info[0], "dy");
+    const int64_t T = layer_->tokens();
+    if (dy.dtype() != DType::F32) throw Error(ErrorKind::DType, std::string("dy must be f32, got ") + dtypeName(dy.dtype()));
+    if (dy.shape() != std::vector<int64_t>{T, hidden_}) {
+      throw Error(ErrorKind::Shape, "dy must have the shape of y, [" + std::to_string(T) + ", " + std::to_string(hidden_) +
+                                        "], got " + shapeString(dy.shape()));
+    }
+    Napi::Object dxHandle;
+    NativeTensor* dx = NativeTensor::create(env, DType::F32, {T, hidden_}, &dxHandle);
+    layer_->backward(static_cast<const float*>(dy.data("dy")), static_cast<float*>(dx->data("dx")));
+    return dxHandle;
+  });
+}
+
+Napi::Value NativeMoELayer::endStep(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    checkAlive();
+    layer_->endStep();
+    return env.Undefined();
+  });
+}
+
+Napi::Value NativeMoELayer::getStep(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), double(layer_ ? layer_->step() : 0));
+}
+
+}  // namespace moekit::addon

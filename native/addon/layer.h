@@ -1,0 +1,37 @@
+// NativeMoELayer: the layer of native/layer/moe_layer.h for JavaScript (lib/layer.ts wraps it).
+// It holds its parameter, state and gradient tensors' storage alive and refuses to run when any
+// of them was disposed.
+#pragma once
+
+#include <napi.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../cpu/storage.h"
+#include "../layer/moe_layer.h"
+
+namespace moekit::addon {
+
+class NativeMoELayer : public Napi::ObjectWrap<NativeMoELayer> {
+ public:
+  static Napi::Function define(Napi::Env env);
+  explicit NativeMoELayer(const Napi::CallbackInfo& info);
+
+ private:
+  Napi::Value forward(const Napi::CallbackInfo& info);
+  Napi::Value backward(const Napi::CallbackInfo& info);
+  Napi::Value endStep(const Napi::CallbackInfo& info);
+  Napi::Value getStep(const Napi::CallbackInfo& info);
+
+  // A parameter buffer: checks dtype f32 and shape, keeps the storage alive.
+  float* hold(const Napi::Value& value, const std::string& name, const std::vector<int64_t>& shape);
+  void checkAlive() const;
+
+  std::unique_ptr<MoELayer> layer_;
+  std::vector<std::pair<std::string, std::shared_ptr<cpu::Storage>>> held_;
+  int hidden_ = 0, experts_ = 0;
+};
+
+}  // namespace moekit::addon

@@ -1,0 +1,523 @@
+// Bindings of the stateless ops (ops.h). Every entry point opens with its shape comment, then its
+// checks: each failure names the argument and what was expected (DESIGN §4). Results are fresh
+// tensors; the math is native/cpu's.
+#include "ops.h"
+
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../core/errors.h"
+#include "../core/shape.h"
+#include "../cpu/adamw.h"
+#include "../cpu/dispatch.h"
+#include "../cpu/grouped_gemm.h"
+#include "../cpu/losses.h"
+#include "../cpu/router.h"
+#include "args.h"
+#include "errors.h"
+#include "router_spec.h"
+#include "tensor.h"
+
+namespace moekit::addon {
+
+namespace {
+
+// ---- argument helpers --------------------------------------------------------------------------
+
+std::string str(int64_t v) { return std::to_string(v); }
+
+[[noreturn]] void fail(ErrorKind kind, const std::string& message) { throw Error(kind, message); }
+
+void expectArgs(const Napi::CallbackInfo& info, size_t count, const char* signature) {
+  if (info.Length() != count)
+    fail(ErrorKind::Argument, std::string(signature) + " takes " + str(int64_t(count)) +
+                                  " arguments, got " + str(int64_t(info.Length())));
+}
+
+// `value` as a live tensor of `dtype` with `rank` dimensions; the caller checks the dimensions.
+NativeTensor& tensorArg(const Napi::Value& value, const char* name, DType dtype, size_t rank) {
+  NativeTensor& t = NativeTensor::unwrap(value, name);
+  t.data(name);  // DisposedError before any other complaint
+  if (t.dtype() != dtype)
+    fail(ErrorKind::DType, std::string(name) + " must be a " + dtypeName(dtype) + " tensor, got " +
+                               dtypeName(t.dtype()));
+  if (t.shape().size() != rank)
+    fail(ErrorKind::Shape, std::string(name) + " must have " + str(int64_t(rank)) +
+                               " dimensions, got shape " + shapeString(t.shape()));
+  return t;
+}
+
+// As tensorArg, with null and undefined meaning "absent".
+NativeTensor* optionalTensorArg(const Napi::Value& value, const char* name, DType dtype, size_t rank) {
+  if (value.IsNull() || value.IsUndefined()) return nullptr;
+  return &tensorArg(value, name, dtype, rank);
+}
+
+// t.shape[dim] must be `want`; `what` says where `want` comes from ("T = x.shape[0]").
+void expectDim(const NativeTensor& t, const char* name, size_t dim, int64_t want, const std::string& what) {
+  if (t.shape()[dim] != want)
+    fail(ErrorKind::Shape, std::string(name) + " has shape " + shapeString(t.shape()) + ": dimension " +
+                               str(int64_t(dim)) + " must equal " + what + " = " + str(want));
+}
+
+int readInt(const Napi::Value& value, const char* name, int64_t lo, int64_t hi) {
+  const double d = readNumber(value, name);
+  if (std::floor(d) != d || d < double(lo) || d > double(hi))
+    fail(ErrorKind::Argument, std::string(name) + " must be an integer in [" + str(lo) + ", " + str(hi) +
+                                  "], got " + describe(value));
+  return int(d);
+}
+
+// An array of `length` integers ≥ `min` that sum to `sum` (`sumWhat` names it).
+std::vector<int32_t> readSizes(const Napi::Value& value, const char* name, int64_t length, int min,
+                               int64_t sum, const std::string& sumWhat) {
+  if (!value.IsArray())
+    fail(ErrorKind::Argument, std::string(name) + " must be an array of integers, got " + describe(value));
+  Napi::Array array = value.As<Napi::Array>();
+  if (int64_t(array.Length()) != length)
+    fail(ErrorKind::Shape, std::string(name) + " must have " + str(length) + " entries, got " +
+                               str(int64_t(array.Length())));
+  std::vector<int32_t> sizes;
+  int64_t total = 0;
+  for (uint32_t i = 0; i < array.Length(); ++i) {
+    const std::string entry = std::string(name) + "[" + str(i) + "]";
+    sizes.push_back(readInt(array.Get(i), entry.c_str(), min, kMaxElements));
+    total += sizes.back();
+  }
+  if (total != sum)
+    fail(ErrorKind::Shape, std::string(name) + " must sum to " + sumWhat + " = " + str(sum) + ", got " + str(total));
+  return sizes;
+}
+
+struct Fresh {
+  Napi::Object handle;
+  void* data = nullptr;
+};
+
+// A new zero-filled tensor.
+Fresh fresh(Napi::Env env, DType dtype, const std::vector<int64_t>& shape) {
+  Fresh f;
+  f.data = NativeTensor::create(env, dtype, shape, &f.handle)->data("result");
+  return f;
+}
+
+template <typename T>
+Napi::Object tensorOf(Napi::Env env, DType dtype, const std::vector<int64_t>& shape, const std::vector<T>& values) {
+  Fresh f = fresh(env, dtype, shape);
+  std::copy(values.begin(), values.end(), static_cast<T*>(f.data));
+  return f.handle;
+}
+
+const float* f32(const NativeTensor& t, const char* name) { return static_cast<const float*>(t.data(name)); }
+const int32_t* i32(const NativeTensor& t, const char* name) { return static_cast<const int32_t*>(t.data(name)); }
+
+std::vector<double> toDouble(const NativeTensor& t, const char* name) {
+  const float* p = f32(t, name);
+  return std::vector<double>(p, p + t.numel());
+}
+
+Napi::Object lossResult(Napi::Env env, double loss, const char* gradName, const std::vector<int64_t>& shape,
+                        const std::vector<double>& grad) {
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("loss", Napi::Number::New(env, loss));
+  out.Set(gradName, tensorOf(env, DType::F32, shape, std::vector<float>(grad.begin(), grad.end())));
+  return out;
+}
+
+// ---- permute / unpermute -----------------------------------------------------------------------
+
+// permute(x f32 [T,H], experts i32 [T,k] (−1 = dropped slot), numExperts E)
+//   → {output f32 [n,H], rowToken i32 [n], counts i32 [E]}: rows by expert, token order within.
+Napi::Value permute(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    expectArgs(info, 3, "permute(x, experts, numExperts)");
+    const NativeTensor& x = tensorArg(info[0], "x", DType::F32, 2);
+    const NativeTensor& experts = tensorArg(info[1], "experts", DType::I32, 2);
+    const int E = readInt(info[2], "numExperts", 1, kMaxElements);
+    const int T = int(x.shape()[0]), H = int(x.shape()[1]), k = int(experts.shape()[1]);
+    if (H < 1) fail(ErrorKind::Shape, "x has shape " + shapeString(x.shape()) + ": the hidden size must be at least 1");
+    expectDim(experts, "experts", 0, T, "T = x.shape[0]");
+    const int32_t* e = i32(experts, "experts");
+    std::vector<int32_t> token, expert;
+    for (int t = 0; t < T; ++t)
+      for (int j = 0; j < k; ++j) {
+        const int32_t v = e[int64_t(t) * k + j];
+        if (v < -1 || v >= E)
+          fail(ErrorKind::Argument, "experts[" + str(t) + ", " + str(j) + "] must be in [-1, numExperts = " + str(E) +
+                                        ") (-1 = dropped), got " + str(v));
+        if (v < 0) continue;
+        token.push_back(t);
+        expert.push_back(v);
+      }
+    const int n = int(token.size());
+    const cpu::PermutationPlan plan = cpu::planPermutation(T, E, n, token.data(), expert.data());
+    Fresh output = fresh(env, DType::F32, {n, H});
+    cpu::permuteRows(f32(x, "x"), T, H, n, plan.rowToken.data(), static_cast<float*>(output.data));
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("output", output.handle);
+    out.Set("rowToken", tensorOf(env, DType::I32, {n}, plan.rowToken));
+    out.Set("counts", tensorOf(env, DType::I32, {E}, plan.counts));
+    return out;
+  });
+}
+
+// rowToken i32 [n] against n rows and T tokens; entries are range-checked by native/cpu.
+const NativeTensor& rowTokenArg(const Napi::Value& value, int64_t n, const std::string& nWhat) {
+  const NativeTensor& rowToken = tensorArg(value, "rowToken", DType::I32, 1);
+  expectDim(rowToken, "rowToken", 0, n, nWhat);
+  return rowToken;
+}
+
+// permuteBackward(dOutput f32 [n,H], rowToken i32 [n], tokens T) → dx f32 [T,H].
+Napi::Value permuteBackward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    expectArgs(info, 3, "permuteBackward(dOutput, rowToken, tokens)");
+    const NativeTensor& dOutput = tensorArg(info[0], "dOutput", DType::F32, 2);
+    const int n = int(dOutput.shape()[0]), H = int(dOutput.shape()[1]);
+    const NativeTensor& rowToken = rowTokenArg(info[1], n, "n = dOutput.shape[0]");
+    const int T = readInt(info[2], "tokens", 0, kMaxElements);
+    if (H < 1) fail(ErrorKind::Shape, "dOutput has shape " + shapeString(dOutput.shape()) + ": the hidden size must be at least 1");
+    if (int64_t(T) * H > kMaxElements) fail(ErrorKind::Shape, "tokens = " + str(T) + " rows of " + str(H) + " exceed the largest tensor");
+    Fresh dx = fresh(env, DType::F32, {T, H});
+    cpu::permuteRowsBackward(f32(dOutput, "dOutput"), n, H, i32(rowToken, "rowToken"), T, static_cast<float*>(dx.data));
+    return dx.handle;
+  });
+}
+
+// unpermute(rows f32 [n,H], rowToken i32 [n], weights f32 [n] | null, tokens T) → y f32 [T,H],
+//   y[rowToken[r]] += weights[r] · rows[r] (weight 1 when null).
+Napi::Value unpermute(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    expectArgs(info, 4, "unpermute(rows, rowToken, weights, tokens)");
+    const NativeTensor& rows = tensorArg(info[0], "rows", DType::F32, 2);
+    const int n = int(rows.shape()[0]), H = int(rows.shape()[1]);
+    const NativeTensor& rowToken = rowTokenArg(info[1], n, "n = rows.shape[0]");
+    const NativeTensor* weights = optionalTensorArg(info[2], "weights", DType::F32, 1);
+    if (weights) expectDim(*weights, "weights", 0, n, "n = rows.shape[0]");
+    const int T = readInt(info[3], "tokens", 0, kMaxElements);
+    if (H < 1) fail(ErrorKind::Shape, "rows has shape " + shapeString(rows.shape()) + ": the hidden size must be at least 1");
+    if (int64_t(T) * H > kMaxElements) fail(ErrorKind::Shape, "tokens = " + str(T) + " rows of " + str(H) + " exceed the largest tensor");
+    Fresh y = fresh(env, DType::F32, {T, H});
+    cpu::unpermuteRows(f32(rows, "rows"), n, H, i32(rowToken, "rowToken"), weights ? f32(*weights, "weights") : nullptr, T,
+                       static_cast<float*>(y.data));
+    return y.handle;
+  });
+}
+
+// unpermuteBackward(dOutput f32 [T,H], rowToken i32 [n], weights f32 [n] | null, rows f32 [n,H])
+//   → {dRows f32 [n,H], dWeights f32 [n] | null (null when weights is null)}.
+Napi::Value unpermuteBackward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    expectArgs(info, 4, "unpermuteBackward(dOutput, rowToken, weights, rows)");
+    const NativeTensor& dOutput = tensorArg(info[0], "dOutput", DType::F32, 2);
+    const NativeTensor& rows = tensorArg(info[3], "rows", DType::F32, 2);
+    const int T = int(dOutput.shape()[0]), H = int(dOutput.shape()[1]), n = int(rows.shape()[0]);
+    expectDim(rows, "rows", 1, H, "H = dOutput.shape[1]");
+    const NativeTensor& rowToken = rowTokenArg(info[1], n, "n = rows.shape[0]");
+    const NativeTensor* weights = optionalTensorArg(info[2], "weights", DType::F32, 1);
+    if (weights) expectDim(*weights, "weights", 0, n, "n = rows.shape[0]");
+    if (H < 1) fail(ErrorKind::Shape, "dOutput has shape " + shapeString(dOutput.shape()) + ": the hidden size must be at least 1");
+    Fresh dRows = fresh(env, DType::F32, {n, H});
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("dRows", dRows.handle);
+    float* dWeights = nullptr;
+    if (weights) {
+      Fresh dw = fresh(env, DType::F32, {n});
+      dWeights = static_cast<float*>(dw.data);
+      out.Set("dWeights", dw.handle);
+    } else {
+      out.Set("dWeights", env.Null());
+    }
+    cpu::unpermuteRowsBackward(f32(dOutput, "dOutput"), T, H, i32(rowToken, "rowToken"),
+                               weights ? f32(*weights, "weights") : nullptr, f32(rows, "rows"), n,
+                               static_cast<float*>(dRows.data), dWeights);
+    return out;
+  });
+}
+
+// ---- grouped GEMM ------------------------------------------------------------------------------
+
+struct GemmArgs {
+  const NativeTensor* a;
+  const NativeTensor* w;
+  std::vector<int32_t> groupSizes;
+  int64_t m;
+  int n, k, groups;
+};
+
+// a f32 [M,K], w f32 [G,N,K], groupSizes: G integers ≥ 0 summing to M.
+GemmArgs gemmArgs(const Napi::Value& a, const Napi::Value& w, const Napi::Value& groupSizes) {
+  GemmArgs g;
+  g.a = &tensorArg(a, "a", DType::F32, 2);
+  g.w = &tensorArg(w, "w", DType::F32, 3);
+  g.m = g.a->shape()[0];
+  g.k = int(g.a->shape()[1]);
+  g.groups = int(g.w->shape()[0]);
+  g.n = int(g.w->shape()[1]);
+  if (g.k < 1) fail(ErrorKind::Shape, "a has shape " + shapeString(g.a->shape()) + ": K = a.shape[1] must be at least 1");
+  if (g.groups < 1 || g.n < 1)
+    fail(ErrorKind::Shape, "w has shape " + shapeString(g.w->shape()) + ": G and N must be at least 1");
+  expectDim(*g.w, "w", 2, g.k, "K = a.shape[1]");
+  g.groupSizes = readSizes(groupSizes, "groupSizes", g.groups, 0, g.m, "M = a.shape[0]");
+  if (g.m * g.n > kMaxElements) fail(ErrorKind::Shape, "the output [" + str(g.m) + ", " + str(g.n) + "] exceeds the largest tensor");
+  return g;
+}
+
+// groupedGemm(a [M,K], w [G,N,K], groupSizes) → out f32 [M,N], out_g = a_g · w_gᵀ.
+Napi::Value groupedGemm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    expectArgs(info, 3, "groupedGemm(a, w, groupSizes)");
+    const GemmArgs g = gemmArgs(info[0], info[1], info[2]);
+    Fresh out = fresh(env, DType::F32, {g.m, g.n});
+    cpu::groupedGemmNT(f32(*g.a, "a"), f32(*g.w, "w"), g.groupSizes.data(), g.groups, g.m, g.n, g.k,
+                       static_cast<float*>(out.data));
+    return out.handle;
+  });
+}
+
+// groupedGemmBackward(dOut [M,N], a [M,K], w [G,N,K], groupSizes) → {da [M,K], dw [G,N,K]}.
+Napi::Value groupedGemmBackward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    expectArgs(info, 4, "groupedGemmBackward(dOut, a, w, groupSizes)");
+    const GemmArgs g = gemmArgs(info[1], info[2], info[3]);
+    const NativeTensor& dOut = tensorArg(info[0], "dOut", DType::F32, 2);
+    expectDim(dOut, "dOut", 0, g.m, "M = a.shape[0]");
+    expectDim(dOut, "dOut", 1, g.n, "N = w.shape[1]");
+    Fresh da = fresh(env, DType::F32, g.a->shape());
+    Fresh dw = fresh(env, DType::F32, g.w->shape());
+    cpu::groupedGemmNTBackward(f32(dOut, "dOut"), f32(*g.a, "a"), f32(*g.w, "w"), g.groupSizes.data(), g.groups, g.m,
+                               g.n, g.k, static_cast<float*>(da.data), static_cast<float*>(dw.data));
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("da", da.handle);
+    out.Set("dw", dw.handle);
+    return out;
+  });
+}
+
+// ---- losses (L1, L4, L5) -----------------------------------------------------------------------
+
+// loadBalance(probs f32 [T,E], counts i32 [E], topK, coeff, tokens) → {loss, dProbs f32 [T,E]}.
+Napi::Value loadBalance(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    expectArgs(info, 5, "loadBalance(probs, counts, topK, coeff, tokens)");
+    const NativeTensor& probs = tensorArg(info[0], "probs", DType::F32, 2);
+    const int T = int(probs.shape()[0]), E = int(probs.shape()[1]);
+    const NativeTensor& counts = tensorArg(info[1], "counts", DType::I32, 1);
+    expectDim(counts, "counts", 0, E, "E = probs.shape[1]");
+    const int topK = readInt(info[2], "topK", 1, kMaxElements);
+    const double coeff = readNumber(info[3], "coeff");
+    const double tokens = readNumber(info[4], "tokens");
+    if (tokens < 0) fail(ErrorKind::Argument, "tokens must be a number >= 0, got " + describe(info[4]));
+    const int32_t* c = i32(counts, "counts");
+    std::vector<int64_t> count(c, c + E);
+    for (int e = 0; e < E; ++e)
+      if (count[e] < 0) fail(ErrorKind::Argument, "counts[" + str(e) + "] must be >= 0, got " + str(count[e]));
+    const std::vector<double> p = toDouble(probs, "probs");
+    std::vector<double> grad(p.size());
+    const double loss = cpu::loadBalance(p.data(), T, E, count.data(), tokens, topK, coeff, grad.data());
+    return lossResult(env, loss, "dProbs", probs.shape(), grad);
+  });
+}
+
+// zLoss(logits f32 [T,E] (−∞ = masked), coeff) → {loss, dLogits f32 [T,E]}.
+Napi::Value zLoss(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    expectArgs(info, 2, "zLoss(logits, coeff)");
+    const NativeTensor& logits = tensorArg(info[0], "logits", DType::F32, 2);
+    const double coeff = readNumber(info[1], "coeff");
+    const int T = int(logits.shape()[0]), E = int(logits.shape()[1]);
+    const std::vector<double> l = toDouble(logits, "logits");
+    for (size_t i = 0; i < l.size(); ++i)
+      if (std::isnan(l[i]) || l[i] == INFINITY)
+        fail(ErrorKind::Argument, "logits[" + str(int64_t(i) / E) + ", " + str(int64_t(i) % E) +
+                                      "] must be finite or -Infinity (masked), got " + std::to_string(l[i]));
+    std::vector<double> grad(l.size());
+    const double loss = cpu::zLoss(l.data(), T, E, coeff, grad.data());
+    return lossResult(env, loss, "dLogits", logits.shape(), grad);
+  });
+}
+
+// routerOrthogonality(weight f32 [E,H], coeff, mode 0 all | 1 perGroup | 2 crossGroup,
+//   groupSizes: integers ≥ 1 summing to E) → {loss, dWeight f32 [E,H]}.
+Napi::Value routerOrthogonality(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    expectArgs(info, 4, "routerOrthogonality(weight, coeff, mode, groupSizes)");
+    const NativeTensor& weight = tensorArg(info[0], "weight", DType::F32, 2);
+    const int E = int(weight.shape()[0]), H = int(weight.shape()[1]);
+    const double coeff = readNumber(info[1], "coeff");
+    const OrthMode mode = OrthMode(readInt(info[2], "mode", 0, 2));
+    if (!info[3].IsArray())
+      fail(ErrorKind::Argument, "groupSizes must be an array of integers, got " + describe(info[3]));
+    const int64_t groups = info[3].As<Napi::Array>().Length();
+    const std::vector<int32_t> sizes = readSizes(info[3], "groupSizes", groups, 1, E, "E = weight.shape[0]");
+    const std::vector<int> groupSizes(sizes.begin(), sizes.end());
+    const std::vector<double> w = toDouble(weight, "weight");
+    std::vector<double> grad(w.size());
+    const double loss = cpu::routerOrthogonality(w.data(), E, H, groupSizes.data(), int(groups), mode, coeff, grad.data());
+    return lossResult(env, loss, "dWeight", weight.shape(), grad);
+  });
+}
+
+// ---- AdamW -------------------------------------------------------------------------------------
+
+// adamwStep(param, grad, m, v (f32, same shape), {lr, beta1, beta2, eps, weightDecay}, step ≥ 1):
+// updates param, m and v in place.
+Napi::Value adamwStep(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    expectArgs(info, 6, "adamwStep(param, grad, m, v, config, step)");
+    NativeTensor& param = NativeTensor::unwrap(info[0], "param");
+    const size_t rank = param.shape().size();
+    tensorArg(info[0], "param", DType::F32, rank);
+    const char* names[] = {"grad", "m", "v"};
+    const NativeTensor* others[3];
+    for (int i = 0; i < 3; ++i) {
+      others[i] = &tensorArg(info[1 + i], names[i], DType::F32, rank);
+      if (others[i]->shape() != param.shape())
+        fail(ErrorKind::Shape, std::string(names[i]) + " has shape " + shapeString(others[i]->shape()) +
+                                   ", expected the shape of param " + shapeString(param.shape()));
+    }
+    if (!info[4].IsObject()) fail(ErrorKind::Argument, "config must be an object, got " + describe(info[4]));
+    const Napi::Object c = info[4].As<Napi::Object>();
+    cpu::AdamWConfig config;
+    config.lr = readNumber(c.Get("lr"), "config.lr");
+    config.beta1 = readNumber(c.Get("beta1"), "config.beta1");
+    config.beta2 = readNumber(c.Get("beta2"), "config.beta2");
+    config.eps = readNumber(c.Get("eps"), "config.eps");
+    config.weightDecay = readNumber(c.Get("weightDecay"), "config.weightDecay");
+    const int64_t step = int64_t(readSafeUint(info[5], "step"));
+    cpu::checkAdamW(config, step);
+    cpu::adamwStep(static_cast<float*>(param.data("param")), f32(*others[0], "grad"),
+                   static_cast<float*>(others[1]->data("m")), static_cast<float*>(others[2]->data("v")),
+                   param.numel(), config, step);
+    return env.Undefined();
+  });
+}
+
+// ---- route -------------------------------------------------------------------------------------
+
+// One stateless routing: a fresh router (step 0, empty window) built from the flat spec of
+// router_spec.h, forward in training mode. Routing only: the spec's loss coefficients are
+// ignored (losses.* compute those).
+struct RouteRun {
+  std::unique_ptr<cpu::Router> router;
+  Routing routing;
+  int T = 0, H = 0, E = 0;
+};
+
+// route args: x f32 [T,H], weight f32 [E,H], spec, opts {bias f32 [E]?, load f32 [E]?,
+// modality i32 [T]?}.
+RouteRun runRoute(const Napi::CallbackInfo& info) {
+  const NativeTensor& x = tensorArg(info[0], "x", DType::F32, 2);
+  const NativeTensor& weight = tensorArg(info[1], "weight", DType::F32, 2);
+  if (!info[2].IsObject()) fail(ErrorKind::Config, "spec must be an object, got " + describe(info[2]));
+  RouterSpec spec = readRouterSpec(info[2].As<Napi::Object>());
+  if (spec.type == RouterSpec::Type::ExpertChoice)
+    fail(ErrorKind::Argument, "router.type 'expert-choice' selects tokens per expert (R9) and has no per-token "
+                              "top-k result; use MoELayer for expert-choice routing");
+  spec.balanceCoeff = spec.zCoeff = spec.orthCoeff = 0;
+  RouteRun run;
+  run.T = int(x.shape()[0]);
+  run.H = int(x.shape()[1]);
+  for (int size : spec.groupSizes) run.E += size;
+  expectDim(x, "x", 1, spec.hidden, "spec.hidden");
+  expectDim(weight, "weight", 0, run.E, "E (the experts of spec.groups)");
+  expectDim(weight, "weight", 1, run.H, "H = x.shape[1]");
+  if (!info[3].IsObject()) fail(ErrorKind::Argument, "opts must be an object, got " + describe(info[3]));
+  const Napi::Object opts = info[3].As<Napi::Object>();
+  const NativeTensor* bias = optionalTensorArg(opts.Get("bias"), "opts.bias", DType::F32, 1);
+  const NativeTensor* load = optionalTensorArg(opts.Get("load"), "opts.load", DType::F32, 1);
+  const NativeTensor* modality = optionalTensorArg(opts.Get("modality"), "opts.modality", DType::I32, 1);
+  if (bias) expectDim(*bias, "opts.bias", 0, run.E, "E = weight.shape[0]");
+  if (load) expectDim(*load, "opts.load", 0, run.E, "E = weight.shape[0]");
+  if (modality) expectDim(*modality, "opts.modality", 0, run.T, "T = x.shape[0]");
+  if (spec.useBias && !bias) fail(ErrorKind::Argument, "opts.bias: a [E] f32 tensor is required when router.bias is true (R4)");
+  // Copies: the router writes the load estimate (R10) and the caller's tensors stay as they were.
+  std::vector<float> biasCopy, loadCopy;
+  if (bias) biasCopy.assign(f32(*bias, "opts.bias"), f32(*bias, "opts.bias") + run.E);
+  if (load) loadCopy.assign(f32(*load, "opts.load"), f32(*load, "opts.load") + run.E);
+  else if (spec.type == RouterSpec::Type::Sampled) loadCopy.assign(size_t(run.E), 1.0f / float(run.E));
+  const RouterParams params{f32(weight, "weight"), biasCopy.empty() ? nullptr : biasCopy.data(),
+                            loadCopy.empty() ? nullptr : loadCopy.data()};
+  run.router = std::make_unique<cpu::Router>(spec);
+  run.router->forward(f32(x, "x"), run.T, modality ? i32(*modality, "opts.modality") : nullptr, {}, params,
+                      run.routing, true);
+  return run;
+}
+
+// route(x, weight, spec, opts) → {indices i32 [T,k], weights f32 [T,k], keep i32 [T,k],
+//   counts i32 [E], accepted i32 [E]}.
+Napi::Value route(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    expectArgs(info, 4, "route(x, weight, spec, opts)");
+    const RouteRun run = runRoute(info);
+    const Routing& r = run.routing;
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("indices", tensorOf(env, DType::I32, {run.T, r.k}, r.indices));
+    out.Set("weights", tensorOf(env, DType::F32, {run.T, r.k}, r.weights));
+    out.Set("keep", tensorOf(env, DType::I32, {run.T, r.k}, r.keep));
+    out.Set("counts", tensorOf(env, DType::I32, {run.E}, r.counts));
+    out.Set("accepted", tensorOf(env, DType::I32, {run.E}, r.accepted));
+    return out;
+  });
+}
+
+// routeBackward(x, weight, spec, opts, dWeights f32 [T,k]) → {dx f32 [T,H], dWeight f32 [E,H]}:
+// re-runs route, then the router's backward with dWeights at the kept slots (dropped slots
+// contribute nothing).
+Napi::Value routeBackward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    expectArgs(info, 5, "routeBackward(x, weight, spec, opts, dWeights)");
+    const NativeTensor& dWeights = tensorArg(info[4], "dWeights", DType::F32, 2);
+    RouteRun run = runRoute(info);
+    const Routing& r = run.routing;
+    expectDim(dWeights, "dWeights", 0, run.T, "T = x.shape[0]");
+    expectDim(dWeights, "dWeights", 1, r.k, "k = router.topK");
+    const float* dw = f32(dWeights, "dWeights");
+    std::vector<float> dAssign;
+    for (size_t slot = 0; slot < r.keep.size(); ++slot)
+      if (r.keep[slot]) dAssign.push_back(dw[slot]);
+    Fresh dx = fresh(env, DType::F32, {run.T, run.H});
+    Fresh dWeight = fresh(env, DType::F32, {run.E, run.H});
+    run.router->backward(dAssign.data(), static_cast<float*>(dx.data), static_cast<float*>(dWeight.data));
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("dx", dx.handle);
+    out.Set("dWeight", dWeight.handle);
+    return out;
+  });
+}
+
+}  // namespace
+
+void registerOps(Napi::Env env, Napi::Object exports) {
+  const std::pair<const char*, Napi::Function::Callback> functions[] = {
+      {"permute", permute},
+      {"permuteBackward", permuteBackward},
+      {"unpermute", unpermute},
+      {"unpermuteBackward", unpermuteBackward},
+      {"groupedGemm", groupedGemm},
+      {"groupedGemmBackward", groupedGemmBackward},
+      {"loadBalance", loadBalance},
+      {"zLoss", zLoss},
+      {"routerOrthogonality", routerOrthogonality},
+      {"adamwStep", adamwStep},
+      {"route", route},
+      {"routeBackward", routeBackward},
+  };
+  for (const auto& [name, callback] : functions) exports.Set(name, Napi::Function::New(env, callback, name));
+}
+
+}  // namespace moekit::addon

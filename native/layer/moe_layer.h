@@ -1,0 +1,72 @@
+// The MoE layer (DESIGN §2–§3), written once against the backend stages of stages.h:
+//
+//   route     router stage: logits, scores, top-k / expert choice, capacity, aux losses (R, C, L)
+//   experts   routed experts over the kept assignments, y += Σ w·E_e(x)          (X1–X2)
+//   shared    shared experts, every token at weight 1                              (X2)
+//
+// backward runs the same stages in reverse: experts give dx and ∂/∂weight of each assignment,
+// the router turns those (plus its aux losses) into dx and the router-weight gradient.
+// The layer borrows its parameter and gradient buffers (the addon owns them).
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "stages.h"
+
+namespace moekit {
+
+struct LayerSpec {
+  RouterSpec router;               // includes hidden, groups, modality
+  Activation activation = Activation::Swiglu;
+  std::vector<int> groupFfn;       // ffnHidden per expert group
+  int sharedCount = 0, sharedFfn = 0;
+};
+
+struct LayerBuffers {              // parameters, state and gradient accumulators
+  const float* routerWeight = nullptr;  // [E,H]
+  float* routerBias = nullptr;          // [E] state (R4, B1)
+  float* routerLoad = nullptr;          // [E] state (R10)
+  float* routerWeightGrad = nullptr;    // [E,H]
+  std::vector<ExpertGroup> groups;      // per expert group
+  ExpertGroup shared;                   // count 0 when there are no shared experts
+};
+
+struct LayerForward {
+  Routing routing;
+  std::vector<int32_t> dropped;  // [E] slots dropped while pointing at each expert (C2–C5)
+  std::vector<int64_t> flops;    // [E] forward FLOPs of each routed expert
+  int64_t sharedFlops = 0;
+};
+
+class MoELayer {
+ public:
+  MoELayer(const Backend& backend, LayerSpec spec, LayerBuffers buffers);
+
+  // x [T,H]; y [T,H] is overwritten. modality [T] or null; seqLens for the sequence scope.
+  void forward(const float* x, int T, const int32_t* modality, const std::vector<int>& seqLens,
+               bool training, float* y, LayerForward& out);
+  // dy [T,H] of the last training forward; dx [T,H] is overwritten; gradients accumulate.
+  void backward(const float* dy, float* dx);
+  // B1 bias update with the window counts; closes the L2 window.
+  void endStep();
+
+  const LayerSpec& spec() const { return spec_; }
+  int experts() const;
+  uint64_t step() const { return router_->step(); }
+  int tokens() const { return T_; }  // T of the last forward
+  RouterStage& router() { return *router_; }
+
+ private:
+  LayerSpec spec_;
+  LayerBuffers buffers_;
+  std::unique_ptr<RouterStage> router_;
+  std::unique_ptr<ExpertStage> experts_, shared_;
+  int T_ = 0;
+  bool haveForward_ = false;
+  std::vector<int32_t> sharedToken_, sharedExpert_;
+  std::vector<float> sharedWeight_;
+  size_t assignments_ = 0;
+};
+
+}  // namespace moekit

@@ -1,0 +1,55 @@
+// The backend interface (DESIGN §1): the stages of an MoE layer that a backend implements. The
+// layer (moe_layer.h) is written once against these; the CPU backend implements them in
+// native/cpu, the CUDA backend in native/cuda.
+//
+// Pointers are in the backend's memory (host for cpu, device for cuda); sizes are validated by the
+// implementations, which throw moekit::Error naming the argument.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "stage_types.h"
+
+namespace moekit {
+
+// Routing (R1–R10), capacity (C1–C5), the aux losses (L1–L5) and their gradients, B1.
+class RouterStage {
+ public:
+  virtual ~RouterStage() = default;
+  // x [T,H]; modality [T] or null; seqLens for the sequence scope. Fills `out`.
+  virtual void forward(const float* x, int T, const int32_t* modality, const std::vector<int>& seqLens,
+                       const RouterParams& p, Routing& out, bool training) = 0;
+  // dAssignWeight [assignments]: adds routing-weight and aux-loss gradients into dx and dWeight.
+  virtual void backward(const float* dAssignWeight, float* dx, float* dWeight) = 0;
+  // B1 with the window counts, then closes the window (L2).
+  virtual void endStep(float* bias) = 0;
+  // Sums [E counts, tokens, tokens per group] over the data-parallel group (L2, B1).
+  virtual void setCountReducer(std::function<void(int64_t* values, size_t n)> reducer) = 0;
+  virtual uint64_t step() const = 0;
+};
+
+// Expert FFNs over weighted assignments (X1–X2): permute, grouped GEMMs, activation, combine.
+class ExpertStage {
+ public:
+  virtual ~ExpertStage() = default;
+  // y [T,H] += Σ_a weight[a]·E_expert[a](x_token[a]).
+  virtual void forward(const float* x, int T, int n, const int32_t* token, const int32_t* expert,
+                       const float* weight, float* y) = 0;
+  // dx += ∂/∂x, group grads +=, dWeight[a] = ∂objective/∂weight[a] (either may be null).
+  virtual void backward(const float* dy, float* dx, float* dWeight) = 0;
+  virtual int64_t flops(int expert) const = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+  virtual std::unique_ptr<RouterStage> makeRouter(const RouterSpec& spec) const = 0;
+  virtual std::unique_ptr<ExpertStage> makeExperts(int hidden, Activation activation,
+                                                   std::vector<ExpertGroup> groups) const = 0;
+};
+
+}  // namespace moekit
