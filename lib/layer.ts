@@ -153,7 +153,7 @@ export class MoELayer {
   /** dy [T,H] of the last training forward → dx; adds every parameter gradient into grads(). */
   backward(dy: Tensor): { dx: Tensor } {
     if (!(dy instanceof Tensor)) throw new ArgumentError(`dy must be a Tensor, got ${describe(dy)}`);
-    if (!this.#native) throw new ArgumentError('backward: needs a training forward first');
+    if (!this.#native || this.#lastTokens < 0) throw new ArgumentError('backward: needs a training forward first');
     if (dy.dtype !== 'f32') throw new DTypeError(`dy must be f32, got ${dy.dtype}`);
     const hidden = (this.#spec as FlatSpec).hidden;
     if (dy.shape.length !== 2 || dy.shape[0] !== this.#lastTokens || dy.shape[1] !== hidden) {
