@@ -89,6 +89,34 @@ export interface NativeAddon {
   devices(): NativeDevice[];
   buildInfo(): NativeBuildInfo;
   liveBytes(): number;
+
+  // Stateless ops (native/addon/ops.cc): fresh f32/i32 tensors out, inputs unchanged.
+  permute(x: NativeTensor, experts: NativeTensor, numExperts: number): { output: NativeTensor; rowToken: NativeTensor; counts: NativeTensor };
+  permuteBackward(dOutput: NativeTensor, rowToken: NativeTensor, tokens: number): NativeTensor;
+  unpermute(rows: NativeTensor, rowToken: NativeTensor, weights: NativeTensor | null, tokens: number): NativeTensor;
+  unpermuteBackward(
+    dOutput: NativeTensor, rowToken: NativeTensor, weights: NativeTensor | null, rows: NativeTensor,
+  ): { dRows: NativeTensor; dWeights: NativeTensor | null };
+  groupedGemm(a: NativeTensor, w: NativeTensor, groupSizes: number[]): NativeTensor;
+  groupedGemmBackward(dOut: NativeTensor, a: NativeTensor, w: NativeTensor, groupSizes: number[]): { da: NativeTensor; dw: NativeTensor };
+  loadBalance(probs: NativeTensor, counts: NativeTensor, topK: number, coeff: number, tokens: number): { loss: number; dProbs: NativeTensor };
+  zLoss(logits: NativeTensor, coeff: number): { loss: number; dLogits: NativeTensor };
+  /** mode: 0 all, 1 perGroup, 2 crossGroup. */
+  routerOrthogonality(weight: NativeTensor, coeff: number, mode: number, groupSizes: number[]): { loss: number; dWeight: NativeTensor };
+  /** Updates param, m and v in place; step is 1-based. */
+  adamwStep(
+    param: NativeTensor, grad: NativeTensor, m: NativeTensor, v: NativeTensor,
+    config: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number }, step: number,
+  ): void;
+  /** spec: the flat spec of lib/config.ts (its loss coefficients are ignored); expert-choice is refused. */
+  route(
+    x: NativeTensor, weight: NativeTensor, spec: object,
+    opts: { bias: NativeTensor | null; load: NativeTensor | null; modality: NativeTensor | null },
+  ): { indices: NativeTensor; weights: NativeTensor; keep: NativeTensor; counts: NativeTensor; accepted: NativeTensor };
+  routeBackward(
+    x: NativeTensor, weight: NativeTensor, spec: object,
+    opts: { bias: NativeTensor | null; load: NativeTensor | null; modality: NativeTensor | null }, dWeights: NativeTensor,
+  ): { dx: NativeTensor; dWeight: NativeTensor };
 }
 
 /** The package root: the nearest folder above this file whose package.json is moekit's. */

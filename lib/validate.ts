@@ -57,3 +57,28 @@ export function checkObject(value: unknown, name: string): Record<string, unknow
   }
   return value as Record<string, unknown>;
 }
+
+/** An integer in [lo, hi]. */
+export function checkInteger(value: unknown, name: string, lo: number, hi: number = MAX_ELEMENTS): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < lo || value > hi) {
+    throw new ArgumentError(`${name} must be an integer in [${lo}, ${hi}], got ${describe(value)}`);
+  }
+  return value;
+}
+
+/** An array of `length` integers ≥ `min` summing to `sum` (named by `sumWhat`). */
+export function checkSizes(value: unknown, name: string, length: number | null, min: number, sum: number, sumWhat: string): number[] {
+  if (!Array.isArray(value)) throw new ArgumentError(`${name} must be an array of integers, got ${describe(value)}`);
+  if (length !== null && value.length !== length) throw new ShapeError(`${name} must have ${length} entries, got ${value.length}`);
+  const sizes = value.map((v: unknown, i: number) => checkInteger(v, `${name}[${i}]`, min));
+  const total = sizes.reduce((a, b) => a + b, 0);
+  if (total !== sum) throw new ShapeError(`${name} must sum to ${sumWhat} = ${sum}, got ${total}`);
+  return sizes;
+}
+
+/** Rejects keys of `opts` not in `keys` (typos surface instead of being ignored). */
+export function checkKeys(opts: Record<string, unknown>, name: string, keys: readonly string[]): void {
+  for (const key of Object.keys(opts)) {
+    if (!keys.includes(key)) throw new ArgumentError(`${name}.${key} is not an option; options: ${keys.join(', ')}`);
+  }
+}

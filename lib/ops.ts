@@ -1,0 +1,246 @@
+/**
+ * ops (DESIGN §2): the layer's stages as standalone, stateless functions — route, permute,
+ * unpermute, groupedGemm. Each returns fresh tensors and a `backward(...)` that gives the input
+ * gradients. Arguments are checked here (typed errors naming the argument) and again in native
+ * code (native/addon/ops.cc).
+ *
+ * Layouts (Megatron's permute/unpermute, DeepGEMM's m-grouped contiguous NT GEMM):
+ *   permute      x [T,H], experts i32 [T,k] (−1 = dropped slot)  → rows [n,H] sorted by expert,
+ *                token order within an expert; rowToken i32 [n] = token of each row; counts i32 [E]
+ *   unpermute    y[rowToken[r]] += weights[r] · rows[r]         rows [n,H] → y [T,H]
+ *   groupedGemm  out_g = a_g · w_gᵀ, a [M,K] split into consecutive groups of groupSizes rows,
+ *                w [G,N,K] (nn.Linear orientation) → out [M,N]
+ */
+import { MoEConfig, RouterConfig, validateConfig } from './config';
+import { DType } from './dtype';
+import { ArgumentError, ShapeError } from './errors';
+import { native } from './native';
+import { Tensor } from './tensor';
+import { checkDim, checkTensor } from './tensor-checks';
+import { MAX_ELEMENTS, checkInteger, checkKeys, checkObject, checkSeed, checkSizes, describe } from './validate';
+
+/** Every entry of an i32 tensor in [lo, hi). */
+function checkIndexRange(t: Tensor, name: string, lo: number, hi: number, hiWhat: string, note = ''): void {
+  const values = t.view() as Int32Array;
+  const cols = t.shape.length === 2 ? t.shape[1] : 1;
+  for (let i = 0; i < values.length; i++) {
+    if (values[i] < lo || values[i] >= hi) {
+      const at = t.shape.length === 2 ? `${Math.floor(i / cols)}, ${i % cols}` : `${i}`;
+      throw new ArgumentError(`${name}[${at}] must be in [${lo}, ${hiWhat} = ${hi})${note}, got ${values[i]}`);
+    }
+  }
+}
+
+// ---- permute / unpermute --------------------------------------------------------------------------
+
+export interface PermuteResult {
+  /** [n,H] the rows of x, grouped by expert (expert 0 first), token order within an expert. */
+  output: Tensor;
+  /** i32 [n] the token each row came from. */
+  rowToken: Tensor;
+  /** i32 [E] rows per expert: the groupSizes of groupedGemm. */
+  counts: Tensor;
+  /** dOutput [n,H] → dx [T,H] (rows of the same token summed). Uses rowToken: keep it alive. */
+  backward(dOutput: Tensor): Tensor;
+}
+
+function permute(x: Tensor, experts: Tensor, numExperts: number): PermuteResult {
+  const xt = checkTensor(x, 'x', 'f32', 2);
+  const et = checkTensor(experts, 'experts', 'i32', 2);
+  const E = checkInteger(numExperts, 'numExperts', 1);
+  const [T, H] = xt.shape;
+  if (H < 1) throw new ShapeError(`x has shape [${xt.shape.join(', ')}]: the hidden size must be at least 1`);
+  checkDim(et, 'experts', 0, T, 'T = x.shape[0]');
+  checkIndexRange(et, 'experts', -1, E, 'numExperts', ' (-1 = dropped)');
+  const r = native.permute(xt.handle, et.handle, E);
+  const rowToken = Tensor.wrap(r.rowToken);
+  const n = rowToken.shape[0];
+  return {
+    output: Tensor.wrap(r.output),
+    rowToken,
+    counts: Tensor.wrap(r.counts),
+    backward(dOutput: Tensor): Tensor {
+      const d = checkTensor(dOutput, 'dOutput', 'f32', 2);
+      checkDim(d, 'dOutput', 0, n, 'n = output.shape[0]');
+      checkDim(d, 'dOutput', 1, H, 'H = x.shape[1]');
+      return Tensor.wrap(native.permuteBackward(d.handle, checkTensor(rowToken, 'rowToken', 'i32', 1).handle, T));
+    },
+  };
+}
+
+export interface UnpermuteResult {
+  /** [T,H]: y[rowToken[r]] += weights[r] · rows[r]; tokens without rows stay 0. */
+  output: Tensor;
+  /** dOutput [T,H] → dRows [n,H] and dWeights [n] (null when weights was null). */
+  backward(dOutput: Tensor): { dRows: Tensor; dWeights: Tensor | null };
+}
+
+function unpermute(rows: Tensor, rowToken: Tensor, weights: Tensor | null, tokens: number): UnpermuteResult {
+  const rt = checkTensor(rows, 'rows', 'f32', 2);
+  const [n, H] = rt.shape;
+  if (H < 1) throw new ShapeError(`rows has shape [${rt.shape.join(', ')}]: the hidden size must be at least 1`);
+  const tt = checkTensor(rowToken, 'rowToken', 'i32', 1);
+  checkDim(tt, 'rowToken', 0, n, 'n = rows.shape[0]');
+  let wt: Tensor | null = null;
+  if (weights !== null && weights !== undefined) {
+    wt = checkTensor(weights, 'weights', 'f32', 1);
+    checkDim(wt, 'weights', 0, n, 'n = rows.shape[0]');
+  }
+  const T = checkInteger(tokens, 'tokens', 0, Math.floor(MAX_ELEMENTS / H));
+  checkIndexRange(tt, 'rowToken', 0, T, 'tokens');
+  const output = Tensor.wrap(native.unpermute(rt.handle, tt.handle, wt ? wt.handle : null, T));
+  return {
+    output,
+    backward(dOutput: Tensor) {
+      const d = checkTensor(dOutput, 'dOutput', 'f32', 2);
+      checkDim(d, 'dOutput', 0, T, 'T = tokens');
+      checkDim(d, 'dOutput', 1, H, 'H = rows.shape[1]');
+      const r = native.unpermuteBackward(
+        d.handle,
+        checkTensor(tt, 'rowToken', 'i32', 1).handle,
+        wt ? checkTensor(wt, 'weights', 'f32', 1).handle : null,
+        checkTensor(rt, 'rows', 'f32', 2).handle,
+      );
+      return { dRows: Tensor.wrap(r.dRows), dWeights: r.dWeights ? Tensor.wrap(r.dWeights) : null };
+    },
+  };
+}
+
+// ---- grouped GEMM ----------------------------------------------------------------------------------
+
+export interface GroupedGemmResult {
+  /** [M,N]: rows of group g times w[g]ᵀ. */
+  output: Tensor;
+  /** dOut [M,N] → da [M,K] = dOut_g · w_g, dw [G,N,K] with dw_g = dOut_gᵀ · a_g. */
+  backward(dOut: Tensor): { da: Tensor; dw: Tensor };
+}
+
+function groupedGemm(a: Tensor, w: Tensor, groupSizes: number[]): GroupedGemmResult {
+  const at = checkTensor(a, 'a', 'f32', 2);
+  const wt = checkTensor(w, 'w', 'f32', 3);
+  const [M, K] = at.shape;
+  const [G, N] = wt.shape;
+  if (K < 1) throw new ShapeError(`a has shape [${at.shape.join(', ')}]: K = a.shape[1] must be at least 1`);
+  if (G < 1 || N < 1) throw new ShapeError(`w has shape [${wt.shape.join(', ')}]: G and N must be at least 1`);
+  checkDim(wt, 'w', 2, K, 'K = a.shape[1]');
+  const sizes = checkSizes(groupSizes, 'groupSizes', G, 0, M, 'M = a.shape[0]');
+  if (M * N > MAX_ELEMENTS) throw new ShapeError(`the output [${M}, ${N}] exceeds the largest tensor (2^31-1 elements)`);
+  const output = Tensor.wrap(native.groupedGemm(at.handle, wt.handle, sizes));
+  return {
+    output,
+    backward(dOut: Tensor) {
+      const d = checkTensor(dOut, 'dOut', 'f32', 2);
+      checkDim(d, 'dOut', 0, M, 'M = a.shape[0]');
+      checkDim(d, 'dOut', 1, N, 'N = w.shape[1]');
+      const r = native.groupedGemmBackward(d.handle, checkTensor(at, 'a', 'f32', 2).handle, checkTensor(wt, 'w', 'f32', 3).handle, sizes);
+      return { da: Tensor.wrap(r.da), dw: Tensor.wrap(r.dw) };
+    },
+  };
+}
+
+// ---- route -----------------------------------------------------------------------------------------
+
+export interface RouteOptions {
+  /** i32 [T]: each token's modality (R2); used when `experts` groups carry a modality. */
+  modality?: Tensor;
+  /** f32 [E] selection bias (R4); required when router.bias is true. */
+  bias?: Tensor;
+  /** f32 [E] load estimate ℓ of the sampled router (R10); default 1/E. Not modified. */
+  load?: Tensor;
+  /** Philox key of the sampled router (R10); default 0. Routing is at step 0. */
+  seed?: number;
+  /** The MoEConfig expert groups in router order (only count and modality are read); default one group of E. */
+  experts?: { count: number; modality?: number }[];
+  /** MoEConfig capacity (C1–C5); default dropless. */
+  capacity?: MoEConfig['capacity'];
+}
+
+export interface RouteResult {
+  /** i32 [T,k] chosen experts, best first (R6; C5 final experts). */
+  indices: Tensor;
+  /** f32 [T,k] routing weights (R7). */
+  weights: Tensor;
+  /** i32 [T,k] 1 = slot kept, 0 = dropped by capacity (C2–C5). */
+  keep: Tensor;
+  /** i32 [E] selections per expert (R6). */
+  counts: Tensor;
+  /** i32 [E] kept assignments per expert. */
+  accepted: Tensor;
+  /**
+   * dWeights f32 [T,k] → dx [T,H], dWeight [E,H]: the gradient through the routing weights of the
+   * kept slots (dropped slots contribute nothing). Re-runs the routing on x and weight as they are
+   * then, so they must not change in between.
+   */
+  backward(dWeights: Tensor): { dx: Tensor; dWeight: Tensor };
+}
+
+const ROUTE_OPTIONS = ['modality', 'bias', 'load', 'seed', 'experts', 'capacity'] as const;
+
+/**
+ * One stateless routing (R1–R8, R10, C1–C5) of x [T,H] with router.weight [E,H]: a fresh router
+ * (step 0, empty balance window). Routing only — the aux losses are `losses.*`. `router` is the
+ * MoEConfig `router` object; expert-choice (R9) has no per-token result and is refused.
+ */
+function route(x: Tensor, weight: Tensor, router: RouterConfig, opts: RouteOptions = {}): RouteResult {
+  const xt = checkTensor(x, 'x', 'f32', 2);
+  const wt = checkTensor(weight, 'weight', 'f32', 2);
+  const [T, H] = xt.shape;
+  if (H < 1) throw new ShapeError(`x has shape [${xt.shape.join(', ')}]: the hidden size must be at least 1`);
+  checkDim(wt, 'weight', 1, H, 'H = x.shape[1]');
+  const o = checkObject(opts, 'opts');
+  checkKeys(o, 'opts', ROUTE_OPTIONS);
+  const r = checkObject(router, 'router');
+  if (r.type === 'expert-choice') {
+    throw new ArgumentError("router.type 'expert-choice' selects tokens per expert (R9) and has no per-token top-k result; use MoELayer for expert-choice routing");
+  }
+  let groups: MoEConfig['experts'];
+  if (o.experts === undefined) {
+    if (wt.shape[0] < 1) throw new ShapeError(`weight has shape [${wt.shape.join(', ')}]: it needs at least one expert row`);
+    groups = [{ name: 'experts', count: wt.shape[0], ffnHidden: 1 }];
+  } else {
+    if (!Array.isArray(o.experts)) throw new ArgumentError(`opts.experts must be an array of {count, modality?}, got ${describe(o.experts)}`);
+    groups = o.experts.map((g: unknown, i: number) => {
+      const group = checkObject(g, `opts.experts[${i}]`);
+      return { name: `group${i}`, count: group.count as number, ffnHidden: 1, ...(group.modality === undefined ? {} : { modality: group.modality as number }) };
+    });
+  }
+  const config: Record<string, unknown> = { hidden: H, experts: groups, activation: 'swiglu', router: r };
+  if (o.capacity !== undefined) config.capacity = o.capacity;
+  if (o.seed !== undefined) config.seed = checkSeed(o.seed, 'opts.seed');
+  const { spec } = validateConfig(config);
+  const E = spec.groups.reduce((sum, g) => sum + g.count, 0);
+  checkDim(wt, 'weight', 0, E, 'E (the experts of opts.experts)');
+  const tensorOpt = (key: 'bias' | 'load' | 'modality', dtype: DType, size: number, what: string) => {
+    if (o[key] === undefined || o[key] === null) return null;
+    const t = checkTensor(o[key], `opts.${key}`, dtype, 1);
+    checkDim(t, `opts.${key}`, 0, size, what);
+    return t;
+  };
+  const bias = tensorOpt('bias', 'f32', E, 'E = weight.shape[0]');
+  const load = tensorOpt('load', 'f32', E, 'E = weight.shape[0]');
+  const modality = tensorOpt('modality', 'i32', T, 'T = x.shape[0]');
+  if (spec.router.useBias && !bias) throw new ArgumentError('opts.bias must be an f32 Tensor [E] when router.bias is true (R4), got undefined');
+  const handles = () => ({
+    bias: bias ? checkTensor(bias, 'opts.bias', 'f32', 1).handle : null,
+    load: load ? checkTensor(load, 'opts.load', 'f32', 1).handle : null,
+    modality: modality ? checkTensor(modality, 'opts.modality', 'i32', 1).handle : null,
+  });
+  const out = native.route(xt.handle, wt.handle, spec, handles());
+  const k = spec.router.topK;
+  return {
+    indices: Tensor.wrap(out.indices),
+    weights: Tensor.wrap(out.weights),
+    keep: Tensor.wrap(out.keep),
+    counts: Tensor.wrap(out.counts),
+    accepted: Tensor.wrap(out.accepted),
+    backward(dWeights: Tensor) {
+      const d = checkTensor(dWeights, 'dWeights', 'f32', 2);
+      checkDim(d, 'dWeights', 0, T, 'T = x.shape[0]');
+      checkDim(d, 'dWeights', 1, k, 'k = router.topK');
+      const g = native.routeBackward(checkTensor(xt, 'x', 'f32', 2).handle, checkTensor(wt, 'weight', 'f32', 2).handle, spec, handles(), d.handle);
+      return { dx: Tensor.wrap(g.dx), dWeight: Tensor.wrap(g.dWeight) };
+    },
+  };
+}
+
+export const ops = { route, permute, unpermute, groupedGemm };

@@ -1,0 +1,23 @@
+/** Argument checks on tensors, shared by the ops, losses and optimiser modules. */
+import { DType } from './dtype';
+import { ArgumentError, DTypeError, DisposedError, ShapeError } from './errors';
+import { Tensor } from './tensor';
+import { describe } from './validate';
+
+/** `value` as a live Tensor of `dtype` with `rank` dimensions. */
+export function checkTensor(value: unknown, name: string, dtype: DType, rank: number): Tensor {
+  if (!(value instanceof Tensor)) throw new ArgumentError(`${name} must be a ${dtype} Tensor, got ${describe(value)}`);
+  if (value.disposed) throw new DisposedError(`${name} has been disposed and cannot be used`);
+  if (value.dtype !== dtype) throw new DTypeError(`${name} must be a ${dtype} tensor, got ${value.dtype}`);
+  if (value.shape.length !== rank) {
+    throw new ShapeError(`${name} must have ${rank} dimension${rank === 1 ? '' : 's'}, got shape [${value.shape.join(', ')}]`);
+  }
+  return value;
+}
+
+/** t.shape[dim] must equal `want`; `what` says where `want` comes from ("T = x.shape[0]"). */
+export function checkDim(t: Tensor, name: string, dim: number, want: number, what: string): void {
+  if (t.shape[dim] !== want) {
+    throw new ShapeError(`${name} has shape [${t.shape.join(', ')}]: dimension ${dim} must equal ${what} = ${want}`);
+  }
+}
