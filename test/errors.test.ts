@@ -3,20 +3,19 @@ import {
   DeviceError,
   DisposedError,
   DTypeError,
-  MoekitError,
   ShapeError,
   Tensor,
 } from '../lib';
 import { native } from '../lib/native';
+import { ErrorCase, expectTypedError } from './helpers/expect-error';
 
-type Case = [string, () => unknown, new (...args: never[]) => Error, RegExp];
 
 const disposed = Tensor.zeros([2]);
 disposed.dispose();
 
 // Each case: what is misused, the call, the error class (DESIGN §4) and a pattern the message must match
 // (the argument's name and what was expected).
-const cases: Case[] = [
+const cases: ErrorCase[] = [
   ['shape not an array', () => Tensor.zeros('3' as unknown as number[]), ShapeError, /shape must be an array/],
   ['negative dimension', () => Tensor.zeros([2, -1]), ShapeError, /shape\[1\] must be a non-negative integer/],
   ['fractional dimension', () => Tensor.zeros([2.5]), ShapeError, /shape\[0\]/],
@@ -56,16 +55,5 @@ const cases: Case[] = [
 
 describe('bad arguments throw typed errors naming the argument (DESIGN §4)', () => {
   test('there are at least 20 cases', () => expect(cases.length).toBeGreaterThanOrEqual(20));
-  test.each(cases)('%s', (_name, call, errorClass, message) => {
-    let thrown: unknown;
-    try {
-      call();
-    } catch (error) {
-      thrown = error;
-    }
-    expect(thrown).toBeInstanceOf(errorClass);
-    expect(thrown).toBeInstanceOf(MoekitError);
-    expect((thrown as Error).name).toBe(errorClass.name);
-    expect((thrown as Error).message).toMatch(message);
-  });
+  test.each(cases)('%s', (_name, call, errorClass, message) => expectTypedError(call, errorClass, message));
 });

@@ -3,7 +3,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { loadSafetensors, MoEConfig, MoELayer, saveSafetensors, Tensor } from '../lib';
-import { lcgTensor } from './helpers/layer';
+import { uniformTensor } from './helpers/random';
 
 const H = 6;
 const base: MoEConfig = {
@@ -18,21 +18,21 @@ const base: MoEConfig = {
 describe('edge cases', () => {
   test('T = 1 gives the same row as the same token inside a batch (dropless, row-wise)', () => {
     const layer = new MoELayer(base);
-    const batch = lcgTensor([5, H], 1);
+    const batch = uniformTensor([5, H], 1);
     const yBatch = layer.forward(batch, { training: false }).y.toArray();
     const single = Tensor.from(batch.toArray().slice(0, H) as Float32Array, [1, H]);
     const out = layer.forward(single);
     expect(Array.from(out.y.toArray())).toEqual(Array.from(yBatch.slice(0, H)));
-    const { dx } = layer.backward(lcgTensor([1, H], 2));
+    const { dx } = layer.backward(uniformTensor([1, H], 2));
     expect(dx.shape).toEqual([1, H]);
     expect(Array.from(dx.toArray()).every(Number.isFinite)).toBe(true);
   });
 
   test('T = 13 (prime) with capacity: C = ceil(1.0·13·2/4) = 7 per expert (C1)', () => {
     const layer = new MoELayer({ ...base, capacity: { factor: 1 } });
-    const out = layer.forward(lcgTensor([13, H], 4));
+    const out = layer.forward(uniformTensor([13, H], 4));
     expect(Math.max(...out.stats.accepted)).toBeLessThanOrEqual(7);
-    expect(layer.backward(lcgTensor([13, H], 5)).dx.shape).toEqual([13, H]);
+    expect(layer.backward(uniformTensor([13, H], 5)).dx.shape).toEqual([13, H]);
   });
 
   test('an expert that receives no token gets zero gradients and zero FLOPs', () => {
@@ -44,7 +44,7 @@ describe('edge cases', () => {
     expect(out.stats.counts[0]).toBe(0);
     expect(out.stats.flops[0]).toBe(0);
     layer.zeroGrad();
-    layer.backward(lcgTensor([8, H], 6));
+    layer.backward(uniformTensor([8, H], 6));
     const g1 = layer.grads()['experts.e.w1'].toArray();
     const perExpert = 5 * H;
     expect(Array.from(g1.slice(0, perExpert)).every((v) => v === 0)).toBe(true);
@@ -53,12 +53,12 @@ describe('edge cases', () => {
 
   test('every token dropped (C4: minAffinity above any cosine): y = 0 and the experts get no gradient', () => {
     const layer = new MoELayer({ ...base, router: { type: 'affinity', topK: 2, minAffinity: 1 }, losses: { balance: { coeff: 0.01 } } });
-    const out = layer.forward(lcgTensor([9, H], 7));
+    const out = layer.forward(uniformTensor([9, H], 7));
     expect(Array.from(out.routing.keep.toArray()).every((k) => k === 0)).toBe(true);
     expect(Array.from(out.y.toArray()).every((v) => v === 0)).toBe(true);
     expect(out.routing.assignments.token.shape).toEqual([0]);
     layer.zeroGrad();
-    const { dx } = layer.backward(lcgTensor([9, H], 8));
+    const { dx } = layer.backward(uniformTensor([9, H], 8));
     expect(Array.from(dx.toArray()).every(Number.isFinite)).toBe(true);
     expect(Array.from(layer.grads()['experts.e.w2'].toArray()).every((v) => v === 0)).toBe(true);
     expect(Array.from(layer.grads()['router.weight'].toArray()).some((v) => v !== 0)).toBe(true);  // the balance loss still trains the router
@@ -74,7 +74,7 @@ describe('edge cases', () => {
   test('hidden may come from the first input', () => {
     const layer = new MoELayer({ ...base, hidden: undefined });
     expect(() => layer.parameters()).toThrow(/first forward/);
-    layer.forward(lcgTensor([3, 7], 1));
+    layer.forward(uniformTensor([3, 7], 1));
     expect(layer.parameters()['router.weight'].shape).toEqual([4, 7]);
   });
 });
@@ -83,7 +83,7 @@ describe('ExpertStats (Monitoring)', () => {
   test('maxVio, cv, entropy and FLOPs follow from the counts', () => {
     const layer = new MoELayer(base);
     const T = 16;
-    const out = layer.forward(lcgTensor([T, H], 9));
+    const out = layer.forward(uniformTensor([T, H], 9));
     const c = Array.from(out.stats.counts);
     const mean = c.reduce((a, b) => a + b, 0) / c.length;
     const std = Math.sqrt(c.reduce((a, b) => a + (b - mean) ** 2, 0) / c.length);
@@ -101,7 +101,7 @@ describe('ExpertStats (Monitoring)', () => {
 describe('state', () => {
   test('an evaluation forward moves neither the step nor router.load (R10)', () => {
     const layer = new MoELayer({ ...base, router: { type: 'sampled', topK: 2 }, seed: 5 });
-    const x = lcgTensor([8, H], 10);
+    const x = uniformTensor([8, H], 10);
     layer.forward(x);
     const load = Array.from(layer.stateDict()['router.load'].toArray());
     const a = layer.forward(x, { training: false });
@@ -114,7 +114,7 @@ describe('state', () => {
   test('endStep() closes the global window: the next micro-batch sees only itself (L2)', () => {
     const layer = new MoELayer({ ...base, losses: { balance: { coeff: 0.1, scope: 'global' } } });
     const micro = new MoELayer({ ...base, losses: { balance: { coeff: 0.1, scope: 'micro' } } });
-    const [a, b] = [lcgTensor([8, H], 11), lcgTensor([8, H], 12)];
+    const [a, b] = [uniformTensor([8, H], 11), uniformTensor([8, H], 12)];
     const first = layer.forward(a).losses.balance as number;
     expect(first).toBeCloseTo(micro.forward(a).losses.balance as number, 9);
     const second = layer.forward(b).losses.balance as number;
@@ -125,7 +125,7 @@ describe('state', () => {
 
   test('stateDict → safetensors → loadStateDict restores a layer that computes the same outputs', () => {
     const trained = new MoELayer({ ...base, router: { topK: 2, bias: true, biasUpdateRate: 0.01 } });
-    const x = lcgTensor([10, H], 13);
+    const x = uniformTensor([10, H], 13);
     trained.forward(x);
     trained.endStep();
     const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'moekit-sd-')), 'layer.safetensors');
@@ -139,7 +139,7 @@ describe('state', () => {
 
   test('parameters() are live: a write through a view changes the next forward', () => {
     const layer = new MoELayer(base);
-    const x = lcgTensor([4, H], 14);
+    const x = uniformTensor([4, H], 14);
     const before = layer.forward(x, { training: false }).y.toArray();
     (layer.parameters()['experts.e.w2'].view() as Float32Array).fill(0);
     expect(Array.from(layer.forward(x, { training: false }).y.toArray()).every((v) => v === 0)).toBe(true);
@@ -148,8 +148,8 @@ describe('state', () => {
 
   test('gradients accumulate over backward calls until zeroGrad()', () => {
     const layer = new MoELayer(base);
-    const x = lcgTensor([4, H], 15);
-    const dy = lcgTensor([4, H], 16);
+    const x = uniformTensor([4, H], 15);
+    const dy = uniformTensor([4, H], 16);
     layer.forward(x);
     layer.backward(dy);
     const once = Array.from(layer.grads()['experts.e.w1'].toArray());

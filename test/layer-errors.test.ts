@@ -12,7 +12,8 @@ import {
   Tensor,
 } from '../lib';
 import { native } from '../lib/native';
-import { lcgTensor } from './helpers/layer';
+import { ErrorCase, expectTypedError } from './helpers/expect-error';
+import { uniformTensor } from './helpers/random';
 
 const config: MoEConfig = {
   hidden: 4,
@@ -26,11 +27,10 @@ const withModality: MoEConfig = {
   experts: [{ name: 'text', count: 2, ffnHidden: 3, modality: 0 }, { name: 'image', count: 2, ffnHidden: 3, modality: 1 }],
   losses: {},
 };
-const x = lcgTensor([6, 4], 1);
+const x = uniformTensor([6, 4], 1);
 
-type Case = [string, () => unknown, new (...args: never[]) => Error, RegExp];
-const cases: Case[] = [
-  ['wrong hidden size', () => new MoELayer(config).forward(lcgTensor([6, 5], 1), { seqLens: [6] }), ShapeError, /x must have shape \[T, 4\], got \[6, 5\]/],
+const cases: ErrorCase[] = [
+  ['wrong hidden size', () => new MoELayer(config).forward(uniformTensor([6, 5], 1), { seqLens: [6] }), ShapeError, /x must have shape \[T, 4\], got \[6, 5\]/],
   ['x of rank 3', () => new MoELayer(config).forward(Tensor.zeros([2, 3, 4])), ShapeError, /\[T, hidden\]/],
   ['x in bf16', () => new MoELayer(config).forward(x.to('bf16')), DTypeError, /x must be f32/],
   ['x not a tensor', () => new MoELayer(config).forward([1, 2] as never), ArgumentError, /x must be a Tensor/],
@@ -40,8 +40,8 @@ const cases: Case[] = [
   ['topK above the experts', () => new MoELayer({ ...config, router: { topK: 5 } }), MoEConfigError, /config\.router\.topK must be an integer in \[1, 4\]/],
   ['groups not dividing E', () => new MoELayer({ ...config, router: { topK: 1, groupLimited: { groups: 3, topGroups: 1 } } }), MoEConfigError, /groupLimited\.groups must be a divisor of the 4 experts/],
   ['seqLens not summing to T', () => new MoELayer(config).forward(x, { seqLens: [2, 3] }), ShapeError, /seqLens must sum to the 6 tokens of x, got 5/],
-  ['seqLens missing for the sequence scope', () => new MoELayer(config).forward(x), MoekitError, /seqLens/],
-  ['NaN in x with checkFinite', () => { const bad = lcgTensor([6, 4], 2); (bad.view() as Float32Array)[9] = NaN; return new MoELayer(config).forward(bad, { seqLens: [6], checkFinite: true }); }, ArgumentError, /x\[2, 1\] is NaN \(checkFinite\)/],
+  ['seqLens missing for the sequence scope', () => new MoELayer(config).forward(x), ArgumentError, /seqLens/],
+  ['NaN in x with checkFinite', () => { const bad = uniformTensor([6, 4], 2); (bad.view() as Float32Array)[9] = NaN; return new MoELayer(config).forward(bad, { seqLens: [6], checkFinite: true }); }, ArgumentError, /x\[2, 1\] is NaN \(checkFinite\)/],
   ['unknown config field', () => new MoELayer({ ...config, router: { topk: 2 } as never }), MoEConfigError, /router\.topk is not a MoEConfig field \(did you mean topK\?\)/],
   ['missing activation', () => new MoELayer({ ...config, activation: undefined as never }), MoEConfigError, /config\.activation must be one of/],
   ['duplicate group names', () => new MoELayer({ ...config, experts: [{ name: 'a', count: 1, ffnHidden: 1 }, { name: 'a', count: 1, ffnHidden: 1 }] }), MoEConfigError, /used by another group/],
@@ -55,7 +55,7 @@ const cases: Case[] = [
   ['backward after an evaluation forward', () => { const l = new MoELayer(config); l.forward(x, { seqLens: [6], training: false }); return l.backward(x); }, ArgumentError, /training forward first/],
   ['dy of the wrong shape', () => { const l = new MoELayer(config); l.forward(x, { seqLens: [6] }); return l.backward(Tensor.zeros([5, 4])); }, ShapeError, /dy must have the shape of y, \[6, 4\]/],
   ['a disposed parameter', () => { const l = new MoELayer(config); l.parameters()['experts.e.w1'].dispose(); return l.forward(x, { seqLens: [6] }); }, DisposedError, /experts\.groups\[0\]\.w1 was disposed|disposed/],
-  ['a disposed input', () => { const t = lcgTensor([6, 4], 3); t.dispose(); return new MoELayer(config).forward(t, { seqLens: [6] }); }, DisposedError, /disposed/],
+  ['a disposed input', () => { const t = uniformTensor([6, 4], 3); t.dispose(); return new MoELayer(config).forward(t, { seqLens: [6] }); }, DisposedError, /disposed/],
   ['loadStateDict with a wrong shape', () => { const l = new MoELayer(config); const sd = l.stateDict(); sd['router.weight'] = Tensor.zeros([4, 5]); return l.loadStateDict(sd); }, ShapeError, /stateDict\["router\.weight"\] must have shape \[4, 4\]/],
   ['loadStateDict with a missing name', () => { const l = new MoELayer(config); const sd = l.stateDict(); delete sd['router.load']; return l.loadStateDict(sd); }, ArgumentError, /lacks router\.load/],
   ['loadStateDict with an unknown name', () => { const l = new MoELayer(config); return l.loadStateDict({ ...l.stateDict(), extra: Tensor.zeros([1]) }); }, ArgumentError, /names this layer does not: extra/],
@@ -63,16 +63,7 @@ const cases: Case[] = [
 ];
 
 describe('layer misuse', () => {
-  test.each(cases)('%s', (_name, call, errorClass, message) => {
-    let thrown: unknown;
-    try {
-      call();
-    } catch (error) {
-      thrown = error;
-    }
-    expect(thrown).toBeInstanceOf(errorClass);
-    expect((thrown as Error).message).toMatch(message);
-  });
+  test.each(cases)('%s', (_name, call, errorClass, message) => expectTypedError(call, errorClass, message));
 
   test('a rejected state dict leaves the layer unchanged', () => {
     const layer = new MoELayer(config);
@@ -85,7 +76,7 @@ describe('layer misuse', () => {
   });
 
   test('NaN in x without checkFinite never crashes: it throws a typed error or propagates NaN', () => {
-    const bad = lcgTensor([6, 4], 2);
+    const bad = uniformTensor([6, 4], 2);
     (bad.view() as Float32Array)[0] = NaN;
     let result: unknown;
     try {

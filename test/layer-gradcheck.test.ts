@@ -7,7 +7,8 @@
  */
 import { MoEConfig, MoELayer, Tensor } from '../lib';
 import { relativeError } from './helpers/golden';
-import { decisions, lcgTensor, objective } from './helpers/layer';
+import { decisions, objective } from './helpers/layer';
+import { uniformTensor } from './helpers/random';
 
 const T = 7;
 const H = 5;
@@ -37,13 +38,13 @@ const cases: [string, MoEConfig, { modality?: number[]; seqLens?: number[] }][] 
 
 test.each(cases)('backward equals finite differences: %s', (_name, config, inputs) => {
   const layer = new MoELayer(config);
-  const x = lcgTensor([T, H], 3);
-  const dy = lcgTensor([T, H], 5).toArray() as Float32Array;
+  const x = uniformTensor([T, H], 3);
+  const dy = uniformTensor([T, H], 5).toArray() as Float32Array;
   const opts = {
     modality: inputs.modality ? Tensor.from(inputs.modality, [T], { dtype: 'i32' }) : undefined,
     seqLens: inputs.seqLens,
   };
-  if (config.losses?.balance?.scope === 'global') layer.forward(lcgTensor([T, H], 9), opts); // an earlier micro-batch in the window
+  if (config.losses?.balance?.scope === 'global') layer.forward(uniformTensor([T, H], 9), opts); // an earlier micro-batch in the window
 
   const evaluate = () => layer.forward(x, { ...opts, training: false });
   const reference = decisions(evaluate());

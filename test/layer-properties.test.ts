@@ -6,7 +6,7 @@
  */
 import fc from 'fast-check';
 import { MoEConfig, MoELayer, Tensor } from '../lib';
-import { lcgTensor } from './helpers/layer';
+import { uniformTensor } from './helpers/random';
 
 const SEED = 20261124;
 const runs = { numRuns: 25, seed: SEED };
@@ -55,7 +55,7 @@ function permuteRows(t: Tensor, order: number[]): Tensor {
 test('row-wise routing is invariant to the order of tokens (R1–R8): same experts, weights and outputs per token', () => {
   fc.assert(
     fc.property(rowWiseRouter, fc.integer({ min: 0, max: 1 << 20 }), (p, permSeed) => {
-      const x = lcgTensor([p.tokens, p.hidden], p.seed + 1);
+      const x = uniformTensor([p.tokens, p.hidden], p.seed + 1);
       const order = permutation(p.tokens, permSeed);
       const a = new MoELayer(configOf(p)).forward(x, { training: false });
       const b = new MoELayer(configOf(p)).forward(permuteRows(x, order), { training: false });
@@ -79,7 +79,7 @@ test('row-wise routing is invariant to the order of tokens (R1–R8): same exper
 test('dropless top-k: counts sum to T·k, every slot is kept, f sums to 1 (R6, ExpertStats)', () => {
   fc.assert(
     fc.property(rowWiseRouter, (p) => {
-      const out = new MoELayer(configOf(p)).forward(lcgTensor([p.tokens, p.hidden], p.seed + 2), { training: false });
+      const out = new MoELayer(configOf(p)).forward(uniformTensor([p.tokens, p.hidden], p.seed + 2), { training: false });
       const k = Math.min(p.topK, p.experts);
       const counts = Array.from(out.stats.counts);
       expect(counts.reduce((s, c) => s + c, 0)).toBe(p.tokens * k);
@@ -98,7 +98,7 @@ test('capacity never exceeds C = ceil(factor·T·k/E), and kept + dropped slots 
   fc.assert(
     fc.property(rowWiseRouter, fc.double({ min: 0.1, max: 2, noNaN: true }), fc.constantFrom('position' as const, 'score' as const), (p, factor, policy) => {
       const config = { ...configOf(p), capacity: { factor, policy } };
-      const out = new MoELayer(config).forward(lcgTensor([p.tokens, p.hidden], p.seed + 3), { training: false });
+      const out = new MoELayer(config).forward(uniformTensor([p.tokens, p.hidden], p.seed + 3), { training: false });
       const k = Math.min(p.topK, p.experts);
       const capacity = Math.ceil(factor * p.tokens * k / p.experts);
       for (let e = 0; e < p.experts; e++) {
@@ -124,7 +124,7 @@ test('modality isolation: a token is only ever routed to experts of its modality
         seed,
       };
       const modality = Array.from({ length: T }, (_, t) => (t * 7 + seed) % 2);
-      const out = new MoELayer(config).forward(lcgTensor([T, 4], seed), { modality: Tensor.from(modality, [T], { dtype: 'i32' }), training: false });
+      const out = new MoELayer(config).forward(uniformTensor([T, 4], seed), { modality: Tensor.from(modality, [T], { dtype: 'i32' }), training: false });
       const idx = out.routing.indices.toArray();
       for (let t = 0; t < T; t++) for (const e of idx.subarray(t * 2, t * 2 + 2)) expect(e < 3 ? 0 : 1).toBe(modality[t]);
     }),

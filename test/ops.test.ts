@@ -10,20 +10,10 @@ import { native } from '../lib/native';
 import { AdamW } from '../lib/optim';
 import { ops } from '../lib/ops';
 import { loadGolden, relativeError } from './helpers/golden';
+import { prng } from './helpers/random';
 
 // ---- helpers ---------------------------------------------------------------------------------------
 
-/** mulberry32: a small seeded PRNG, so every property case is reproducible. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const int = (rand: () => number, lo: number, hi: number) => lo + Math.floor(rand() * (hi - lo + 1));
 const uniform = (rand: () => number, n: number, scale = 1) => Float32Array.from({ length: n }, () => (2 * rand() - 1) * scale);
