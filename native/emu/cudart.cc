@@ -1,0 +1,472 @@
+// The CUDA runtime API for the SIMT emulator: the extern "C" functions cuda_runtime_api.h declares,
+// implemented on the host, so the CUDA backend's host code links without libcudart.
+//
+// One emulated device (index 0) named "moekit SIMT emulator". Every stream runs synchronously: a
+// kernel, copy, memset or host function has finished when the call returns, which is one of the
+// orders CUDA allows, so events are recorded at once and synchronising is a no-op. Copies check
+// what CUDA checks and a little more: the kind must match where the pointers live (device =
+// inside the emulator's arena) and device ranges must lie within one allocation; a violation is
+// reported on stderr and returned as cudaErrorInvalidValue. Errors are per host thread
+// (cudaGetLastError). Kernel launches go through moekit::launch (launch.h), not cudaLaunchKernel.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+
+#include "cudart_state.h"
+#include "device_memory.h"
+
+struct CUstream_st {
+  unsigned flags;
+  int priority;
+};
+
+struct CUevent_st {
+  unsigned flags;
+  bool recorded;
+  std::chrono::steady_clock::time_point when;
+};
+
+namespace moekit::emu {
+namespace {
+
+thread_local cudaError_t lastError = cudaSuccess;
+
+constexpr int kMultiprocessors = 4;
+constexpr size_t kDefaultDynamicShared = 48 * 1024;
+
+std::mutex stateMutex;
+std::map<const void*, size_t> dynamicSharedLimits;  // kernel → cudaFuncAttributeMaxDynamicSharedMemorySize
+std::set<void*> managedAllocations;                  // host memory handed out by cudaMallocManaged
+
+cudaError_t fail(cudaError_t err, const char* api, const std::string& why) {
+  std::fprintf(stderr, "moekit emulator: %s: %s\n", api, why.c_str());
+  return recordError(err);
+}
+
+cudaError_t ok() { return cudaSuccess; }
+
+const char* where(bool device) { return device ? "device memory" : "host memory"; }
+
+cudaError_t copy(void* dst, const void* src, size_t count, cudaMemcpyKind kind, const char* api) {
+  if (count == 0) return ok();
+  const bool dstDevice = isDevicePointer(dst);
+  const bool srcDevice = isDevicePointer(src);
+  bool wantDst = dstDevice, wantSrc = srcDevice;
+  switch (kind) {
+    case cudaMemcpyHostToHost: wantDst = false; wantSrc = false; break;
+    case cudaMemcpyHostToDevice: wantDst = true; wantSrc = false; break;
+    case cudaMemcpyDeviceToHost: wantDst = false; wantSrc = true; break;
+    case cudaMemcpyDeviceToDevice: wantDst = true; wantSrc = true; break;
+    case cudaMemcpyDefault: break;
+    default: return fail(cudaErrorInvalidMemcpyDirection, api, "unknown cudaMemcpyKind " + std::to_string(int(kind)));
+  }
+  if (wantDst != dstDevice || wantSrc != srcDevice) {
+    return fail(cudaErrorInvalidValue, api,
+                std::string("the copy kind expects ") + where(wantSrc) + " → " + where(wantDst) + " but got " +
+                    where(srcDevice) + " → " + where(dstDevice));
+  }
+  if (dstDevice && !deviceRangeValid(dst, count)) {
+    return fail(cudaErrorInvalidValue, api,
+                "writing " + std::to_string(count) + " bytes at the destination leaves its allocation");
+  }
+  if (srcDevice && !deviceRangeValid(src, count)) {
+    return fail(cudaErrorInvalidValue, api,
+                "reading " + std::to_string(count) + " bytes at the source leaves its allocation");
+  }
+  DeviceAccess access;
+  std::memmove(dst, src, count);
+  return ok();
+}
+
+cudaError_t fill(void* dst, int value, size_t count, const char* api) {
+  if (count == 0) return ok();
+  if (!isDevicePointer(dst) || !deviceRangeValid(dst, count)) {
+    return fail(cudaErrorInvalidValue, api,
+                "the " + std::to_string(count) + " bytes to set are not within one device allocation");
+  }
+  DeviceAccess access;
+  std::memset(dst, value, count);
+  return ok();
+}
+
+cudaError_t checkDevice(int device, const char* api) {
+  return device == 0 ? ok() : fail(cudaErrorInvalidDevice, api, "device " + std::to_string(device) + " does not exist (the emulator has one)");
+}
+
+}  // namespace
+
+cudaError_t recordError(cudaError_t err) {
+  if (err != cudaSuccess) lastError = err;
+  return err;
+}
+
+size_t maxDynamicSharedBytes(const void* kernel) {
+  std::lock_guard<std::mutex> lock(stateMutex);
+  auto it = dynamicSharedLimits.find(kernel);
+  return it == dynamicSharedLimits.end() ? kDefaultDynamicShared : it->second;
+}
+
+int computeCapability() {
+  static const int cc = [] {
+    const char* env = std::getenv("MOEKIT_EMU_SM");
+    const int v = env ? std::atoi(env) : 89;
+    return v == 80 || v == 86 || v == 89 || v == 90 ? v : 89;
+  }();
+  return cc;
+}
+
+size_t sharedMemoryOptin() {
+  switch (computeCapability()) {
+    case 80: return 163 * 1024;
+    case 90: return 227 * 1024;
+    default: return 99 * 1024;
+  }
+}
+
+}  // namespace moekit::emu
+
+using namespace moekit::emu;
+
+// ---- errors --------------------------------------------------------------------------------------
+extern "C" {
+
+cudaError_t cudaGetLastError(void) {
+  const cudaError_t err = lastError;
+  lastError = cudaSuccess;
+  return err;
+}
+
+cudaError_t cudaPeekAtLastError(void) { return lastError; }
+
+const char* cudaGetErrorName(cudaError_t error) {
+  switch (error) {
+#define MOEKIT_EMU_NAME(e) \
+  case e: return #e;
+    MOEKIT_EMU_NAME(cudaSuccess)
+    MOEKIT_EMU_NAME(cudaErrorInvalidValue)
+    MOEKIT_EMU_NAME(cudaErrorMemoryAllocation)
+    MOEKIT_EMU_NAME(cudaErrorInitializationError)
+    MOEKIT_EMU_NAME(cudaErrorInvalidConfiguration)
+    MOEKIT_EMU_NAME(cudaErrorInvalidMemcpyDirection)
+    MOEKIT_EMU_NAME(cudaErrorInvalidDevicePointer)
+    MOEKIT_EMU_NAME(cudaErrorInvalidDevice)
+    MOEKIT_EMU_NAME(cudaErrorInvalidResourceHandle)
+    MOEKIT_EMU_NAME(cudaErrorNotReady)
+    MOEKIT_EMU_NAME(cudaErrorLaunchFailure)
+    MOEKIT_EMU_NAME(cudaErrorNoDevice)
+    MOEKIT_EMU_NAME(cudaErrorNotSupported)
+#undef MOEKIT_EMU_NAME
+    default: return "cudaErrorUnknown";
+  }
+}
+
+const char* cudaGetErrorString(cudaError_t error) {
+  switch (error) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorInvalidMemcpyDirection: return "invalid copy direction for memcpy";
+    case cudaErrorInvalidDevicePointer: return "invalid device pointer";
+    case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorInvalidResourceHandle: return "invalid resource handle";
+    case cudaErrorNotReady: return "device not ready";
+    case cudaErrorLaunchFailure: return "unspecified launch failure";
+    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    case cudaErrorNotSupported: return "operation not supported";
+    default: return "unrecognized error code";
+  }
+}
+
+// ---- device --------------------------------------------------------------------------------------
+cudaError_t cudaGetDeviceCount(int* count) {
+  *count = 1;
+  return ok();
+}
+
+cudaError_t cudaSetDevice(int device) { return checkDevice(device, "cudaSetDevice"); }
+
+cudaError_t cudaGetDevice(int* device) {
+  *device = 0;
+  return ok();
+}
+
+cudaError_t cudaDeviceSynchronize(void) { return ok(); }
+cudaError_t cudaDeviceReset(void) { return ok(); }
+
+cudaError_t cudaRuntimeGetVersion(int* version) {
+  *version = CUDART_VERSION;
+  return ok();
+}
+
+cudaError_t cudaDriverGetVersion(int* version) {
+  *version = CUDART_VERSION;
+  return ok();
+}
+
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
+  if (const cudaError_t err = checkDevice(device, "cudaGetDeviceProperties")) return err;
+  std::memset(prop, 0, sizeof *prop);
+  const int cc = computeCapability();
+  std::snprintf(prop->name, sizeof prop->name, "moekit SIMT emulator (sm_%d)", cc);
+  prop->totalGlobalMem = deviceCapacity();
+  prop->sharedMemPerBlock = 48 * 1024;
+  prop->sharedMemPerBlockOptin = sharedMemoryOptin();
+  prop->sharedMemPerMultiprocessor = sharedMemoryOptin() + 1024;
+  prop->regsPerBlock = 65536;
+  prop->regsPerMultiprocessor = 65536;
+  prop->warpSize = 32;
+  prop->memPitch = size_t(1) << 31;
+  prop->maxThreadsPerBlock = 1024;
+  prop->maxThreadsDim[0] = 1024;
+  prop->maxThreadsDim[1] = 1024;
+  prop->maxThreadsDim[2] = 64;
+  prop->maxGridSize[0] = 0x7fffffff;
+  prop->maxGridSize[1] = 65535;
+  prop->maxGridSize[2] = 65535;
+  prop->totalConstMem = 64 * 1024;
+  prop->major = cc / 10;
+  prop->minor = cc % 10;
+  prop->multiProcessorCount = kMultiprocessors;
+  prop->maxThreadsPerMultiProcessor = cc == 89 ? 1536 : 2048;
+  prop->maxBlocksPerMultiProcessor = cc == 89 ? 24 : 32;
+  prop->l2CacheSize = 4 * 1024 * 1024;
+  prop->unifiedAddressing = 1;
+  prop->concurrentKernels = 1;
+  prop->managedMemory = 1;
+  prop->memoryPoolsSupported = 1;
+  return ok();
+}
+
+cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
+  if (const cudaError_t err = checkDevice(device, "cudaDeviceGetAttribute")) return err;
+  const int cc = computeCapability();
+  switch (attr) {
+    case cudaDevAttrMaxThreadsPerBlock: *value = 1024; break;
+    case cudaDevAttrMaxBlockDimX: case cudaDevAttrMaxBlockDimY: *value = 1024; break;
+    case cudaDevAttrMaxBlockDimZ: *value = 64; break;
+    case cudaDevAttrMaxGridDimX: *value = 0x7fffffff; break;
+    case cudaDevAttrMaxGridDimY: case cudaDevAttrMaxGridDimZ: *value = 65535; break;
+    case cudaDevAttrMaxSharedMemoryPerBlock: *value = 48 * 1024; break;
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *value = int(sharedMemoryOptin()); break;
+    case cudaDevAttrMaxSharedMemoryPerMultiprocessor: *value = int(sharedMemoryOptin()) + 1024; break;
+    case cudaDevAttrWarpSize: *value = 32; break;
+    case cudaDevAttrMultiProcessorCount: *value = kMultiprocessors; break;
+    case cudaDevAttrComputeCapabilityMajor: *value = cc / 10; break;
+    case cudaDevAttrComputeCapabilityMinor: *value = cc % 10; break;
+    case cudaDevAttrMaxRegistersPerBlock: *value = 65536; break;
+    case cudaDevAttrMaxThreadsPerMultiProcessor: *value = cc == 89 ? 1536 : 2048; break;
+    case cudaDevAttrL2CacheSize: *value = 4 * 1024 * 1024; break;
+    case cudaDevAttrUnifiedAddressing: *value = 1; break;
+    default: *value = 0; break;
+  }
+  return ok();
+}
+
+cudaError_t cudaDeviceGetStreamPriorityRange(int* leastPriority, int* greatestPriority) {
+  if (leastPriority) *leastPriority = 0;
+  if (greatestPriority) *greatestPriority = -5;
+  return ok();
+}
+
+// ---- memory --------------------------------------------------------------------------------------
+cudaError_t cudaMalloc(void** devPtr, size_t size) {
+  *devPtr = deviceAlloc(size);
+  if (!*devPtr) return fail(cudaErrorMemoryAllocation, "cudaMalloc", std::to_string(size) + " bytes do not fit");
+  return ok();
+}
+
+cudaError_t cudaMallocAsync(void** devPtr, size_t size, cudaStream_t) { return cudaMalloc(devPtr, size); }
+
+cudaError_t cudaFree(void* devPtr) {
+  if (!devPtr) return ok();
+  {
+    std::lock_guard<std::mutex> lock(stateMutex);
+    if (managedAllocations.erase(devPtr)) {
+      std::free(devPtr);
+      return ok();
+    }
+  }
+  if (!deviceFree(devPtr)) {
+    return fail(cudaErrorInvalidDevicePointer, "cudaFree", "the pointer is not a live cudaMalloc allocation");
+  }
+  return ok();
+}
+
+cudaError_t cudaFreeAsync(void* devPtr, cudaStream_t) { return cudaFree(devPtr); }
+
+cudaError_t cudaMallocHost(void** ptr, size_t size) {
+  *ptr = std::aligned_alloc(256, (size + 255) / 256 * 256 + 256);
+  return *ptr ? ok() : fail(cudaErrorMemoryAllocation, "cudaMallocHost", std::to_string(size) + " bytes");
+}
+
+cudaError_t cudaHostAlloc(void** pHost, size_t size, unsigned int) { return cudaMallocHost(pHost, size); }
+
+cudaError_t cudaFreeHost(void* ptr) {
+  std::free(ptr);
+  return ok();
+}
+
+// Managed memory is reachable from the host too, so it is plain host memory here.
+cudaError_t cudaMallocManaged(void** devPtr, size_t size, unsigned int) {
+  if (cudaMallocHost(devPtr, size) != cudaSuccess) return cudaErrorMemoryAllocation;
+  std::lock_guard<std::mutex> lock(stateMutex);
+  managedAllocations.insert(*devPtr);
+  return ok();
+}
+
+cudaError_t cudaMemGetInfo(size_t* free, size_t* total) {
+  *total = deviceCapacity();
+  *free = *total - deviceBytesInUse();
+  return ok();
+}
+
+cudaError_t cudaPointerGetAttributes(cudaPointerAttributes* attributes, const void* ptr) {
+  std::memset(attributes, 0, sizeof *attributes);
+  const bool device = isDevicePointer(ptr);
+  attributes->type = device ? cudaMemoryTypeDevice : cudaMemoryTypeUnregistered;
+  attributes->device = 0;
+  attributes->devicePointer = device ? const_cast<void*>(ptr) : nullptr;
+  attributes->hostPointer = device ? nullptr : const_cast<void*>(ptr);
+  return ok();
+}
+
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t count, cudaMemcpyKind kind) {
+  return copy(dst, src, count, kind, "cudaMemcpy");
+}
+
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count, cudaMemcpyKind kind, cudaStream_t) {
+  return copy(dst, src, count, kind, "cudaMemcpyAsync");
+}
+
+cudaError_t cudaMemset(void* devPtr, int value, size_t count) { return fill(devPtr, value, count, "cudaMemset"); }
+
+cudaError_t cudaMemsetAsync(void* devPtr, int value, size_t count, cudaStream_t) {
+  return fill(devPtr, value, count, "cudaMemsetAsync");
+}
+
+// __device__ and __constant__ variables are ordinary globals under the emulator.
+cudaError_t cudaMemcpyToSymbol(const void* symbol, const void* src, size_t count, size_t offset, cudaMemcpyKind kind) {
+  if (kind != cudaMemcpyHostToDevice && kind != cudaMemcpyDeviceToDevice && kind != cudaMemcpyDefault) {
+    return fail(cudaErrorInvalidMemcpyDirection, "cudaMemcpyToSymbol", "the kind must copy to the device");
+  }
+  DeviceAccess access;
+  std::memcpy(static_cast<char*>(const_cast<void*>(symbol)) + offset, src, count);
+  return ok();
+}
+
+cudaError_t cudaMemcpyFromSymbol(void* dst, const void* symbol, size_t count, size_t offset, cudaMemcpyKind kind) {
+  if (kind != cudaMemcpyDeviceToHost && kind != cudaMemcpyDeviceToDevice && kind != cudaMemcpyDefault) {
+    return fail(cudaErrorInvalidMemcpyDirection, "cudaMemcpyFromSymbol", "the kind must copy from the device");
+  }
+  DeviceAccess access;
+  std::memcpy(dst, static_cast<const char*>(symbol) + offset, count);
+  return ok();
+}
+
+// ---- streams and events --------------------------------------------------------------------------
+cudaError_t cudaStreamCreate(cudaStream_t* stream) {
+  *stream = new CUstream_st{0, 0};
+  return ok();
+}
+
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int flags) {
+  *stream = new CUstream_st{flags, 0};
+  return ok();
+}
+
+cudaError_t cudaStreamCreateWithPriority(cudaStream_t* stream, unsigned int flags, int priority) {
+  *stream = new CUstream_st{flags, priority};
+  return ok();
+}
+
+cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+  delete stream;
+  return ok();
+}
+
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return ok(); }
+cudaError_t cudaStreamQuery(cudaStream_t) { return ok(); }
+cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned int) { return ok(); }
+
+cudaError_t cudaLaunchHostFunc(cudaStream_t, cudaHostFn_t fn, void* userData) {
+  fn(userData);
+  return ok();
+}
+
+cudaError_t cudaEventCreate(cudaEvent_t* event) {
+  *event = new CUevent_st{0, false, {}};
+  return ok();
+}
+
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int flags) {
+  *event = new CUevent_st{flags, false, {}};
+  return ok();
+}
+
+cudaError_t cudaEventDestroy(cudaEvent_t event) {
+  delete event;
+  return ok();
+}
+
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t) {
+  if (!event) return fail(cudaErrorInvalidResourceHandle, "cudaEventRecord", "null event");
+  event->recorded = true;
+  event->when = std::chrono::steady_clock::now();
+  return ok();
+}
+
+cudaError_t cudaEventSynchronize(cudaEvent_t) { return ok(); }
+cudaError_t cudaEventQuery(cudaEvent_t) { return ok(); }
+
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
+  if (!start || !end || !start->recorded || !end->recorded) {
+    return fail(cudaErrorInvalidResourceHandle, "cudaEventElapsedTime", "both events must have been recorded");
+  }
+  if ((start->flags | end->flags) & cudaEventDisableTiming) {
+    return fail(cudaErrorInvalidResourceHandle, "cudaEventElapsedTime", "an event was created with cudaEventDisableTiming");
+  }
+  *ms = std::chrono::duration<float, std::milli>(end->when - start->when).count();
+  return ok();
+}
+
+// ---- kernel attributes ---------------------------------------------------------------------------
+cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int value) {
+  if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize) return ok();
+  if (value < 0 || size_t(value) > sharedMemoryOptin()) {
+    return fail(cudaErrorInvalidValue, "cudaFuncSetAttribute",
+                std::to_string(value) + " bytes of dynamic shared memory exceed the device's " +
+                    std::to_string(sharedMemoryOptin()));
+  }
+  std::lock_guard<std::mutex> lock(stateMutex);
+  dynamicSharedLimits[func] = size_t(value);
+  return ok();
+}
+
+cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attr, const void* func) {
+  std::memset(attr, 0, sizeof *attr);
+  attr->maxThreadsPerBlock = 1024;
+  attr->maxDynamicSharedSizeBytes = int(maxDynamicSharedBytes(func));
+  attr->numRegs = 32;
+  attr->ptxVersion = computeCapability();
+  attr->binaryVersion = computeCapability();
+  return ok();
+}
+
+cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int* numBlocks, const void*, int blockSize, size_t) {
+  if (blockSize <= 0 || blockSize > 1024) {
+    return fail(cudaErrorInvalidValue, "cudaOccupancyMaxActiveBlocksPerMultiprocessor", "block size out of range");
+  }
+  *numBlocks = std::max(1, 2048 / blockSize);
+  return ok();
+}
+
+}  // extern "C"

@@ -1,0 +1,22 @@
+// State shared between the emulated CUDA runtime (cudart.cc) and the grid launcher (grid.cc).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+
+namespace moekit::emu {
+
+// Records err as the calling host thread's last error (what cudaGetLastError returns) and returns it.
+cudaError_t recordError(cudaError_t err);
+
+// Dynamic shared memory a launch of `kernel` may request: 48 KiB unless raised with
+// cudaFuncSetAttribute(cudaFuncAttributeMaxDynamicSharedMemorySize), as on hardware.
+size_t maxDynamicSharedBytes(const void* kernel);
+
+// The emulated device's opt-in shared memory limit per block and compute capability (MOEKIT_EMU_SM,
+// default 89: sm_89 has the fp8 mma.sync the kernels use, and no wgmma the emulator cannot run).
+size_t sharedMemoryOptin();
+int computeCapability();
+
+}  // namespace moekit::emu

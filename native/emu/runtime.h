@@ -1,0 +1,93 @@
+// The SIMT emulator's runtime interface: what builtins.h and launch.h call into. Kernel code never
+// uses these names directly; it uses the CUDA built-ins (builtins.h) and moekit::launch (launch.h).
+//
+// Model: a launch runs every block of the grid (blocks spread over a few OS threads, dispatched in
+// increasing linear index); the threads of one block are fibers on one OS thread, scheduled in a
+// seeded random order and switched only at __syncthreads, warp-synchronous intrinsics, __nanosleep
+// and thread exit. Every kernel bug the emulator can see (divergent warp collectives, masks naming
+// exited lanes, __syncthreads deadlock or divergence) ends the launch with a KernelFault naming the
+// kernel, the block and the source lines involved.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace moekit::emu {
+
+// Where a built-in was called from; the defaulted arguments capture the caller's location.
+struct Site {
+  const char* file;
+  int line;
+  const char* function;
+  Site(const char* f = __builtin_FILE(), int l = __builtin_LINE(), const char* fn = __builtin_FUNCTION())
+      : file(f), line(l), function(fn) {}
+};
+
+// A bug in a kernel found while running it. Thrown from moekit::launch on the launching thread.
+class KernelFault : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// One kernel launch. body(params) runs the kernel for the calling fiber's thread.
+struct LaunchSpec {
+  const char* kernelName;
+  const void* kernelKey;  // the kernel's address, as cudaFuncSetAttribute sees it
+  dim3 grid;
+  dim3 block;
+  size_t dynamicSmemBytes;
+  void (*body)(const void* params);
+  const void* params;
+};
+
+// Runs the whole grid before returning. Returns cudaErrorInvalidConfiguration /
+// cudaErrorInvalidValue (also recorded as the thread's last error) for a launch CUDA would reject;
+// throws KernelFault when the kernel misbehaves.
+cudaError_t launchGrid(const LaunchSpec& spec);
+
+// Warp-synchronous operations, matched across the lanes named in a mask.
+enum class WarpOp : uint8_t {
+  ShflIdx, ShflUp, ShflDown, ShflXor,
+  Ballot, Any, All,
+  SyncWarp,
+  MatchAny, MatchAll,
+  ReduceAddU, ReduceMinU, ReduceMaxU, ReduceMinI, ReduceMaxI, ReduceAnd, ReduceOr, ReduceXor,
+};
+
+struct WarpResult {
+  uint64_t value;  // shfl: the source lane's bits; ballot/match: a lane mask; reduce: the result
+  int pred;        // __match_all_sync's predicate
+};
+
+// The calling thread posts (value, arg, width) and blocks until every lane of `mask` has posted the
+// same operation at the same site (any site for SyncWarp). shfl from a lane outside the mask
+// (undefined in PTX) returns all-ones bits, so such a read shows up as NaN or -1.
+WarpResult warpCollective(WarpOp op, unsigned mask, uint64_t value, int arg, int width, const Site& site);
+
+enum class BarrierOp : uint8_t { Sync, Count, And, Or };
+
+// __syncthreads and its counting forms; exited threads count as arrived.
+int syncThreads(BarrierOp op, int predicate, const Site& site);
+
+// Lanes of the calling thread's warp that have not exited.
+unsigned activeMask();
+
+// Lets the other threads of the block run (__nanosleep; spin-waits must call it to make progress).
+void yieldThread();
+
+// The block's dynamic shared memory: 128-byte aligned, refilled with 0xFF bytes for every block so
+// that reading it before writing shows up (NaN for floats).
+void* dynamicSharedBase();
+
+// Scheduling seed: MOEKIT_EMU_SEED, or setSeed(); every block derives its order from it.
+uint64_t seed();
+void setSeed(uint64_t seed);
+
+// Ends the process with a message naming the misuse (a built-in called outside any kernel).
+[[noreturn]] void misuse(const char* what, const Site& site);
+
+}  // namespace moekit::emu
