@@ -48,7 +48,7 @@ function randomRotation(n: number, uniform: () => number): Float64Array {
   return q;
 }
 
-/** Tokens of mixed domains: x [T, HIDDEN] row-major, with each token's class and domain. */
+/** Tokens: x [T, HIDDEN] row-major, with each token's class and domain. */
 export interface Batch {
   x: Float32Array;
   labels: Int32Array;
@@ -75,13 +75,16 @@ export class DomainTask {
     }
   }
 
-  /** T tokens, each of a uniformly drawn domain and class, drawn from `uniform`. */
-  sample(T: number, uniform: () => number): Batch {
+  /**
+   * T tokens drawn from `uniform`, each of a uniformly drawn class and of `domain`, or of a
+   * uniformly drawn domain when `domain` is omitted.
+   */
+  sample(T: number, uniform: () => number, domain?: number): Batch {
     const x = new Float32Array(T * HIDDEN);
     const labels = new Int32Array(T);
     const domains = new Int32Array(T);
     for (let t = 0; t < T; t++) {
-      domains[t] = Math.floor(uniform() * DOMAINS);
+      domains[t] = domain ?? Math.floor(uniform() * DOMAINS);
       labels[t] = Math.floor(uniform() * CLASSES);
       const mean = (domains[t] * CLASSES + labels[t]) * HIDDEN;
       for (let h = 0; h < HIDDEN; h++) x[t * HIDDEN + h] = this.means[mean + h] + NOISE * gaussian(uniform);

@@ -4,12 +4,17 @@
  * Backward is written by hand through the head and the residuals (dh1 = dh2 + dx2); each MoE
  * layer's backward adds its own aux-loss gradients. The model is a Trainable (parameters() and
  * grads() under prefixed names), so one AdamW updates the layers and the head together.
+ * Gradients accumulate over the micro-batches of a window: zeroGrad() opens it, trainStep() adds
+ * one micro-batch, and the caller steps the optimiser and closes the layers' windows (endStep()).
  */
 import { ExpertStats, MoELayer, MoEOutput, Tensor, Trainable } from '../lib';
 import { CLASSES, HIDDEN } from './data';
 
 export const EXPERTS = 8;
 export const TOP_K = 2;
+
+/** Where the balance loss counts expert load: per micro-batch (L1) or over the window (L2). */
+export type BalanceScope = 'micro' | 'global';
 
 /** What one layer reports for a training step. */
 export interface LayerReport {
@@ -26,13 +31,21 @@ export interface StepReport {
   layers: [LayerReport, LayerReport];
 }
 
-function moeLayer(seed: number): MoELayer {
+/** An evaluation forward: loss, accuracy, each layer's top-k experts [T·k] and stats. */
+export interface EvalReport {
+  loss: number;
+  correct: number;
+  experts: [Int32Array, Int32Array];
+  stats: [ExpertStats, ExpertStats];
+}
+
+function moeLayer(seed: number, scope: BalanceScope, balanceCoeff: number): MoELayer {
   return new MoELayer({
     hidden: HIDDEN,
     experts: [{ name: 'ffn', count: EXPERTS, ffnHidden: 64 }],
     activation: 'swiglu',
     router: { topK: TOP_K, score: 'softmax' },
-    losses: { balance: { coeff: 0.01, scope: 'micro' }, z: { coeff: 0.001 } },
+    losses: { balance: { coeff: balanceCoeff, scope }, z: { coeff: 0.001 } },
     seed,
   });
 }
@@ -60,9 +73,9 @@ export class MoEClassifier implements Trainable {
   readonly head: Tensor;
   readonly headGrad = Tensor.zeros([CLASSES, HIDDEN]);
 
-  constructor(seed: number) {
-    this.moe1 = moeLayer(seed);
-    this.moe2 = moeLayer(seed + 1);
+  constructor(seed: number, scope: BalanceScope, balanceCoeff: number) {
+    this.moe1 = moeLayer(seed, scope, balanceCoeff);
+    this.moe2 = moeLayer(seed + 1, scope, balanceCoeff);
     this.head = Tensor.randn([CLASSES, HIDDEN], { seed: seed + 2, std: 1 / Math.sqrt(HIDDEN) });
   }
 
@@ -74,11 +87,20 @@ export class MoEClassifier implements Trainable {
     return { ...prefixed('moe1', this.moe1.grads()), ...prefixed('moe2', this.moe2.grads()), 'head.weight': this.headGrad };
   }
 
-  /** Forward and backward of one batch; gradients are set (not accumulated), ready for the optimiser. */
-  trainStep(x: Float32Array, labels: Int32Array): StepReport {
-    const T = labels.length;
+  /** Opens a gradient-accumulation window: every gradient to 0. */
+  zeroGrad(): void {
     this.moe1.zeroGrad();
     this.moe2.zeroGrad();
+    this.headGrad.view().fill(0);
+  }
+
+  /**
+   * Forward and backward of one micro-batch; its gradients (of the mean cross-entropy plus the
+   * aux losses) add into grads(). Over a window the optimiser sees their sum: AdamW is nearly
+   * invariant to that scale, and the aux losses keep the weight they have in one micro-batch.
+   */
+  trainStep(x: Float32Array, labels: Int32Array): StepReport {
+    const T = labels.length;
     const input = Tensor.from(x, [T, HIDDEN]);
     const out1 = this.moe1.forward(input);
     const h1 = add(x, out1.y.view() as Float32Array);
@@ -90,7 +112,6 @@ export class MoEClassifier implements Trainable {
     // Head: dW = dlogitsᵀ·h2, dh2 = dlogits·W.
     const W = this.head.view() as Float32Array;
     const dW = this.headGrad.view() as Float32Array;
-    dW.fill(0);
     const dh2 = new Float32Array(T * HIDDEN);
     for (let t = 0; t < T; t++) {
       for (let c = 0; c < CLASSES; c++) {
@@ -112,21 +133,24 @@ export class MoEClassifier implements Trainable {
     return report;
   }
 
-  /** Evaluation forward (no balance window, no backward): predicted classes and layer 1's top-k experts [T·k]. */
-  predict(x: Float32Array): { predictions: Int32Array; experts1: Int32Array } {
-    const T = x.length / HIDDEN;
+  /** Evaluation forward (no balance window, no backward) of one batch. */
+  evaluate(x: Float32Array, labels: Int32Array): EvalReport {
+    const T = labels.length;
     const input = Tensor.from(x, [T, HIDDEN]);
     const out1 = this.moe1.forward(input, { training: false });
     const h1 = add(x, out1.y.view() as Float32Array);
     const out2 = this.moe2.forward(h1, { training: false });
     const h2 = add(h1.view() as Float32Array, out2.y.view() as Float32Array);
-    const logits = this.#logits(h2.view() as Float32Array, T);
-    const predictions = new Int32Array(T);
-    for (let t = 0; t < T; t++) predictions[t] = argmax(logits.subarray(t * CLASSES, (t + 1) * CLASSES));
-    const experts1 = out1.routing.indices.toArray() as Int32Array;
+    const { loss, correct } = crossEntropy(this.#logits(h2.view() as Float32Array, T), labels);
+    const report: EvalReport = {
+      loss,
+      correct,
+      experts: [out1.routing.indices.toArray() as Int32Array, out2.routing.indices.toArray() as Int32Array],
+      stats: [out1.stats, out2.stats],
+    };
     for (const out of [out1, out2]) releaseRouting(out);
     for (const t of [input, out1.y, h1, out2.y, h2]) t.dispose();
-    return { predictions, experts1 };
+    return report;
   }
 
   /** h [T, HIDDEN] · Wᵀ → logits [T, CLASSES]. */

@@ -27,3 +27,5 @@ export { losses } from './losses';
 export type { LoadBalanceOptions, OrthogonalityOptions, OrthogonalityMode } from './losses';
 export { AdamW } from './optim';
 export type { AdamWOptions, Trainable } from './optim';
+export { ExpertMonitor, mergeExpertStats, loadImbalance, stepRates } from './monitor';
+export type { ExpertMonitorOptions, MonitorRecord, StepRates, LayerSummary, PrometheusOptions, HeatmapOptions } from './monitor';
