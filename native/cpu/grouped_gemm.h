@@ -7,9 +7,13 @@
 //   out [M,N]: out_g = a_g · w_gᵀ
 // Backward: dA [M,K] = dOut_g · w_g, dW_g [N,K] += dOut_gᵀ · a_g.
 //
-// This is the reference implementation: plain loops that read both operands along K (forward)
-// or stream whole rows (backward), accumulating in fp32. A SIMD/threaded path will be checked
-// against it. Every entry point validates its shapes and throws moekit::Error naming the argument.
+// groupedGemmNT / groupedGemmNTBackward are the fast path: one sgemm problem per non-empty group
+// (NT forward; NN for dA and TN for dW backward), all run as one batch on the thread pool
+// (sgemm.h: blocked, packed, AVX2+FMA when the CPU has it, bit-identical for any thread count).
+// The *Reference versions are plain loops that read both operands along K (forward) or stream
+// whole rows (backward), accumulating in fp32: the slow oracle the fast path is checked against.
+// The two agree to fp32 rounding, not bitwise (K blocking and FMA change the rounding).
+// Every entry point validates its shapes and throws moekit::Error naming the argument.
 #pragma once
 
 #include <cstdint>
@@ -19,10 +23,15 @@ namespace moekit::cpu {
 // out [M,N] is overwritten.
 void groupedGemmNT(const float* a, const float* w, const int32_t* groupRows, int groups, int64_t m,
                    int n, int k, float* out);
+void groupedGemmNTReference(const float* a, const float* w, const int32_t* groupRows, int groups,
+                            int64_t m, int n, int k, float* out);
 
 // dA [M,K] is overwritten, dW [G,N,K] is added to; either may be null (not wanted).
 void groupedGemmNTBackward(const float* dOut, const float* a, const float* w,
                            const int32_t* groupRows, int groups, int64_t m, int n, int k,
                            float* dA, float* dW);
+void groupedGemmNTBackwardReference(const float* dOut, const float* a, const float* w,
+                                    const int32_t* groupRows, int groups, int64_t m, int n, int k,
+                                    float* dA, float* dW);
 
 }  // namespace moekit::cpu

@@ -6,10 +6,14 @@
 #include <utility>
 
 #include "../core/errors.h"
+#include "thread_pool.h"
 
 namespace moekit::cpu {
 
 namespace {
+
+// Tokens per parallel chunk of the row-wise loops (enough work to amortise a hand-off).
+constexpr int64_t kTokenGrain = 32;
 
 using routing::ScoreFn;
 
@@ -108,18 +112,21 @@ void Router::computeLogitsAndScores(const float* x, const int32_t* modality) {
     xNorm_.resize(T);
     for (int e = 0; e < E_; ++e) wNorm_[e] = routing::rowNorm(&w_[size_t(e) * H_], H_);
   }
-  for (int t = 0; t < T; ++t) {
-    const float* xt = x + size_t(t) * H_;
-    double* l = &logits_[size_t(t) * E_];
-    if (affinity) {
-      xNorm_[t] = routing::rowNorm(xt, H_);
-      routing::cosineLogitsRow(xt, w_.data(), wNorm_.data(), H_, E_, spec_.temperature,
-                               &cos_[size_t(t) * E_], l);
-    } else {
-      routing::linearLogitsRow(xt, w_.data(), H_, E_, l);
+  // Rows are independent: tokens in parallel, each row computed whole by one thread.
+  parallelFor(0, T, kTokenGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const float* xt = x + size_t(t) * H_;
+      double* l = &logits_[size_t(t) * E_];
+      if (affinity) {
+        xNorm_[t] = routing::rowNorm(xt, H_);
+        routing::cosineLogitsRow(xt, w_.data(), wNorm_.data(), H_, E_, spec_.temperature,
+                                 &cos_[size_t(t) * E_], l);
+      } else {
+        routing::linearLogitsRow(xt, w_.data(), H_, E_, l);
+      }
+      routing::scoresRow(l, allowedRow(int(t)), E_, scoreFn(), &s_[size_t(t) * E_]);
     }
-    routing::scoresRow(l, allowedRow(t), E_, scoreFn(), &s_[size_t(t) * E_]);
-  }
+  });
 }
 
 // R4/R10 keys, R5 group limiting and R6 top-k into selIdx_ (kept) and idx_ (capacity may move it).
@@ -552,34 +559,49 @@ void Router::backward(const float* dAssignWeight, float* dx, float* dWeight) {
 
   // Logits → x and weight. R1: l = x·Wᵀ. R8: l = cos/temperature with
   //   ∂cos/∂x = W_e/(‖x‖‖W_e‖) − cos·x/‖x‖²,  ∂cos/∂W_e = x/(‖x‖‖W_e‖) − cos·W_e/‖W_e‖².
-  std::vector<double> gx(H_), gw(size_t(E_) * H_, 0.0);
-  for (int t = 0; t < T; ++t) {
-    const float* xt = &x_[size_t(t) * H_];
-    std::fill(gx.begin(), gx.end(), 0.0);
-    for (int e = 0; e < E_; ++e) {
-      const double d = dl[size_t(t) * E_ + e];
-      if (d == 0) continue;
+  // ∂l_te/∂x_t = α·W_e − βx·x_t and ∂l_te/∂W_e = α·x_t − βw·W_e, with
+  //   R1: α = 1, βx = βw = 0;   R8: α = 1/(τ‖x‖‖W_e‖), βx = cos/(τ‖x‖²), βw = cos/(τ‖W_e‖²).
+  struct Partials {
+    double alpha, betaX, betaW;
+  };
+  auto partials = [&](int64_t t, int64_t e) -> Partials {
+    if (!affinity) return {1.0, 0.0, 0.0};
+    const double xn = xNorm_[t], wn = wNorm_[e], c = cos_[size_t(t) * E_ + e], tau = spec_.temperature;
+    if (!(xn > 0 && wn > 0)) return {0.0, 0.0, 0.0};
+    return {1.0 / (tau * xn * wn), c / (tau * xn * xn), c / (tau * wn * wn)};
+  };
+  // dx rows by token and dWeight rows by expert, in parallel; every output row is summed by one
+  // thread in a fixed order, so the result does not depend on the thread count.
+  parallelFor(0, T, kTokenGrain, [&](int64_t begin, int64_t end) {
+    std::vector<double> gx(H_);
+    for (int64_t t = begin; t < end; ++t) {
+      const float* xt = &x_[size_t(t) * H_];
+      std::fill(gx.begin(), gx.end(), 0.0);
+      for (int e = 0; e < E_; ++e) {
+        const double d = dl[size_t(t) * E_ + e];
+        if (d == 0) continue;
+        const Partials p = partials(t, e);
+        const float* we = &w_[size_t(e) * H_];
+        for (int h = 0; h < H_; ++h) gx[h] += d * (p.alpha * we[h] - p.betaX * xt[h]);
+      }
+      float* dxt = dx + size_t(t) * H_;
+      for (int h = 0; h < H_; ++h) dxt[h] += float(gx[h]);
+    }
+  });
+  std::vector<double> gw(size_t(E_) * H_, 0.0);
+  parallelFor(0, E_, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t e = begin; e < end; ++e) {
       const float* we = &w_[size_t(e) * H_];
       double* ge = &gw[size_t(e) * H_];
-      if (!affinity) {
-        for (int h = 0; h < H_; ++h) {
-          gx[h] += d * we[h];
-          ge[h] += d * xt[h];
-        }
-        continue;
-      }
-      const double xn = xNorm_[t], wn = wNorm_[e];
-      if (!(xn > 0 && wn > 0)) continue;
-      const double dc = d / spec_.temperature, c = cos_[size_t(t) * E_ + e];
-      const double inv = 1.0 / (xn * wn), cx = c / (xn * xn), cw = c / (wn * wn);
-      for (int h = 0; h < H_; ++h) {
-        gx[h] += dc * (we[h] * inv - cx * xt[h]);
-        ge[h] += dc * (xt[h] * inv - cw * we[h]);
+      for (int t = 0; t < T; ++t) {
+        const double d = dl[size_t(t) * E_ + e];
+        if (d == 0) continue;
+        const Partials p = partials(t, e);
+        const float* xt = &x_[size_t(t) * H_];
+        for (int h = 0; h < H_; ++h) ge[h] += d * (p.alpha * xt[h] - p.betaW * we[h]);
       }
     }
-    float* dxt = dx + size_t(t) * H_;
-    for (int h = 0; h < H_; ++h) dxt[h] += float(gx[h]);
-  }
+  });
   for (size_t i = 0; i < gw.size(); ++i)
     dWeight[i] += float(gw[i] + (dWeightOrth_.empty() ? 0.0 : dWeightOrth_[i]));
 }
