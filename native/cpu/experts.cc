@@ -1,8 +1,8 @@
 #include "experts.h"
 
-#include <cmath>
 #include <string>
 
+#include "../core/activation.h"
 #include "../core/errors.h"
 #include "grouped_gemm.h"
 
@@ -10,47 +10,34 @@ namespace moekit::cpu {
 
 namespace {
 
-float sigmoid(float a) { return 1.0f / (1.0f + std::exp(-a)); }
-
-// GELU, exact erf form: 0.5·a·(1 + erf(a/√2)); derivative Φ(a) + a·φ(a).
-constexpr float kInvSqrt2 = 0.70710678118654752f;
-constexpr float kInvSqrt2Pi = 0.39894228040143268f;
-float gelu(float a) { return 0.5f * a * (1.0f + std::erf(a * kInvSqrt2)); }
-float geluGrad(float a) {
-  return 0.5f * (1.0f + std::erf(a * kInvSqrt2)) + a * kInvSqrt2Pi * std::exp(-0.5f * a * a);
-}
-
-// X1 activation, h = act(a1) (⊙ a3 for swiglu), over `count` elements.
+// X1 activation, h = act(a1) (⊙ a3 for swiglu), over `count` elements (core/activation.h).
 void activate(Activation act, const float* a1, const float* a3, float* h, int64_t count) {
   switch (act) {
     case Activation::Swiglu:
-      for (int64_t i = 0; i < count; ++i) h[i] = a1[i] * sigmoid(a1[i]) * a3[i];
+      for (int64_t i = 0; i < count; ++i) h[i] = activation::swiglu(a1[i], a3[i]);
       break;
     case Activation::Gelu:
-      for (int64_t i = 0; i < count; ++i) h[i] = gelu(a1[i]);
+      for (int64_t i = 0; i < count; ++i) h[i] = activation::gelu(a1[i]);
       break;
     case Activation::Relu:
-      for (int64_t i = 0; i < count; ++i) h[i] = a1[i] > 0.0f ? a1[i] : 0.0f;
+      for (int64_t i = 0; i < count; ++i) h[i] = activation::relu(a1[i]);
       break;
   }
 }
 
-// dh → da1 (and da3 for swiglu). silu'(a) = σ(a)·(1 + a·(1 − σ(a))); relu'(0) = 0.
+// dh → da1 (and da3 for swiglu).
 void activateBackward(Activation act, const float* a1, const float* a3, const float* dh,
                       float* da1, float* da3, int64_t count) {
   switch (act) {
     case Activation::Swiglu:
-      for (int64_t i = 0; i < count; ++i) {
-        const float s = sigmoid(a1[i]);
-        da1[i] = dh[i] * a3[i] * s * (1.0f + a1[i] * (1.0f - s));
-        da3[i] = dh[i] * a1[i] * s;
-      }
+      for (int64_t i = 0; i < count; ++i)
+        activation::swigluBackward(a1[i], a3[i], dh[i], da1[i], da3[i]);
       break;
     case Activation::Gelu:
-      for (int64_t i = 0; i < count; ++i) da1[i] = dh[i] * geluGrad(a1[i]);
+      for (int64_t i = 0; i < count; ++i) da1[i] = dh[i] * activation::geluGrad(a1[i]);
       break;
     case Activation::Relu:
-      for (int64_t i = 0; i < count; ++i) da1[i] = a1[i] > 0.0f ? dh[i] : 0.0f;
+      for (int64_t i = 0; i < count; ++i) da1[i] = activation::reluBackward(a1[i], dh[i]);
       break;
   }
 }

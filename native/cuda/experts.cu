@@ -1,0 +1,257 @@
+// cuda::Experts (experts.h): validation, host staging and the order of the device stages. No
+// kernel lives here: permute.cu and grouped_gemm.cu hold them and their launchers.
+#include "experts.h"
+
+#include <string>
+
+#include "../core/errors.h"
+#include "grouped_gemm.h"
+
+namespace moekit::cuda {
+
+namespace {
+
+// token [n] in [0,T), expert [n] in [0,E): the checks and messages of cpu::planPermutation.
+void checkAssignments(int T, int E, int n, const int32_t* token, const int32_t* expert) {
+  if (n > 0 && !token) throw Error(ErrorKind::Argument, "permute: token must not be null");
+  if (n > 0 && !expert) throw Error(ErrorKind::Argument, "permute: expert must not be null");
+  const auto check = [n](const char* name, const int32_t* index, int bound, const char* boundName) {
+    for (int i = 0; i < n; ++i)
+      if (index[i] < 0 || index[i] >= bound)
+        throw Error(ErrorKind::Argument, std::string("permute: ") + name + "[" + std::to_string(i) +
+                                             "] must be in [0, " + boundName + " = " +
+                                             std::to_string(bound) + "), got " +
+                                             std::to_string(index[i]));
+  };
+  check("token", token, T, "T");
+  check("expert", expert, E, "E");
+}
+
+}  // namespace
+
+Experts::Experts(int hidden, Activation act, std::vector<ExpertGroup> groups)
+    : H_(hidden), act_(act), groups_(std::move(groups)) {
+  if (hidden < 1)
+    throw Error(ErrorKind::Shape, "Experts: hidden must be >= 1, got " + std::to_string(hidden));
+  if (groups_.empty()) throw Error(ErrorKind::Argument, "Experts: groups must not be empty");
+  state_ = std::vector<GroupState>(groups_.size());
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    const ExpertGroup& grp = groups_[g];
+    const std::string name = "Experts: groups[" + std::to_string(g) + "].";
+    if (grp.count < 1 || grp.ffn < 1)
+      throw Error(ErrorKind::Shape, name + "count and .ffn must be >= 1, got count = " +
+                                        std::to_string(grp.count) +
+                                        ", ffn = " + std::to_string(grp.ffn));
+    if (!grp.w1) throw Error(ErrorKind::Argument, name + "w1 must not be null");
+    if (!grp.w2) throw Error(ErrorKind::Argument, name + "w2 must not be null");
+    if (act == Activation::Swiglu && !grp.w3)
+      throw Error(ErrorKind::Argument, name + "w3 must not be null for swiglu");
+    state_[g].firstExpert = E_;
+    E_ += grp.count;
+  }
+  checkCuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
+            "cuda::Experts: cudaStreamCreateWithFlags");
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    const size_t size = size_t(groups_[g].count) * groups_[g].ffn * H_;
+    state_[g].w1.reserve(size, "w1");
+    state_[g].w2.reserve(size, "w2");
+    if (act_ == Activation::Swiglu) state_[g].w3.reserve(size, "w3");
+  }
+  counts_.assign(size_t(E_), 0);
+  offsets_.assign(size_t(E_) + 1, 0);
+}
+
+Experts::~Experts() {
+  if (stream_) cudaStreamDestroy(stream_);
+}
+
+void Experts::upload(void* device, const void* host, size_t bytes, const char* what) {
+  if (bytes == 0) return;
+  checkCuda(cudaMemcpyAsync(device, host, bytes, cudaMemcpyHostToDevice, stream_),
+            std::string("cuda::Experts: cudaMemcpyAsync of ") + what + " to the device");
+}
+
+void Experts::download(void* host, const void* device, size_t bytes, const char* what) {
+  if (bytes == 0) return;
+  checkCuda(cudaMemcpyAsync(host, device, bytes, cudaMemcpyDeviceToHost, stream_),
+            std::string("cuda::Experts: cudaMemcpyAsync of ") + what + " to the host");
+}
+
+void Experts::synchronize(const char* what) {
+  checkCuda(cudaStreamSynchronize(stream_), std::string("cuda::Experts: ") + what);
+}
+
+void Experts::forward(const float* x, int T, int n, const int32_t* token, const int32_t* expert,
+                      const float* weight, float* y) {
+  const std::string op = "Experts.forward: ";
+  if (T < 0 || n < 0)
+    throw Error(ErrorKind::Shape, op + "T and n must be >= 0, got T = " + std::to_string(T) +
+                                      ", n = " + std::to_string(n));
+  if (n > 0 && !weight) throw Error(ErrorKind::Argument, op + "weight must not be null");
+  if (T > 0 && !x) throw Error(ErrorKind::Argument, op + "x must not be null");
+  if (T > 0 && !y) throw Error(ErrorKind::Argument, op + "y must not be null");
+  checkAssignments(T, E_, n, token, expert);
+  haveForward_ = false;
+  T_ = T;
+  n_ = n;
+  counts_.assign(size_t(E_), 0);
+  offsets_.assign(size_t(E_) + 1, 0);
+  for (size_t g = 0; g < groups_.size(); ++g) state_[g].firstRow = state_[g].rows = 0;
+  if (n == 0) {  // every token dropped: y stays as it is
+    haveForward_ = true;
+    return;
+  }
+
+  // Weights: uploaded at every forward, the caller may have updated them.
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    const ExpertGroup& grp = groups_[g];
+    const size_t bytes = size_t(grp.count) * grp.ffn * H_ * sizeof(float);
+    upload(state_[g].w1.get(), grp.w1, bytes, "w1");
+    upload(state_[g].w2.get(), grp.w2, bytes, "w2");
+    if (act_ == Activation::Swiglu) upload(state_[g].w3.get(), grp.w3, bytes, "w3");
+  }
+
+  // The plan: rows sorted by expert, then token, then assignment (cpu::planPermutation's order).
+  const size_t xSize = size_t(T) * H_, rowsSize = size_t(n) * H_;
+  float* dX = x_.reserve(xSize, "x");
+  int32_t* dToken = token_.reserve(size_t(n), "token");
+  int32_t* dExpert = expert_.reserve(size_t(n), "expert");
+  float* dWeight = weight_.reserve(size_t(n), "weight");
+  upload(dX, x, xSize * sizeof(float), "x");
+  upload(dToken, token, size_t(n) * sizeof(int32_t), "token");
+  upload(dExpert, expert, size_t(n) * sizeof(int32_t), "expert");
+  upload(dWeight, weight, size_t(n) * sizeof(float), "weight");
+
+  int32_t* rowAssignment = rowAssignment_.reserve(size_t(n), "the row map");
+  int32_t* expertStart = expertStart_.reserve(size_t(E_) + 1, "the expert offsets");
+  int32_t* rowToken = rowToken_.reserve(size_t(n), "the row tokens");
+  float* rowWeight = rowWeight_.reserve(size_t(n), "the row weights");
+  int32_t* tokenRows = tokenRows_.reserve(size_t(n), "the token rows");
+  int32_t* tokenStart = tokenStart_.reserve(size_t(T) + 1, "the token offsets");
+  fillIota(rowAssignment, n, stream_);
+  stableSortByKey(rowAssignment, dToken, T, n, sort_, stream_);
+  stableSortByKey(rowAssignment, dExpert, E_, n, sort_, stream_);
+  segmentStarts(rowAssignment, dExpert, n, E_, expertStart, stream_);
+  gatherAssignments(rowAssignment, dToken, dWeight, n, rowToken, rowWeight, stream_);
+  // Combine's map: the rows of each token in ascending row order.
+  fillIota(tokenRows, n, stream_);
+  stableSortByKey(tokenRows, rowToken, T, n, sort_, stream_);
+  segmentStarts(tokenRows, rowToken, n, T, tokenStart, stream_);
+  download(offsets_.data(), expertStart, offsets_.size() * sizeof(int32_t), "the expert offsets");
+  synchronize("cudaStreamSynchronize after planning the permutation");
+  for (int e = 0; e < E_; ++e) counts_[size_t(e)] = offsets_[size_t(e) + 1] - offsets_[size_t(e)];
+
+  activations_ = 0;
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    GroupState& s = state_[g];
+    s.firstRow = offsets_[size_t(s.firstExpert)];
+    s.rows = offsets_[size_t(s.firstExpert + groups_[g].count)] - s.firstRow;
+    s.activationOffset = activations_;
+    activations_ += s.rows * groups_[g].ffn;
+  }
+  float* xp = xp_.reserve(rowsSize, "xp");
+  float* yp = yp_.reserve(rowsSize, "yp");
+  float* a1 = a1_.reserve(size_t(activations_), "a1");
+  float* a3 = act_ == Activation::Swiglu ? a3_.reserve(size_t(activations_), "a3") : nullptr;
+  float* h = h_.reserve(size_t(activations_), "h");
+  permuteRows(dX, H_, rowToken, n, xp, stream_);
+
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    const ExpertGroup& grp = groups_[g];
+    GroupState& s = state_[g];
+    if (s.rows == 0) continue;
+    const ExpertRows rows{expertStart + s.firstExpert, grp.count,
+                          rowTiles(&counts_[size_t(s.firstExpert)], grp.count)};
+    const int64_t at = s.activationOffset;
+    expertUpProjection(act_, xp + s.firstRow * H_, s.w1.get(), s.w3.get(), rows, grp.ffn, H_,
+                       a1 + at, a3 ? a3 + at : nullptr, h + at, stream_);
+    groupedGemmNT(h + at, s.w2.get(), rows, H_, grp.ffn, yp + s.firstRow * H_, stream_);
+  }
+
+  float* dY = y_.reserve(xSize, "y");
+  upload(dY, y, xSize * sizeof(float), "y");
+  addRowsToTokens(yp, rowWeight, tokenStart, tokenRows, T, H_, dY, stream_);
+  download(y, dY, xSize * sizeof(float), "y");
+  synchronize("cudaStreamSynchronize after the forward");
+  haveForward_ = true;
+}
+
+void Experts::backward(const float* dy, float* dx, float* dWeight) {
+  if (!haveForward_)
+    throw Error(ErrorKind::Argument, "Experts.backward: no forward to differentiate");
+  const int n = n_;
+  if (n == 0) return;
+  if (!dy) throw Error(ErrorKind::Argument, "Experts.backward: dy must not be null");
+
+  const size_t ySize = size_t(T_) * H_, rowsSize = size_t(n) * H_;
+  float* dDy = dy_.reserve(ySize, "dy");
+  upload(dDy, dy, ySize * sizeof(float), "dy");
+  float* dyp = dyp_.reserve(rowsSize, "dyp");
+  float* dWeightDevice = dWeight ? dWeight_.reserve(size_t(n), "dWeight") : nullptr;
+  unpermuteBackward(dDy, H_, rowToken_.get(), rowWeight_.get(), yp_.get(), rowAssignment_.get(),
+                    n, dyp, dWeightDevice, stream_);
+  if (dWeight) download(dWeight, dWeightDevice, size_t(n) * sizeof(float), "dWeight");
+
+  float* dxp = dx ? dxp_.reserve(rowsSize, "dxp") : nullptr;
+  float* da1 = da1_.reserve(size_t(activations_), "da1");
+  float* da3 = act_ == Activation::Swiglu ? da3_.reserve(size_t(activations_), "da3") : nullptr;
+  const float* xp = xp_.get();
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    const ExpertGroup& grp = groups_[g];
+    GroupState& s = state_[g];
+    if (s.rows == 0) continue;
+    const ExpertRows rows{expertStart_.get() + s.firstExpert, grp.count,
+                          rowTiles(&counts_[size_t(s.firstExpert)], grp.count)};
+    const int64_t at = s.activationOffset;
+    const size_t weightSize = size_t(grp.count) * grp.ffn * H_;
+    const float* dypG = dyp + s.firstRow * H_;
+    const float* xpG = xp + s.firstRow * H_;
+    float* da3G = da3 ? da3 + at : nullptr;
+
+    expertActivationBackward(act_, dypG, s.w2.get(), rows, H_, grp.ffn, a1_.get() + at,
+                             da3 ? a3_.get() + at : nullptr, da1 + at, da3G, stream_);
+    if (grp.g2) {  // g2_e [H,F] += dyp_eᵀ · h_e
+      float* g2 = s.g2.reserve(weightSize, "g2");
+      upload(g2, grp.g2, weightSize * sizeof(float), "g2");
+      groupedGemmTN(dypG, h_.get() + at, rows, H_, grp.ffn, g2, stream_);
+      download(grp.g2, g2, weightSize * sizeof(float), "g2");
+    }
+    if (dxp) {  // dxp_e [rows,H] = da1_e · w1_e (+ da3_e · w3_e)
+      float* dxpG = dxp + s.firstRow * H_;
+      groupedGemmNN(da1 + at, s.w1.get(), rows, grp.ffn, H_, false, dxpG, stream_);
+      if (da3G) groupedGemmNN(da3G, s.w3.get(), rows, grp.ffn, H_, true, dxpG, stream_);
+    }
+    if (grp.g1) {  // g1_e [F,H] += da1_eᵀ · xp_e
+      float* g1 = s.g1.reserve(weightSize, "g1");
+      upload(g1, grp.g1, weightSize * sizeof(float), "g1");
+      groupedGemmTN(da1 + at, xpG, rows, grp.ffn, H_, g1, stream_);
+      download(grp.g1, g1, weightSize * sizeof(float), "g1");
+    }
+    if (da3G && grp.g3) {  // g3_e [F,H] += da3_eᵀ · xp_e
+      float* g3 = s.g3.reserve(weightSize, "g3");
+      upload(g3, grp.g3, weightSize * sizeof(float), "g3");
+      groupedGemmTN(da3G, xpG, rows, grp.ffn, H_, g3, stream_);
+      download(grp.g3, g3, weightSize * sizeof(float), "g3");
+    }
+  }
+  if (dx) {
+    float* dDx = dx_.reserve(ySize, "dx");
+    upload(dDx, dx, ySize * sizeof(float), "dx");
+    addRowsToTokens(dxp, nullptr, tokenStart_.get(), tokenRows_.get(), T_, H_, dDx, stream_);
+    download(dx, dDx, ySize * sizeof(float), "dx");
+  }
+  synchronize("cudaStreamSynchronize after the backward");
+}
+
+int64_t Experts::flops(int e) const {
+  if (e < 0 || e >= E_)
+    throw Error(ErrorKind::Argument, "Experts.flops: expert must be in [0, E = " +
+                                         std::to_string(E_) + "), got " + std::to_string(e));
+  if (!haveForward_) return 0;
+  size_t g = 0;
+  while (e >= state_[g].firstExpert + groups_[g].count) ++g;
+  const int64_t mults = act_ == Activation::Swiglu ? 3 : 2;
+  return 2 * int64_t(counts_[size_t(e)]) * H_ * groups_[g].ffn * mults;
+}
+
+}  // namespace moekit::cuda
