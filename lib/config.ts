@@ -118,7 +118,7 @@ export function validateConfig(input: unknown, hiddenFromInput?: number): { conf
 
   if (!Array.isArray(c.experts) || c.experts.length === 0) fail('experts', 'a non-empty array of expert groups', c.experts);
   const names = new Set<string>();
-  const groups = (c.experts as unknown[]).map((g, i) => {
+  const groups = Array.from(c.experts as unknown[], (g, i) => {  // Array.from visits holes too
     const group = object(g, `experts[${i}]`, ['name', 'count', 'ffnHidden', 'modality']);
     if (typeof group.name !== 'string' || !/^[A-Za-z0-9_]+$/.test(group.name)) fail(`experts[${i}].name`, 'a name of letters, digits and _', group.name);
     if (names.has(group.name)) throw new MoEConfigError(`config.experts[${i}].name "${group.name}" is used by another group`);
@@ -197,7 +197,6 @@ export function validateConfig(input: unknown, hiddenFromInput?: number): { conf
   }
   const seed = c.seed === undefined ? 0 : integer(c.seed, 'seed', 0, Number.MAX_SAFE_INTEGER);
 
-  const config = JSON.parse(JSON.stringify({ ...c, hidden })) as MoEConfig;
   const spec: FlatSpec = {
     hidden,
     groups: groups.map((g) => ({ count: g.count, modality: g.modality ?? -1, ffn: g.ffnHidden })),
@@ -228,5 +227,8 @@ export function validateConfig(input: unknown, hiddenFromInput?: number): { conf
       seed,
     },
   };
+  // The copy is taken once every field has been checked (a field checked later could still hold a
+  // value JSON cannot carry, such as a bigint).
+  const config = JSON.parse(JSON.stringify({ ...c, hidden })) as MoEConfig;
   return { config, spec };
 }

@@ -27,6 +27,33 @@ export class FormatError extends MoekitError {}
 /** Any other bad argument: wrong type, out of range. */
 export class ArgumentError extends MoekitError {}
 
+/** Where checkFinite found the first NaN or Inf (lib/layer.ts, in pipeline order). */
+export type NumericsStage = 'input' | 'router.weight' | 'router' | 'expert' | 'shared' | 'grad' | 'dx';
+
+/** Details of a NumericsError; `expert` is the group name and index within the group. */
+export interface NumericsDetails {
+  layer?: string;
+  stage?: NumericsStage;
+  token?: number;
+  expert?: { group: string; index: number };
+  /** The parameter whose gradient is non-finite (stage 'grad'). */
+  parameter?: string;
+}
+
+/** checkFinite found a NaN or an Inf: the message and the fields name the layer, the stage and the expert. */
+export class NumericsError extends MoekitError {
+  readonly layer?: string;
+  readonly stage?: NumericsStage;
+  readonly token?: number;
+  readonly expert?: { group: string; index: number };
+  readonly parameter?: string;
+
+  constructor(message: string, details: NumericsDetails = {}) {
+    super(message);
+    Object.assign(this, details);
+  }
+}
+
 /** The classes the addon throws, keyed by their names. */
 export const errorClasses = {
   ShapeError,

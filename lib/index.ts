@@ -16,10 +16,12 @@ export {
   DisposedError,
   FormatError,
   ArgumentError,
+  NumericsError,
 } from './errors';
+export type { NumericsStage, NumericsDetails } from './errors';
 export { liveBytes } from './memory';
 export { MoELayer } from './layer';
-export type { ForwardOptions, MoEOutput, ExpertStats } from './layer';
+export type { ForwardOptions, LayerOptions, MoEOutput, ExpertStats } from './layer';
 export type { MoEConfig, ExpertGroupConfig, RouterConfig } from './config';
 export { ops } from './ops';
 export type { PermuteResult, UnpermuteResult, GroupedGemmResult, RouteOptions, RouteResult } from './ops';

@@ -6,12 +6,22 @@
  *
  * Initialisation (seeded by config.seed through Philox): router.weight ~ N(0, 1/H),
  * w1, w3 ~ N(0, 1/H), w2 ~ N(0, 1/F); router.bias = 0; router.load = 1/E (R10).
+ *
+ * Numerics guard (opt-in, `new MoELayer(config, {name, checkFinite: true})` or per forward with
+ * `opts.checkFinite`): a NaN or Inf throws NumericsError naming the layer, the first stage that
+ * produced one and the expert. Forward, in pipeline order: x ('input'), router.weight rows
+ * ('router.weight', checked before the router runs), the routing weights and aux loss ('router'),
+ * y after the routed experts ('expert': the token's expert whose own output is non-finite), y after
+ * the shared experts ('shared'). The backward of a checked forward: dy ('input'), then every
+ * gradient accumulator ('grad': expert groups, shared, router.weight; the expert from the index),
+ * then dx ('dx'). Only 'input' is found before any state changes; after a failed forward no backward
+ * may follow. Off, nothing is scanned.
  */
-import { ArgumentError, DTypeError, ShapeError } from './errors';
+import { ArgumentError, DTypeError, NumericsDetails, NumericsError, ShapeError } from './errors';
 import { FlatSpec, MoEConfig, validateConfig } from './config';
-import { NativeMoELayer, NativeTensor, native } from './native';
+import { NativeForward, NativeMoELayer, NativeTensor, native } from './native';
 import { Tensor } from './tensor';
-import { checkObject, describe } from './validate';
+import { checkKeys, checkObject, describe } from './validate';
 
 export interface ForwardOptions {
   /** R2: i32 [T], the modality of each token. */
@@ -20,7 +30,15 @@ export interface ForwardOptions {
   seqLens?: number[];
   /** false: evaluation; no L2 window, no R10 load/step update, no backward. Default true. */
   training?: boolean;
-  /** Throw ArgumentError naming the first non-finite entry of x. */
+  /** The numerics guard for this forward and its backward (see the file comment); default the layer's. */
+  checkFinite?: boolean;
+}
+
+/** Options of a layer that are not part of its (JSON) config. */
+export interface LayerOptions {
+  /** Names the layer in NumericsError messages; default 'moe'. */
+  name?: string;
+  /** The numerics guard on every forward and backward (see the file comment); default false. */
   checkFinite?: boolean;
 }
 
@@ -75,15 +93,24 @@ interface ExpertTensors {
 
 export class MoELayer {
   readonly config: MoEConfig;
+  readonly name: string;
+  readonly checkFinite: boolean;
   #spec: FlatSpec | undefined;
   #native: NativeMoELayer | undefined;
   #params: Record<string, Tensor> = {};
   #state: Record<string, Tensor> = {};
   #grads: Record<string, Tensor> = {};
   #lastTokens = -1;
+  #lastChecked = false;
 
-  constructor(config: MoEConfig) {
+  constructor(config: MoEConfig, options: LayerOptions = {}) {
+    const o = checkObject(options, 'options');
+    checkKeys(o, 'options', ['name', 'checkFinite']);
+    if (o.name !== undefined && (typeof o.name !== 'string' || o.name.length === 0)) throw new ArgumentError(`options.name must be a non-empty string, got ${describe(o.name)}`);
+    if (o.checkFinite !== undefined && typeof o.checkFinite !== 'boolean') throw new ArgumentError(`options.checkFinite must be a boolean, got ${describe(o.checkFinite)}`);
     const checked = validateConfig(config);
+    this.name = (o.name as string | undefined) ?? 'moe';
+    this.checkFinite = (o.checkFinite as boolean | undefined) ?? false;
     this.config = checked.config;
     if (checked.spec.hidden > 0) this.#build(checked.spec);
   }
@@ -99,7 +126,7 @@ export class MoELayer {
   }
 
   forward(x: Tensor, opts: ForwardOptions = {}): MoEOutput {
-    if (!(x instanceof Tensor)) throw new ArgumentError(`x must be a Tensor, got ${describe(x)}`);
+    if (!Tensor.isTensor(x)) throw new ArgumentError(`x must be a Tensor, got ${describe(x)}`);
     const o = checkObject(opts, 'opts');
     if (x.dtype !== 'f32') throw new DTypeError(`x must be f32, got ${x.dtype}`);
     if (x.shape.length !== 2) throw new ShapeError(`x must have shape [T, hidden], got [${x.shape.join(', ')}]`);
@@ -112,9 +139,17 @@ export class MoELayer {
     const modality = o.modality === undefined ? null : checkModality(o.modality, x.shape[0], spec);
     const seqLens = o.seqLens === undefined ? null : checkSeqLens(o.seqLens, x.shape[0]);
     if (o.training !== undefined && typeof o.training !== 'boolean') throw new ArgumentError(`opts.training must be a boolean, got ${describe(o.training)}`);
-    if (o.checkFinite) checkFinite(x);
-    const r = (this.#native as NativeMoELayer).forward(x.handle, modality, seqLens, o.training ?? true);
+    if (o.checkFinite !== undefined && typeof o.checkFinite !== 'boolean') throw new ArgumentError(`opts.checkFinite must be a boolean, got ${describe(o.checkFinite)}`);
+    const check = (o.checkFinite as boolean | undefined) ?? this.checkFinite;
+    if (check) this.#checkTensor(x, 'input', 'x');
+    const r = (this.#native as NativeMoELayer).forward(x.handle, modality, seqLens, o.training ?? true, check);
     this.#lastTokens = x.shape[0];
+    this.#lastChecked = check;
+    if (r.nonFinite) {
+      for (const value of Object.values(r)) if (value && typeof value === 'object' && 'dispose' in value) (value as NativeTensor).dispose();
+      this.#lastTokens = -1;
+      throw this.#forwardNumericsError(r.nonFinite);
+    }
     const losses: MoEOutput['losses'] = {};
     if (spec.router.balanceCoeff > 0) losses.balance = r.balance;
     if (spec.router.zCoeff > 0) losses.z = r.z;
@@ -152,14 +187,27 @@ export class MoELayer {
 
   /** dy [T,H] of the last training forward → dx; adds every parameter gradient into grads(). */
   backward(dy: Tensor): { dx: Tensor } {
-    if (!(dy instanceof Tensor)) throw new ArgumentError(`dy must be a Tensor, got ${describe(dy)}`);
+    if (!Tensor.isTensor(dy)) throw new ArgumentError(`dy must be a Tensor, got ${describe(dy)}`);
     if (!this.#native || this.#lastTokens < 0) throw new ArgumentError('backward: needs a training forward first');
     if (dy.dtype !== 'f32') throw new DTypeError(`dy must be f32, got ${dy.dtype}`);
     const hidden = (this.#spec as FlatSpec).hidden;
     if (dy.shape.length !== 2 || dy.shape[0] !== this.#lastTokens || dy.shape[1] !== hidden) {
       throw new ShapeError(`dy must have the shape of y, [${this.#lastTokens}, ${hidden}], got [${dy.shape.join(', ')}]`);
     }
-    return { dx: Tensor.wrap(this.#native.backward(dy.handle)) };
+    if (this.#lastChecked) this.#checkTensor(dy, 'input', 'dy');
+    const dx = Tensor.wrap(this.#native.backward(dy.handle));
+    if (this.#lastChecked) {
+      try {
+        const grads = Object.entries(this.#grads);
+        const order = (name: string) => (name.startsWith('experts.') ? 0 : name.startsWith('shared.') ? 1 : 2);
+        for (const [name, g] of grads.sort((a, b) => order(a[0]) - order(b[0]))) this.#checkTensor(g, 'grad', `grads()["${name}"]`, name);
+        this.#checkTensor(dx, 'dx', 'dx');
+      } catch (error) {
+        dx.dispose();
+        throw error;
+      }
+    }
+    return { dx };
   }
 
   /** Closes the balance window (L2) and applies the bias update (B1). */
@@ -202,7 +250,7 @@ export class MoELayer {
     if (missing.length > 0) throw new ArgumentError(`stateDict lacks ${missing.join(', ')}`);
     const values: [Tensor, Float32Array][] = Object.entries(targets).map(([name, target]) => {
       const source = dict[name];
-      if (!(source instanceof Tensor)) throw new ArgumentError(`stateDict["${name}"] must be a Tensor, got ${describe(source)}`);
+      if (!Tensor.isTensor(source)) throw new ArgumentError(`stateDict["${name}"] must be a Tensor, got ${describe(source)}`);
       if (source.shape.join() !== target.shape.join()) {
         throw new ShapeError(`stateDict["${name}"] must have shape [${target.shape.join(', ')}], got [${source.shape.join(', ')}]`);
       }
@@ -215,6 +263,67 @@ export class MoELayer {
   /** Frees every parameter, state and gradient tensor; the layer cannot be used afterwards. */
   dispose(): void {
     for (const t of [...Object.values(this.#params), ...Object.values(this.#state), ...Object.values(this.#grads)]) t.dispose();
+  }
+
+  /** The group name and in-group index of a global expert index. */
+  #expertOf(global: number): { group: string; index: number } | undefined {
+    let start = 0;
+    for (const g of this.config.experts) {
+      if (global < start + g.count) return { group: g.name, index: global - start };
+      start += g.count;
+    }
+    return undefined;
+  }
+
+  #fail(stage: NumericsDetails['stage'], what: string, details: NumericsDetails = {}): NumericsError {
+    return new NumericsError(`layer "${this.name}", stage ${stage}: ${what} (checkFinite)`, { layer: this.name, stage, ...details });
+  }
+
+  #forwardNumericsError(found: NonNullable<NativeForward['nonFinite']>): NumericsError {
+    const expert = found.expert >= 0 && found.stage !== 'shared' ? this.#expertOf(found.expert) : undefined;
+    const name = expert ? `expert ${expert.group}[${expert.index}]` : '';
+    const token = found.token >= 0 ? { token: found.token } : {};
+    switch (found.stage) {
+      case 'router.weight':
+        return this.#fail('router.weight', `router.weight row ${found.expert} (${name}) holds a NaN or Inf`, { expert });
+      case 'router':
+        return found.token < 0
+          ? this.#fail('router', 'the aux loss is NaN or Inf')
+          : this.#fail('router', `the routing weight of token ${found.token} for ${name} is NaN or Inf`, { ...token, expert });
+      case 'expert':
+        return this.#fail('expert', `y[${found.token}] is NaN or Inf after the routed experts; ` +
+          (expert ? `${name} gives NaN or Inf on token ${found.token}` : `no single expert of token ${found.token} does: their weighted sum overflows`), { ...token, expert });
+      case 'shared':
+        return this.#fail('shared', `y[${found.token}] is NaN or Inf after the shared experts` +
+          (found.expert >= 0 ? `; shared expert ${found.expert} gives NaN or Inf on token ${found.token}` : ''),
+          { ...token, ...(found.expert >= 0 ? { expert: { group: 'shared', index: found.expert } } : {}) });
+    }
+  }
+
+  /** Throws NumericsError at the first NaN or Inf of t (a [T,H] activation or a parameter's gradient). */
+  #checkTensor(t: Tensor, stage: NumericsDetails['stage'], what: string, parameter?: string): void {
+    const values = t.view() as Float32Array;
+    let i = 0;
+    while (i < values.length && Number.isFinite(values[i])) i++;
+    if (i === values.length) return;
+    const index: number[] = [];
+    for (let rest = i, d = t.shape.length - 1; d >= 0; d--) {
+      index.unshift(rest % t.shape[d]);
+      rest = Math.floor(rest / t.shape[d]);
+    }
+    const details: NumericsDetails = {};
+    let where = '';
+    if (parameter !== undefined) {
+      details.parameter = parameter;
+      const group = parameter.match(/^experts\.(\w+)\./)?.[1];
+      if (group !== undefined) details.expert = { group, index: index[0] };
+      else if (parameter.startsWith('shared.')) details.expert = { group: 'shared', index: index[0] };
+      else if (parameter === 'router.weight') details.expert = this.#expertOf(index[0]);
+      if (details.expert) where = ` (expert ${details.expert.group}[${details.expert.index}])`;
+    } else {
+      details.token = index[0];
+    }
+    throw this.#fail(stage, `${what}[${index.join(', ')}] is ${values[i]}${where}`, details);
   }
 
   #requireBuilt(what: string): void {
@@ -276,7 +385,7 @@ function addExpertTensors(prefix: string, params: ExpertTensors, grads: ExpertTe
 }
 
 function checkModality(modality: unknown, T: number, spec: FlatSpec): NativeTensor {
-  if (!(modality instanceof Tensor)) throw new ArgumentError(`opts.modality must be an i32 Tensor [${T}], got ${describe(modality)}`);
+  if (!Tensor.isTensor(modality)) throw new ArgumentError(`opts.modality must be an i32 Tensor [${T}], got ${describe(modality)}`);
   if (modality.dtype !== 'i32') throw new DTypeError(`opts.modality must be i32, got ${modality.dtype}`);
   if (modality.shape.length !== 1 || modality.shape[0] !== T) throw new ShapeError(`opts.modality must have shape [${T}], got [${modality.shape.join(', ')}]`);
   const known = new Set(spec.groups.map((g) => g.modality).filter((m) => m >= 0));
@@ -296,12 +405,4 @@ function checkSeqLens(seqLens: unknown, T: number): number[] {
   const total = seqLens.reduce((a: number, b: number) => a + b, 0);
   if (total !== T) throw new ShapeError(`opts.seqLens must sum to the ${T} tokens of x, got ${total}`);
   return seqLens;
-}
-
-function checkFinite(x: Tensor): void {
-  const values = x.view() as Float32Array;
-  const H = x.shape[1];
-  for (let i = 0; i < values.length; i++) {
-    if (!Number.isFinite(values[i])) throw new ArgumentError(`x[${Math.floor(i / H)}, ${i % H}] is ${values[i]} (checkFinite)`);
-  }
 }

@@ -86,10 +86,12 @@ const ENTROPY_BUCKETS = [0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 1];
 
 /** maxVio = max(c)/mean(c) − 1, cv = std(c)/mean(c), entropy = −Σ p log p / log E (p = c/Σc); all 0 when Σc = 0. */
 export function loadImbalance(counts: ArrayLike<number>): { maxVio: number; cv: number; entropy: number } {
+  if (!Array.isArray(counts) && !ArrayBuffer.isView(counts)) throw new ArgumentError(`counts must be an array of numbers, got ${describe(counts)}`);
   const E = counts.length;
   let total = 0;
   let max = 0;
   for (let e = 0; e < E; e++) {
+    if (typeof counts[e] !== 'number') throw new ArgumentError(`counts[${e}] must be a number, got ${describe(counts[e])}`);
     total += counts[e];
     max = Math.max(max, counts[e]);
   }
@@ -137,6 +139,7 @@ export function mergeExpertStats(list: readonly ExpertStats[]): ExpertStats {
 
 /** The per-expert rates of one observation. */
 export function stepRates(stats: ExpertStats): StepRates {
+  checkStats(stats, 'stats');
   const E = stats.counts.length;
   const selected = stats.counts.reduce((a, b) => a + b, 0);
   const flops = stats.flops.reduce((a, b) => a + b, 0);

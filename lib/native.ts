@@ -4,6 +4,8 @@
  *
  * Loading order (node-gyp-build): build/Release/moekit.node when the package was built from
  * source, otherwise prebuilds/<platform>-<arch>/moekit.node. A failure lists what was tried.
+ * MOEKIT_ADDON_PATH=<file.node> loads that binary instead (the sanitizer build of
+ * scripts/sanitize.sh, for example).
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -49,11 +51,13 @@ export interface NativeForward {
   z: number;
   orthogonality: number;
   aux: number;
+  /** checkFinite: the first stage of the forward that produced a NaN or Inf (native/layer/moe_layer.h). */
+  nonFinite: { stage: 'router.weight' | 'router' | 'expert' | 'shared'; token: number; expert: number } | null;
 }
 
 export interface NativeMoELayer {
   readonly step: number;
-  forward(x: NativeTensor, modality: NativeTensor | null, seqLens: number[] | null, training: boolean): NativeForward;
+  forward(x: NativeTensor, modality: NativeTensor | null, seqLens: number[] | null, training: boolean, checkFinite: boolean): NativeForward;
   backward(dy: NativeTensor): NativeTensor;
   endStep(): void;
 }
@@ -130,13 +134,15 @@ export function packageRoot(from: string = __dirname): string {
 
 function load(): NativeAddon {
   const root = packageRoot();
+  const override = process.env.MOEKIT_ADDON_PATH;
   let addon: NativeAddon;
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    addon = require('node-gyp-build')(root) as NativeAddon;
+    addon = (override ? require(path.resolve(override)) : require('node-gyp-build')(root)) as NativeAddon;
   } catch (error) {
+    const tried = override ? `MOEKIT_ADDON_PATH=${override}` : `build/Release and prebuilds/${process.platform}-${process.arch}`;
     throw new Error(
-      `moekit: could not load the native addon from ${root} (tried build/Release and prebuilds/${process.platform}-${process.arch}). ` +
+      `moekit: could not load the native addon from ${root} (tried ${tried}). ` +
         `Build it with "npm run build:native". Cause: ${(error as Error).message}`,
     );
   }

@@ -5,8 +5,12 @@
  *   p ← p − (lr/(1−β1ᵗ)) · m / (√v/√(1−β2ᵗ) + eps)
  * The update is written straight into each parameter's storage (zero-copy), so a layer's
  * `parameters()` see it at once. m and v are f32 tensors created at the first step.
+ *
+ * Checkpoints: `stateDict()` holds `step` (i32 [1]) and `m.<name>`, `v.<name>` per parameter, ready
+ * for saveSafetensors; `loadStateDict()` checks all of it before replacing anything, so a resumed
+ * run continues bit for bit.
  */
-import { ArgumentError, ShapeError } from './errors';
+import { ArgumentError, DTypeError, ShapeError } from './errors';
 import { native } from './native';
 import { Tensor } from './tensor';
 import { checkTensor } from './tensor-checks';
@@ -73,8 +77,8 @@ export class AdamW {
   /** One update of every parameter from its gradient, in place. Gradients are left as they are. */
   step(): void {
     if (this.#disposed) throw new ArgumentError('step(): this AdamW has been disposed');
-    const params = this.#target.parameters();
-    const grads = this.#target.grads();
+    const params = checkObject(this.#target.parameters(), 'target.parameters()');
+    const grads = checkObject(this.#target.grads(), 'target.grads()');
     // Check everything before the first write, so a bad entry leaves every parameter unchanged.
     const entries = Object.entries(params).map(([name, value]) => {
       const param = checkTensor(value, `parameters()["${name}"]`, 'f32', (value as Tensor)?.shape?.length ?? 0);
@@ -105,6 +109,65 @@ export class AdamW {
   /** The moment estimates of one parameter (live tensors), or undefined before its first step. */
   moments(name: string): { m: Tensor; v: Tensor } | undefined {
     return this.#state.get(name);
+  }
+
+  /** Copies of the step count (`step`, i32 [1]) and of every moment (`m.<name>`, `v.<name>`, f32). */
+  stateDict(): Record<string, Tensor> {
+    if (this.#disposed) throw new ArgumentError('stateDict(): this AdamW has been disposed');
+    const out: Record<string, Tensor> = { step: Tensor.from(Int32Array.of(this.#step), [1]) };
+    for (const [name, { m, v }] of this.#state) {
+      out[`m.${name}`] = m.to('f32');
+      out[`v.${name}`] = v.to('f32');
+    }
+    return out;
+  }
+
+  /**
+   * Restores a stateDict(): `step` and, once a step was taken, `m.<name>` and `v.<name>` for every
+   * parameter of the target, each of the parameter's shape. Everything is checked before anything
+   * is replaced; the tensors are copied.
+   */
+  loadStateDict(sd: Record<string, Tensor>): void {
+    if (this.#disposed) throw new ArgumentError('loadStateDict(): this AdamW has been disposed');
+    const dict = checkObject(sd, 'stateDict');
+    const stepTensor = checkTensor(dict.step, 'stateDict["step"]', 'i32', 1);
+    if (stepTensor.shape[0] !== 1) throw new ShapeError(`stateDict["step"] must have shape [1], got [${stepTensor.shape.join(', ')}]`);
+    const step = stepTensor.toArray()[0];
+    if (step < 0) throw new ArgumentError(`stateDict["step"] must be >= 0, got ${step}`);
+    const params = checkObject(this.#target.parameters(), 'target.parameters()') as Record<string, Tensor>;
+    const expected = step === 0 ? [] : Object.keys(params).flatMap((name) => [`m.${name}`, `v.${name}`]);
+    const unknown = Object.keys(dict).filter((k) => k !== 'step' && !expected.includes(k));
+    if (unknown.length > 0) throw new ArgumentError(`stateDict has entries this optimizer does not${step === 0 ? ' at step 0' : ''}: ${unknown.join(', ')}`);
+    const missing = expected.filter((k) => !(k in dict));
+    if (missing.length > 0) throw new ArgumentError(`stateDict lacks ${missing.join(', ')}`);
+    const state = new Map<string, { m: Tensor; v: Tensor }>();
+    const copies: Tensor[] = [];
+    try {
+      for (const name of step > 0 ? Object.keys(params) : []) {
+        const shape = checkTensor(params[name], `parameters()["${name}"]`, 'f32', (params[name] as Tensor)?.shape?.length ?? 0).shape;
+        const read = (key: string): Tensor => {
+          const t = dict[key];
+          if (!Tensor.isTensor(t)) throw new ArgumentError(`stateDict["${key}"] must be a Tensor, got ${describe(t)}`);
+          if (t.dtype === 'i32' || t.dtype === 'u8') throw new DTypeError(`stateDict["${key}"] must be a float tensor, got ${t.dtype}`);
+          if (t.shape.join() !== shape.join()) {
+            throw new ShapeError(`stateDict["${key}"] must have the shape of parameter "${name}" [${shape.join(', ')}], got [${t.shape.join(', ')}]`);
+          }
+          const copy = t.to('f32');
+          copies.push(copy);
+          return copy;
+        };
+        state.set(name, { m: read(`m.${name}`), v: read(`v.${name}`) });
+      }
+    } catch (error) {
+      copies.forEach((t) => t.dispose());
+      throw error;
+    }
+    for (const { m, v } of this.#state.values()) {
+      m.dispose();
+      v.dispose();
+    }
+    this.#state = state;
+    this.#step = step;
   }
 
   /** Frees m and v; the optimizer cannot step afterwards. */

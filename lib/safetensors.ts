@@ -4,16 +4,23 @@
  * The header maps each tensor name to {dtype, shape, data_offsets: [begin, end]} (offsets into
  * the data part) and may hold "__metadata__", a map of strings to strings. The data part must be
  * covered exactly: no overlaps, no holes.
+ *
+ * Integrity: moekit writes a SHA-256 of the tensor descriptions (name, dtype, shape, offsets), the
+ * other metadata and the data part as metadata "moekit.sha256" and, reading a file that has one,
+ * rejects a file that does not match (tampered or corrupted) before any tensor is made. The key is the library's own: it is not returned in `metadata` and may not
+ * be passed in. Files from other writers (no key) are read as they are.
  */
+import { createHash } from 'crypto';
 import * as fs from 'fs';
 import { DType, ELEMENT_SIZE } from './dtype';
-import { DTypeError, FormatError } from './errors';
+import { ArgumentError, DTypeError, FormatError } from './errors';
 import { Tensor } from './tensor';
 import { checkObject, describe, numelOf } from './validate';
 
 const FILE_DTYPE: Record<string, DType> = { F32: 'f32', F16: 'f16', BF16: 'bf16', I32: 'i32', U8: 'u8', F8_E4M3: 'e4m3', F8_E5M2: 'e5m2' };
 const OTHER_FILE_DTYPES = ['F64', 'I64', 'I16', 'I8', 'U16', 'U32', 'U64', 'BOOL', 'F8_E8M0', 'F4', 'C64'];
 const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+const CHECKSUM_KEY = 'moekit.sha256';
 
 export interface Safetensors {
   tensors: Record<string, Tensor>;
@@ -31,8 +38,14 @@ interface Entry {
 /** Writes `tensors` (and string `metadata`) to `path`, atomically (temp file, then rename). */
 export function saveSafetensors(path: string, tensors: Record<string, Tensor>, metadata: Record<string, string> = {}): void {
   if (typeof path !== 'string' || path.length === 0) throw new FormatError(`path must be a non-empty string, got ${describe(path)}`);
-  fs.writeFileSync(`${path}.tmp`, serializeSafetensors(tensors, metadata));
-  fs.renameSync(`${path}.tmp`, path);
+  const bytes = serializeSafetensors(tensors, metadata);
+  try {
+    fs.writeFileSync(`${path}.tmp`, bytes);
+    fs.renameSync(`${path}.tmp`, path);
+  } catch (error) {
+    fs.rmSync(`${path}.tmp`, { force: true });  // no half-written file left behind
+    throw error;
+  }
 }
 
 /** The bytes of a safetensors file holding `tensors` and `metadata`. */
@@ -42,13 +55,13 @@ export function serializeSafetensors(tensors: Record<string, Tensor>, metadata: 
   for (const [key, value] of Object.entries(meta)) {
     if (typeof value !== 'string') throw new FormatError(`metadata["${key}"] must be a string, got ${describe(value)}`);
   }
+  if (Object.hasOwn(meta, CHECKSUM_KEY)) throw new FormatError(`metadata["${CHECKSUM_KEY}"] is reserved: moekit writes the data checksum there`);
   const header: Record<string, unknown> = {};
-  if (Object.keys(meta).length > 0) header.__metadata__ = meta;
   const chunks: Uint8Array[] = [];
   let offset = 0;
   for (const name of Object.keys(tensors).sort()) {
     const tensor = tensors[name];
-    if (!(tensor instanceof Tensor)) throw new FormatError(`tensors["${name}"] must be a Tensor, got ${describe(tensor)}`);
+    if (!Tensor.isTensor(tensor)) throw new FormatError(`tensors["${name}"] must be a Tensor, got ${describe(tensor)}`);
     if (name === '__metadata__') throw new FormatError('tensors may not be named "__metadata__"');
     const view = tensor.view();
     const bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
@@ -56,6 +69,11 @@ export function serializeSafetensors(tensors: Record<string, Tensor>, metadata: 
     chunks.push(bytes);
     offset += bytes.byteLength;
   }
+  const entries = Object.entries(header).map(([name, e]) => {
+    const { dtype, shape, data_offsets: [begin, end] } = e as { dtype: string; shape: number[]; data_offsets: number[] };
+    return { name, dtype: FILE_DTYPE[dtype], shape, begin, end };
+  });
+  header.__metadata__ = { ...meta, [CHECKSUM_KEY]: checksumOf(entries, meta as Record<string, string>, chunks) };
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - ((Buffer.byteLength(json) + 8) % 8)) % 8);
   const prefix = Buffer.alloc(8);
@@ -71,6 +89,8 @@ export function loadSafetensors(path: string): Safetensors {
 
 /** Parses the bytes of a safetensors file; `source` names it in error messages. */
 export function parseSafetensors(bytes: Uint8Array, source = 'buffer'): Safetensors {
+  if (!(bytes instanceof Uint8Array)) throw new ArgumentError(`bytes must be a Uint8Array (or Buffer), got ${describe(bytes)}`);
+  if (typeof source !== 'string') throw new ArgumentError(`source must be a string, got ${describe(source)}`);
   const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (buffer.length < 8) throw new FormatError(`${source}: truncated: ${buffer.length} bytes, but a safetensors file starts with an 8-byte header length`);
   const headerLength = buffer.readBigUInt64LE(0);
@@ -91,6 +111,13 @@ export function parseSafetensors(bytes: Uint8Array, source = 'buffer'): Safetens
   const dataLength = buffer.length - dataStart;
   const entries = Object.entries(described).map(([name, value]) => parseEntry(name, value, dataLength, source));
   checkCoverage(entries, dataLength, source);
+  if (Object.hasOwn(metadata, CHECKSUM_KEY)) {
+    const expected = metadata[CHECKSUM_KEY];
+    delete metadata[CHECKSUM_KEY];
+    if (checksumOf(entries, metadata, [buffer.subarray(dataStart)]) !== expected) {
+      throw new FormatError(`${source}: the file does not match its checksum (${CHECKSUM_KEY}): it was modified or corrupted after it was written`);
+    }
+  }
 
   const tensors: Record<string, Tensor> = {};
   try {
@@ -103,6 +130,15 @@ export function parseSafetensors(bytes: Uint8Array, source = 'buffer'): Safetens
     throw error;
   }
   return { tensors, metadata };
+}
+
+/** SHA-256 over the tensor descriptions (by name), the metadata (by key) and the data bytes. */
+function checksumOf(entries: Entry[], metadata: Record<string, string>, data: Uint8Array[]): string {
+  const described = [...entries].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)).map((e) => [e.name, e.dtype, e.shape, e.begin, e.end]);
+  const meta = Object.keys(metadata).sort().map((k) => [k, metadata[k]]);
+  const hash = createHash('sha256').update(JSON.stringify([described, meta]));
+  for (const chunk of data) hash.update(chunk);
+  return hash.digest('hex');
 }
 
 function parseMetadata(value: unknown, source: string): Record<string, string> {

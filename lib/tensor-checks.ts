@@ -6,7 +6,7 @@ import { describe } from './validate';
 
 /** `value` as a live Tensor of `dtype` with `rank` dimensions. */
 export function checkTensor(value: unknown, name: string, dtype: DType, rank: number): Tensor {
-  if (!(value instanceof Tensor)) throw new ArgumentError(`${name} must be a ${dtype} Tensor, got ${describe(value)}`);
+  if (!Tensor.isTensor(value)) throw new ArgumentError(`${name} must be a ${dtype} Tensor, got ${describe(value)}`);
   if (value.disposed) throw new DisposedError(`${name} has been disposed and cannot be used`);
   if (value.dtype !== dtype) throw new DTypeError(`${name} must be a ${dtype} tensor, got ${value.dtype}`);
   if (value.shape.length !== rank) {

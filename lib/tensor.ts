@@ -41,6 +41,11 @@ export class Tensor {
     this.device = device;
   }
 
+  /** True for a tensor made by moekit (not for an object that merely inherits Tensor.prototype). */
+  static isTensor(value: unknown): value is Tensor {
+    return typeof value === 'object' && value !== null && #handle in value;
+  }
+
   /** Wraps a native tensor (for the modules of this package). @internal */
   static wrap(handle: NativeTensor, device = 'cpu'): Tensor {
     return new Tensor(handle, device);

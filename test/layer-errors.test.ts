@@ -8,6 +8,7 @@ import {
   MoEConfigError,
   MoekitError,
   MoELayer,
+  NumericsError,
   ShapeError,
   Tensor,
 } from '../lib';
@@ -41,7 +42,7 @@ const cases: ErrorCase[] = [
   ['groups not dividing E', () => new MoELayer({ ...config, router: { topK: 1, groupLimited: { groups: 3, topGroups: 1 } } }), MoEConfigError, /groupLimited\.groups must be a divisor of the 4 experts/],
   ['seqLens not summing to T', () => new MoELayer(config).forward(x, { seqLens: [2, 3] }), ShapeError, /seqLens must sum to the 6 tokens of x, got 5/],
   ['seqLens missing for the sequence scope', () => new MoELayer(config).forward(x), ArgumentError, /seqLens/],
-  ['NaN in x with checkFinite', () => { const bad = uniformTensor([6, 4], 2); (bad.view() as Float32Array)[9] = NaN; return new MoELayer(config).forward(bad, { seqLens: [6], checkFinite: true }); }, ArgumentError, /x\[2, 1\] is NaN \(checkFinite\)/],
+  ['NaN in x with checkFinite', () => { const bad = uniformTensor([6, 4], 2); (bad.view() as Float32Array)[9] = NaN; return new MoELayer(config).forward(bad, { seqLens: [6], checkFinite: true }); }, NumericsError, /x\[2, 1\] is NaN \(checkFinite\)/],
   ['unknown config field', () => new MoELayer({ ...config, router: { topk: 2 } as never }), MoEConfigError, /router\.topk is not a MoEConfig field \(did you mean topK\?\)/],
   ['missing activation', () => new MoELayer({ ...config, activation: undefined as never }), MoEConfigError, /config\.activation must be one of/],
   ['duplicate group names', () => new MoELayer({ ...config, experts: [{ name: 'a', count: 1, ffnHidden: 1 }, { name: 'a', count: 1, ffnHidden: 1 }] }), MoEConfigError, /used by another group/],

@@ -1,5 +1,7 @@
 #include "errors.h"
 
+#include <vector>
+
 #include "addon_data.h"
 
 namespace moekit::addon {
@@ -31,14 +33,17 @@ Napi::Value setErrorClasses(const Napi::CallbackInfo& info) {
   }
   Napi::Object classes = info[0].As<Napi::Object>();
   AddonData& data = addonData(env);
+  // Every entry is checked before any is replaced: a rejected call keeps the classes in use.
+  std::vector<Napi::Function> ctors;
   for (size_t i = 0; i < data.errorClasses.size(); ++i) {
     Napi::Value ctor = classes.Get(kClassNames[i]);
     if (!ctor.IsFunction()) {
       throw makeError(env, ErrorKind::Argument,
                       std::string("setErrorClasses(classes): classes.") + kClassNames[i] + " must be a constructor");
     }
-    data.errorClasses[i] = Napi::Persistent(ctor.As<Napi::Function>());
+    ctors.push_back(ctor.As<Napi::Function>());
   }
+  for (size_t i = 0; i < ctors.size(); ++i) data.errorClasses[i] = Napi::Persistent(ctors[i]);
   return env.Undefined();
 }
 

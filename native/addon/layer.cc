@@ -38,6 +38,16 @@ Napi::Object tensorOf(Napi::Env env, DType dtype, const std::vector<int64_t>& sh
   return handle;
 }
 
+Napi::Value nonFiniteObject(Napi::Env env, const NonFinite& found) {
+  static constexpr const char* kStages[] = {"", "router.weight", "router", "expert", "shared"};
+  if (found.stage == NonFinite::Stage::None) return env.Null();
+  Napi::Object object = Napi::Object::New(env);
+  object.Set("stage", kStages[int(found.stage)]);
+  object.Set("token", found.token);
+  object.Set("expert", found.expert);
+  return object;
+}
+
 }  // namespace
 
 Napi::Function NativeMoELayer::define(Napi::Env env) {
@@ -138,13 +148,16 @@ NativeMoELayer::NativeMoELayer(const Napi::CallbackInfo& info) : Napi::ObjectWra
   });
 }
 
-// forward(x, modality | null, seqLens | null, training) → { y, indices, weights, keep, counts,
-// accepted, dropped, assignToken, assignExpert, assignWeight, flops, sharedFlops, f, P, maxVio,
-// cv, entropy, balance, z, orthogonality, aux }
+// forward(x, modality | null, seqLens | null, training, checkFinite) → { y, indices, weights, keep,
+// counts, accepted, dropped, assignToken, assignExpert, assignWeight, flops, sharedFlops, f, P,
+// maxVio, cv, entropy, balance, z, orthogonality, aux, nonFinite }
+// nonFinite: null, or {stage: 'router.weight'|'router'|'expert'|'shared', token, expert} (moe_layer.h).
 Napi::Value NativeMoELayer::forward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    if (info.Length() != 4) throw Error(ErrorKind::Argument, "forward(x, modality, seqLens, training) takes 4 arguments");
+    if (info.Length() != 5) {
+      throw Error(ErrorKind::Argument, "forward(x, modality, seqLens, training, checkFinite) takes 5 arguments");
+    }
     checkAlive();
     NativeTensor& x = NativeTensor::unwrap(info[0], "x");
     if (x.dtype() != DType::F32) throw Error(ErrorKind::DType, std::string("x must be f32, got ") + dtypeName(x.dtype()));
@@ -170,12 +183,13 @@ Napi::Value NativeMoELayer::forward(const Napi::CallbackInfo& info) {
       }
     }
     const bool training = info[3].ToBoolean();
+    const bool checkFinite = info[4].ToBoolean();
 
     Napi::Object yHandle;
     NativeTensor* y = NativeTensor::create(env, DType::F32, {T, hidden_}, &yHandle);
     LayerForward out;
     layer_->forward(static_cast<const float*>(x.data("x")), T, modality, seqLens, training,
-                    static_cast<float*>(y->data("y")), out);
+                    static_cast<float*>(y->data("y")), out, checkFinite);
     const Routing& r = out.routing;
     const int64_t k = r.k, E = experts_, n = int64_t(r.assignToken.size());
     Napi::Object result = Napi::Object::New(env);
@@ -200,6 +214,7 @@ Napi::Value NativeMoELayer::forward(const Napi::CallbackInfo& info) {
     result.Set("z", r.z);
     result.Set("orthogonality", r.orthogonality);
     result.Set("aux", r.aux);
+    result.Set("nonFinite", nonFiniteObject(env, out.nonFinite));
     return result;
   });
 }

@@ -1,11 +1,38 @@
 #include "moe_layer.h"
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 
 #include "../core/errors.h"
 
 namespace moekit {
+
+namespace {
+
+// First row of a [rows, cols] matrix holding a NaN or an Inf, or −1.
+int firstNonFiniteRow(const float* a, int rows, int cols) {
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c)
+      if (!std::isfinite(a[size_t(r) * cols + c])) return r;
+  return -1;
+}
+
+// checkFinite diagnosis, run only once a y row is bad: the first of `candidates` whose output on
+// token t alone (weight 1) is non-finite, or −1. Reuses the stage, so its backward state is lost.
+int firstNonFiniteExpert(ExpertStage& stage, const float* x, int t, int H, const std::vector<int32_t>& candidates) {
+  std::vector<float> out(static_cast<size_t>(H));
+  const int32_t token = 0;
+  const float weight = 1.0f;
+  for (int32_t e : candidates) {
+    std::fill(out.begin(), out.end(), 0.0f);
+    stage.forward(x + size_t(t) * H, 1, 1, &token, &e, &weight, out.data());
+    if (firstNonFiniteRow(out.data(), 1, H) >= 0) return e;
+  }
+  return -1;
+}
+
+}  // namespace
 
 MoELayer::MoELayer(const Backend& backend, LayerSpec spec, LayerBuffers buffers)
     : spec_(std::move(spec)), buffers_(std::move(buffers)) {
@@ -26,18 +53,36 @@ int MoELayer::experts() const {
 }
 
 void MoELayer::forward(const float* x, int T, const int32_t* modality, const std::vector<int>& seqLens,
-                       bool training, float* y, LayerForward& out) {
+                       bool training, float* y, LayerForward& out, bool checkFinite) {
   const int H = spec_.router.hidden, E = experts();
+  using Stage = NonFinite::Stage;
   haveForward_ = false;
+  out.nonFinite = NonFinite{};
+  if (checkFinite) {
+    const int e = firstNonFiniteRow(buffers_.routerWeight, E, H);
+    if (e >= 0) {  // before the router runs, so its state (window, load, step) stays as it was
+      out.nonFinite = {Stage::RouterWeight, -1, e};
+      std::fill(y, y + size_t(T) * H, 0.0f);
+      T_ = T;
+      return;
+    }
+  }
   RouterParams params{buffers_.routerWeight, buffers_.routerBias, buffers_.routerLoad};
   router_->forward(x, T, modality, seqLens, params, out.routing, training);
   const Routing& r = out.routing;
+  if (checkFinite) {
+    for (size_t a = 0; a < r.assignWeight.size() && out.nonFinite.stage == Stage::None; ++a)
+      if (!std::isfinite(r.assignWeight[a])) out.nonFinite = {Stage::Router, r.assignToken[a], r.assignExpert[a]};
+    if (out.nonFinite.stage == Stage::None && !std::isfinite(r.aux)) out.nonFinite = {Stage::Router, -1, -1};
+  }
 
   std::fill(y, y + size_t(T) * H, 0.0f);
   assignments_ = r.assignToken.size();
   experts_->forward(x, T, int(assignments_), r.assignToken.data(), r.assignExpert.data(), r.assignWeight.data(), y);
   out.flops.assign(E, 0);
   for (int e = 0; e < E; ++e) out.flops[e] = experts_->flops(e);
+  int badAfterExperts = -1;
+  if (checkFinite && out.nonFinite.stage == Stage::None) badAfterExperts = firstNonFiniteRow(y, T, H);
 
   out.sharedFlops = 0;
   if (shared_) {
@@ -57,7 +102,22 @@ void MoELayer::forward(const float* x, int T, const int32_t* modality, const std
   for (size_t slot = 0; slot < r.keep.size(); ++slot)
     if (!r.keep[slot]) ++out.dropped[r.indices[slot]];
   T_ = T;
-  haveForward_ = training;
+
+  // checkFinite diagnosis last: it reruns single experts, which overwrites the stages' saved state.
+  if (badAfterExperts >= 0) {
+    std::vector<int32_t> candidates;
+    for (size_t a = 0; a < assignments_; ++a)
+      if (r.assignToken[a] == badAfterExperts) candidates.push_back(r.assignExpert[a]);
+    out.nonFinite = {Stage::Expert, badAfterExperts, firstNonFiniteExpert(*experts_, x, badAfterExperts, H, candidates)};
+  } else if (checkFinite && shared_ && out.nonFinite.stage == Stage::None) {
+    const int t = firstNonFiniteRow(y, T, H);
+    if (t >= 0) {
+      std::vector<int32_t> candidates(size_t(spec_.sharedCount));
+      for (int s = 0; s < spec_.sharedCount; ++s) candidates[size_t(s)] = s;
+      out.nonFinite = {Stage::Shared, t, firstNonFiniteExpert(*shared_, x, t, H, candidates)};
+    }
+  }
+  haveForward_ = training && out.nonFinite.stage == Stage::None;
 }
 
 void MoELayer::backward(const float* dy, float* dx) {

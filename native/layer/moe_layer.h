@@ -32,8 +32,20 @@ struct LayerBuffers {              // parameters, state and gradient accumulator
   ExpertGroup shared;                   // count 0 when there are no shared experts
 };
 
+// checkFinite (opt-in): where a forward first produced a NaN or an Inf, in stage order.
+//   RouterWeight  a row of router.weight (expert) is non-finite; the router did not run
+//   Router        the routing weight of an assignment (token, expert) or the aux loss (−1, −1)
+//   Expert        y row `token` after the routed experts; `expert` is the first of the token's
+//                 experts whose own output E_e(x_t) is non-finite (−1: only their sum overflowed)
+//   Shared        y row `token` after the shared experts; `expert` as above, a shared index
+struct NonFinite {
+  enum class Stage { None, RouterWeight, Router, Expert, Shared } stage = Stage::None;
+  int token = -1, expert = -1;
+};
+
 struct LayerForward {
   Routing routing;
+  NonFinite nonFinite;           // filled when forward's checkFinite is set
   std::vector<int32_t> dropped;  // [E] slots dropped while pointing at each expert (C2–C5)
   std::vector<int64_t> flops;    // [E] forward FLOPs of each routed expert
   int64_t sharedFlops = 0;
@@ -44,8 +56,9 @@ class MoELayer {
   MoELayer(const Backend& backend, LayerSpec spec, LayerBuffers buffers);
 
   // x [T,H]; y [T,H] is overwritten. modality [T] or null; seqLens for the sequence scope.
+  // checkFinite: fills out.nonFinite; a forward that found one allows no backward.
   void forward(const float* x, int T, const int32_t* modality, const std::vector<int>& seqLens,
-               bool training, float* y, LayerForward& out);
+               bool training, float* y, LayerForward& out, bool checkFinite = false);
   // dy [T,H] of the last training forward; dx [T,H] is overwritten; gradients accumulate.
   void backward(const float* dy, float* dx);
   // B1 bias update with the window counts; closes the L2 window.

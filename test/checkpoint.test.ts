@@ -1,0 +1,137 @@
+/**
+ * Checkpoints (issue #9): layer.stateDict() and optimizer.stateDict() → saveSafetensors →
+ * loadSafetensors → loadStateDict() resumes training bit for bit; a truncated or tampered file is
+ * rejected with FormatError before anything is loaded, and a rejected state dict changes nothing.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { AdamW, ArgumentError, FormatError, MoEConfig, MoELayer, ShapeError, Tensor, loadSafetensors, saveSafetensors } from '../lib';
+
+const config: MoEConfig = {
+  hidden: 8,
+  experts: [{ name: 'a', count: 3, ffnHidden: 6 }, { name: 'b', count: 1, ffnHidden: 4 }],
+  sharedExperts: { count: 1, ffnHidden: 4 },
+  activation: 'swiglu',
+  router: { topK: 2, bias: true, biasUpdateRate: 0.01 },
+  capacity: { factor: 1.5, policy: 'score' },
+  losses: { balance: { coeff: 0.01, scope: 'global' }, z: { coeff: 0.001 }, orthogonality: { coeff: 0.01 } },
+  seed: 1,
+};
+const STEPS = 6;
+const RESUME_AT = 3;
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'moekit-checkpoint-'));
+
+/** One optimiser step: 2 micro-batches of seeded data, AdamW, then endStep (B1, the L2 window). */
+function trainStep(layer: MoELayer, optimizer: AdamW, step: number): void {
+  layer.zeroGrad();
+  for (let micro = 0; micro < 2; micro++) {
+    const x = Tensor.randn([16, 8], { seed: 1000 + step * 10 + micro });
+    const dy = Tensor.randn([16, 8], { seed: 2000 + step * 10 + micro });
+    const out = layer.forward(x);
+    layer.backward(dy).dx.dispose();
+    for (const t of [x, dy, out.y]) t.dispose();
+  }
+  optimizer.step();
+  layer.endStep();
+}
+
+/**
+ * Every parameter and state tensor's bytes, as one comparable record; router.load apart, rounded.
+ * The router keeps the R10 load EWMA in float64 and the state dict holds its f32 rounding, so a
+ * resumed router.load may differ in the last bit (it steers only the `sampled` router, which is
+ * not resumable exactly: its noise step counter is not in the state dict either).
+ */
+function snapshot(layer: MoELayer): Record<string, string> {
+  const state = layer.stateDict();
+  const out = Object.fromEntries(Object.entries(state).map(([name, t]) => [name, Buffer.from(t.view().buffer).toString('base64')]));
+  out['router.load'] = Array.from(state['router.load'].toArray(), (v) => v.toPrecision(6)).join(',');
+  return out;
+}
+
+function saveCheckpoint(file: string, layer: MoELayer, optimizer: AdamW): void {
+  const prefixed = (prefix: string, sd: Record<string, Tensor>) => Object.fromEntries(Object.entries(sd).map(([k, t]) => [prefix + k, t]));
+  saveSafetensors(file, { ...prefixed('layer.', layer.stateDict()), ...prefixed('optim.', optimizer.stateDict()) }, { config: JSON.stringify(config) });
+}
+
+function loadCheckpoint(file: string, layer: MoELayer, optimizer: AdamW): void {
+  const { tensors } = loadSafetensors(file);
+  const part = (prefix: string) => Object.fromEntries(Object.entries(tensors).filter(([k]) => k.startsWith(prefix)).map(([k, t]) => [k.slice(prefix.length), t]));
+  layer.loadStateDict(part('layer.'));
+  optimizer.loadStateDict(part('optim.'));
+}
+
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+describe('checkpoints', () => {
+  const straight: Record<string, string>[] = [];
+  const layer = new MoELayer(config);
+  const optimizer = new AdamW(layer, { lr: 1e-2, weightDecay: 0.1 });
+  const file = path.join(tmp, 'resume.safetensors');
+  for (let s = 0; s < STEPS; s++) {
+    trainStep(layer, optimizer, s);
+    straight.push(snapshot(layer));
+    if (s === RESUME_AT - 1) saveCheckpoint(file, layer, optimizer);
+  }
+
+  test(`a run resumed from a checkpoint after step ${RESUME_AT} matches the uninterrupted run step for step, bit for bit`, () => {
+    const resumed = new MoELayer({ ...config, seed: 99 });  // other initial weights: everything must come from the file
+    const optimizerB = new AdamW(resumed, { lr: 1e-2, weightDecay: 0.1 });
+    loadCheckpoint(file, resumed, optimizerB);
+    expect(optimizerB.stepCount).toBe(RESUME_AT);
+    expect(snapshot(resumed)).toEqual(straight[RESUME_AT - 1]);
+    for (let s = RESUME_AT; s < STEPS; s++) {
+      trainStep(resumed, optimizerB, s);
+      expect(snapshot(resumed)).toEqual(straight[s]);
+    }
+  });
+
+  test('the optimizer state round-trips: step and both moments of every parameter', () => {
+    const sd = optimizer.stateDict();
+    expect(Array.from(sd.step.toArray())).toEqual([STEPS]);
+    expect(Object.keys(sd).sort()).toEqual(['step', ...Object.keys(layer.parameters()).flatMap((n) => [`m.${n}`, `v.${n}`])].sort());
+    const other = new AdamW(layer);
+    other.loadStateDict(sd);
+    expect(Array.from((other.moments('router.weight') as { v: Tensor }).v.toArray())).toEqual(Array.from((optimizer.moments('router.weight') as { v: Tensor }).v.toArray()));
+  });
+
+  describe('a damaged file is rejected with FormatError before anything is loaded', () => {
+    const good = fs.readFileSync(file);
+    const headerEnd = 8 + Number(good.readBigUInt64LE(0));
+    const damaged: [string, Buffer][] = [
+      ['truncated in the data', good.subarray(0, good.length - 5)],
+      ['truncated in the header', good.subarray(0, 40)],
+      ['one data byte flipped', Buffer.from(good).fill(0x5a, good.length - 1)],
+      ['a shape in the header changed', Buffer.from(good.toString('latin1').replace('"shape":[4,8]', '"shape":[8,4]'), 'latin1')],
+      ['garbage header length', Buffer.concat([Buffer.from([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]), good.subarray(8)])],
+    ];
+    test.each(damaged)('%s', (_name, bytes) => {
+      expect(bytes.equals(good)).toBe(false);
+      const bad = path.join(tmp, 'bad.safetensors');
+      fs.writeFileSync(bad, bytes);
+      const target = new MoELayer({ ...config, seed: 5 });
+      const targetOptimizer = new AdamW(target);
+      const before = snapshot(target);
+      expect(() => loadCheckpoint(bad, target, targetOptimizer)).toThrow(FormatError);
+      expect(snapshot(target)).toEqual(before);
+      expect(targetOptimizer.stepCount).toBe(0);
+    });
+    test('the data checksum names the problem', () => {
+      expect(() => loadSafetensors(path.join(tmp, 'bad.safetensors'))).toThrow(FormatError);
+      fs.writeFileSync(path.join(tmp, 'flip.safetensors'), Buffer.from(good).fill(0, headerEnd, headerEnd + 1));
+      expect(() => loadSafetensors(path.join(tmp, 'flip.safetensors'))).toThrow(/does not match its checksum/);
+    });
+  });
+
+  test('a rejected optimizer state dict leaves the optimizer as it was', () => {
+    const sd = optimizer.stateDict();
+    const before = Array.from((optimizer.moments('experts.a.w1') as { m: Tensor }).m.toArray());
+    sd['v.experts.b.w2'] = Tensor.zeros([1, 8, 3]);
+    expect(() => optimizer.loadStateDict(sd)).toThrow(ShapeError);
+    delete sd['v.experts.b.w2'];
+    expect(() => optimizer.loadStateDict(sd)).toThrow(/lacks v\.experts\.b\.w2/);
+    expect(() => optimizer.loadStateDict({ ...sd, 'm.nope': Tensor.zeros([1]) })).toThrow(ArgumentError);
+    expect(Array.from((optimizer.moments('experts.a.w1') as { m: Tensor }).m.toArray())).toEqual(before);
+    expect(optimizer.stepCount).toBe(STEPS);
+  });
+});
