@@ -3,10 +3,16 @@
 #include <string>
 
 #include "../core/errors.h"
+#include "thread_pool.h"
 
 namespace moekit::cpu {
 
 namespace {
+
+// Fixed chunking of the parallel loops (rows, or columns where rows share a destination token),
+// so the results do not depend on the thread count.
+constexpr int64_t kRowGrain = 64;
+constexpr int64_t kColumnGrain = 64;
 
 void checkSizes(const char* op, int T, int H, int n) {
   if (T < 0 || H < 1 || n < 0)
@@ -79,11 +85,13 @@ void permuteRows(const float* x, int T, int H, int n, const int32_t* rowToken, f
   checkNotNull(op, "rowToken", rowToken);
   checkNotNull(op, "xp", xp);
   checkIndices(op, "rowToken", rowToken, n, T, "T");
-  for (int r = 0; r < n; ++r) {
-    const float* src = x + int64_t(rowToken[r]) * H;
-    float* dst = xp + int64_t(r) * H;
-    for (int h = 0; h < H; ++h) dst[h] = src[h];
-  }
+  parallelFor(0, n, kRowGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float* src = x + int64_t(rowToken[r]) * H;
+      float* dst = xp + r * H;
+      for (int h = 0; h < H; ++h) dst[h] = src[h];
+    }
+  });
 }
 
 void permuteRowsBackward(const float* dxp, int n, int H, const int32_t* rowToken, int T,
@@ -95,11 +103,14 @@ void permuteRowsBackward(const float* dxp, int n, int H, const int32_t* rowToken
   checkNotNull(op, "rowToken", rowToken);
   checkNotNull(op, "dx", dx);
   checkIndices(op, "rowToken", rowToken, n, T, "T");
-  for (int r = 0; r < n; ++r) {
-    const float* src = dxp + int64_t(r) * H;
-    float* dst = dx + int64_t(rowToken[r]) * H;
-    for (int h = 0; h < H; ++h) dst[h] += src[h];
-  }
+  // Several rows may add into one token: split the columns, keep the row order within each.
+  parallelFor(0, H, kColumnGrain, [&](int64_t h0, int64_t h1) {
+    for (int r = 0; r < n; ++r) {
+      const float* src = dxp + int64_t(r) * H;
+      float* dst = dx + int64_t(rowToken[r]) * H;
+      for (int64_t h = h0; h < h1; ++h) dst[h] += src[h];
+    }
+  });
 }
 
 void unpermuteRows(const float* yp, int n, int H, const int32_t* rowToken, const float* rowWeight,
@@ -111,12 +122,15 @@ void unpermuteRows(const float* yp, int n, int H, const int32_t* rowToken, const
   checkNotNull(op, "rowToken", rowToken);
   checkNotNull(op, "y", y);
   checkIndices(op, "rowToken", rowToken, n, T, "T");
-  for (int r = 0; r < n; ++r) {
-    const float w = rowWeight ? rowWeight[r] : 1.0f;
-    const float* src = yp + int64_t(r) * H;
-    float* dst = y + int64_t(rowToken[r]) * H;
-    for (int h = 0; h < H; ++h) dst[h] += w * src[h];
-  }
+  // Several rows may add into one token: split the columns, keep the row order within each.
+  parallelFor(0, H, kColumnGrain, [&](int64_t h0, int64_t h1) {
+    for (int r = 0; r < n; ++r) {
+      const float w = rowWeight ? rowWeight[r] : 1.0f;
+      const float* src = yp + int64_t(r) * H;
+      float* dst = y + int64_t(rowToken[r]) * H;
+      for (int64_t h = h0; h < h1; ++h) dst[h] += w * src[h];
+    }
+  });
 }
 
 void unpermuteRowsBackward(const float* dy, int T, int H, const int32_t* rowToken,
@@ -130,18 +144,20 @@ void unpermuteRowsBackward(const float* dy, int T, int H, const int32_t* rowToke
   checkNotNull(op, "dyp", dyp);
   if (dRowWeight) checkNotNull(op, "yp", yp);
   checkIndices(op, "rowToken", rowToken, n, T, "T");
-  for (int r = 0; r < n; ++r) {
-    const float w = rowWeight ? rowWeight[r] : 1.0f;
-    const float* g = dy + int64_t(rowToken[r]) * H;
-    float* dst = dyp + int64_t(r) * H;
-    for (int h = 0; h < H; ++h) dst[h] = w * g[h];
-    if (dRowWeight) {
-      const float* o = yp + int64_t(r) * H;
-      double acc = 0.0;
-      for (int h = 0; h < H; ++h) acc += double(g[h]) * double(o[h]);
-      dRowWeight[r] = float(acc);
+  parallelFor(0, n, kRowGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float w = rowWeight ? rowWeight[r] : 1.0f;
+      const float* g = dy + int64_t(rowToken[r]) * H;
+      float* dst = dyp + r * H;
+      for (int h = 0; h < H; ++h) dst[h] = w * g[h];
+      if (dRowWeight) {
+        const float* o = yp + r * H;
+        double acc = 0.0;
+        for (int h = 0; h < H; ++h) acc += double(g[h]) * double(o[h]);
+        dRowWeight[r] = float(acc);
+      }
     }
-  }
+  });
 }
 
 }  // namespace moekit::cpu

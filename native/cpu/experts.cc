@@ -1,5 +1,7 @@
 #include "experts.h"
 
+#include "thread_pool.h"
+
 #include <string>
 
 #include "../core/activation.h"
@@ -11,35 +13,42 @@ namespace moekit::cpu {
 namespace {
 
 // X1 activation, h = act(a1) (⊙ a3 for swiglu), over `count` elements (core/activation.h).
+// Elements per parallel chunk of the element-wise loops (fixed: results do not depend on threads).
+constexpr int64_t kElementGrain = 1 << 14;
+
 void activate(Activation act, const float* a1, const float* a3, float* h, int64_t count) {
-  switch (act) {
-    case Activation::Swiglu:
-      for (int64_t i = 0; i < count; ++i) h[i] = activation::swiglu(a1[i], a3[i]);
-      break;
-    case Activation::Gelu:
-      for (int64_t i = 0; i < count; ++i) h[i] = activation::gelu(a1[i]);
-      break;
-    case Activation::Relu:
-      for (int64_t i = 0; i < count; ++i) h[i] = activation::relu(a1[i]);
-      break;
-  }
+  parallelFor(0, count, kElementGrain, [&](int64_t begin, int64_t end) {
+    switch (act) {
+      case Activation::Swiglu:
+        for (int64_t i = begin; i < end; ++i) h[i] = activation::swiglu(a1[i], a3[i]);
+        break;
+      case Activation::Gelu:
+        for (int64_t i = begin; i < end; ++i) h[i] = activation::gelu(a1[i]);
+        break;
+      case Activation::Relu:
+        for (int64_t i = begin; i < end; ++i) h[i] = activation::relu(a1[i]);
+        break;
+    }
+  });
 }
 
 // dh → da1 (and da3 for swiglu).
 void activateBackward(Activation act, const float* a1, const float* a3, const float* dh,
                       float* da1, float* da3, int64_t count) {
-  switch (act) {
-    case Activation::Swiglu:
-      for (int64_t i = 0; i < count; ++i)
-        activation::swigluBackward(a1[i], a3[i], dh[i], da1[i], da3[i]);
-      break;
-    case Activation::Gelu:
-      for (int64_t i = 0; i < count; ++i) da1[i] = dh[i] * activation::geluGrad(a1[i]);
-      break;
-    case Activation::Relu:
-      for (int64_t i = 0; i < count; ++i) da1[i] = activation::reluBackward(a1[i], dh[i]);
-      break;
-  }
+  parallelFor(0, count, kElementGrain, [&](int64_t begin, int64_t end) {
+    switch (act) {
+      case Activation::Swiglu:
+        for (int64_t i = begin; i < end; ++i)
+          activation::swigluBackward(a1[i], a3[i], dh[i], da1[i], da3[i]);
+        break;
+      case Activation::Gelu:
+        for (int64_t i = begin; i < end; ++i) da1[i] = dh[i] * activation::geluGrad(a1[i]);
+        break;
+      case Activation::Relu:
+        for (int64_t i = begin; i < end; ++i) da1[i] = activation::reluBackward(a1[i], dh[i]);
+        break;
+    }
+  });
 }
 
 }  // namespace
@@ -145,7 +154,9 @@ void Experts::backward(const float* dy, float* dx, float* dWeight) {
       groupedGemmNTBackward(da3.data(), xg, grp.w3, rows, grp.count, c.rows, grp.ffn, H_,
                             dxg ? dxp3.data() : nullptr, grp.g3);
       if (dxg)
-        for (size_t i = 0; i < dxp3.size(); ++i) dxg[i] += dxp3[i];
+        parallelFor(0, int64_t(dxp3.size()), kElementGrain, [&](int64_t begin, int64_t end) {
+          for (int64_t i = begin; i < end; ++i) dxg[i] += dxp3[size_t(i)];
+        });
     }
   }
   if (dx) permuteRowsBackward(dxp.data(), n, H_, plan_.rowToken.data(), T_, dx);
