@@ -231,11 +231,15 @@ export class MoELayer {
     for (const g of Object.values(this.#grads)) g.view().fill(0);
   }
 
-  /** Copies of every parameter and state tensor (router.bias, router.load). */
+  /**
+   * Copies of every parameter and state tensor: router.bias, router.load, and router.step
+   * (i32 [1], the training forwards so far: R10's noise counter).
+   */
   stateDict(): Record<string, Tensor> {
     this.#requireBuilt('stateDict()');
     const out: Record<string, Tensor> = {};
     for (const [name, t] of Object.entries({ ...this.#params, ...this.#state })) out[name] = t.to('f32');
+    out['router.step'] = Tensor.from([this.step], [1], { dtype: 'i32' });
     return out;
   }
 
@@ -244,9 +248,10 @@ export class MoELayer {
     this.#requireBuilt('loadStateDict()');
     const dict = checkObject(sd, 'stateDict');
     const targets = { ...this.#params, ...this.#state };
-    const unknown = Object.keys(dict).filter((k) => !(k in targets));
+    const step = checkStepEntry(dict['router.step']);
+    const unknown = Object.keys(dict).filter((k) => !(k in targets) && k !== 'router.step');
     if (unknown.length > 0) throw new ArgumentError(`stateDict has names this layer does not: ${unknown.join(', ')}`);
-    const missing = Object.keys(targets).filter((k) => !(k in dict));
+    const missing = [...Object.keys(targets), 'router.step'].filter((k) => !(k in dict));
     if (missing.length > 0) throw new ArgumentError(`stateDict lacks ${missing.join(', ')}`);
     const values: [Tensor, Float32Array][] = Object.entries(targets).map(([name, target]) => {
       const source = dict[name];
@@ -258,6 +263,7 @@ export class MoELayer {
       return [target, source.toArray() as Float32Array];
     });
     for (const [target, data] of values) (target.view() as Float32Array).set(data);
+    (this.#native as NativeMoELayer).step = step as number;
   }
 
   /** Frees every parameter, state and gradient tensor; the layer cannot be used afterwards. */
@@ -396,6 +402,18 @@ function checkModality(modality: unknown, T: number, spec: FlatSpec): NativeTens
     }
   }
   return modality.handle;
+}
+
+/** router.step of a state dict: an i32 [1] tensor holding a non-negative count (undefined = missing). */
+function checkStepEntry(value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  if (!Tensor.isTensor(value)) throw new ArgumentError(`stateDict["router.step"] must be a Tensor, got ${describe(value)}`);
+  if (value.dtype !== 'i32' || value.shape.join() !== '1') {
+    throw new DTypeError(`stateDict["router.step"] must be an i32 tensor of shape [1], got ${value.dtype} [${value.shape.join(', ')}]`);
+  }
+  const step = value.toArray()[0];
+  if (step < 0) throw new ArgumentError(`stateDict["router.step"] must be >= 0, got ${step}`);
+  return step;
 }
 
 function checkSeqLens(seqLens: unknown, T: number): number[] {

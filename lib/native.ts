@@ -56,7 +56,7 @@ export interface NativeForward {
 }
 
 export interface NativeMoELayer {
-  readonly step: number;
+  step: number;
   forward(x: NativeTensor, modality: NativeTensor | null, seqLens: number[] | null, training: boolean, checkFinite: boolean): NativeForward;
   backward(dy: NativeTensor): NativeTensor;
   endStep(): void;

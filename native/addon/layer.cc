@@ -55,7 +55,7 @@ Napi::Function NativeMoELayer::define(Napi::Env env) {
                      {InstanceMethod("forward", &NativeMoELayer::forward),
                       InstanceMethod("backward", &NativeMoELayer::backward),
                       InstanceMethod("endStep", &NativeMoELayer::endStep),
-                      InstanceAccessor("step", &NativeMoELayer::getStep, nullptr)});
+                      InstanceAccessor("step", &NativeMoELayer::getStep, &NativeMoELayer::setStep)});
 }
 
 float* NativeMoELayer::hold(const Napi::Value& value, const std::string& name, const std::vector<int64_t>& shape) {
@@ -244,6 +244,14 @@ Napi::Value NativeMoELayer::endStep(const Napi::CallbackInfo& info) {
     checkAlive();
     layer_->endStep();
     return env.Undefined();
+  });
+}
+
+void NativeMoELayer::setStep(const Napi::CallbackInfo& info, const Napi::Value& value) {
+  guarded(info.Env(), [&]() -> Napi::Value {
+    checkAlive();
+    layer_->router().setStep(readSafeUint(value, "step"));
+    return info.Env().Undefined();
   });
 }
 

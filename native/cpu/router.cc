@@ -418,13 +418,9 @@ void Router::forward(const float* x, int T, const int32_t* modality,
   checkInputs(x, T, modality, seqLens, p);
   const RouterSpec& sp = spec_;
   const bool expertChoice = sp.type == RouterSpec::Type::ExpertChoice;
-  if (p.load) {
-    // The float64 estimate continues while router.load still holds what the last forward wrote;
-    // a state that was loaded or edited since then restarts it from router.load.
-    bool same = int(load_.size()) == E_;
-    for (int e = 0; same && e < E_; ++e) same = float(load_[e]) == p.load[e];
-    if (!same) load_.assign(p.load, p.load + E_);
-  }
+  // R10 reads the load estimate from router.load itself (the state dict holds all of it, so a
+  // restored layer continues exactly).
+  if (p.load) load_.assign(p.load, p.load + E_);
 
   // ---- routing (may still throw on non-finite keys; the state below is untouched until then).
   haveForward_ = false;
@@ -521,8 +517,7 @@ void Router::forward(const float* x, int T, const int32_t* modality,
   // ---- R10 load estimate: ℓ ← (1 − decay)·ℓ + decay·f.
   if (p.load && T > 0)
     for (int e = 0; e < E_; ++e) {
-      load_[e] = (1 - sp.loadDecay) * load_[e] + sp.loadDecay * out.f[e];
-      p.load[e] = float(load_[e]);
+      p.load[e] = float((1 - sp.loadDecay) * load_[e] + sp.loadDecay * out.f[e]);
     }
   ++step_;
   haveForward_ = true;

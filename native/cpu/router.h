@@ -51,7 +51,8 @@ class Router : public RouterStage {
 
   const RouterSpec& spec() const { return spec_; }
   int experts() const { return E_; }
-  uint64_t step() const override { return step_; }  // forwards since construction (R10)
+  uint64_t step() const override { return step_; }  // training forwards since construction (R10)
+  void setStep(uint64_t step) override { step_ = step; }
 
  private:
   void checkInputs(const float* x, int T, const int32_t* modality, const std::vector<int>& seqLens,
@@ -77,7 +78,7 @@ class Router : public RouterStage {
   uint64_t step_ = 0;
   std::function<void(int64_t*, size_t)> reducer_;
 
-  // L2 window (global counts after the reducer) and the R10 load estimate in float64.
+  // L2 window (global counts after the reducer); router.load of this forward in float64 (R10).
   std::vector<int64_t> windowCounts_, windowGroupTokens_;
   int64_t windowTokens_ = 0;
   std::vector<double> load_;

@@ -29,6 +29,8 @@ class RouterStage {
   // Sums [E counts, tokens, tokens per group] over the data-parallel group (L2, B1).
   virtual void setCountReducer(std::function<void(int64_t* values, size_t n)> reducer) = 0;
   virtual uint64_t step() const = 0;
+  // Restores the step (R10's noise counter) from a state dict.
+  virtual void setStep(uint64_t step) = 0;
 };
 
 // Expert FFNs over weighted assignments (X1–X2): permute, grouped GEMMs, activation, combine.
