@@ -124,14 +124,21 @@ void Experts::backward(const float* dy, float* dx, float* dWeight) {
   if (n == 0) return;
   if (!dy) throw Error(ErrorKind::Argument, "Experts.backward: dy must not be null");
 
-  std::vector<float> dyp(size_t(n) * H_), dRowWeight;
+  std::vector<float>& dyp = dyp_;
+  std::vector<float>& dRowWeight = dRowWeight_;
+  dyp.resize(size_t(n) * H_);
   if (dWeight) dRowWeight.resize(size_t(n));
   unpermuteRowsBackward(dy, T_, H_, plan_.rowToken.data(), rowWeight_.data(), yp_.data(), n,
                         dyp.data(), dWeight ? dRowWeight.data() : nullptr);
   if (dWeight)
     for (int r = 0; r < n; ++r) dWeight[plan_.rowAssignment[size_t(r)]] = dRowWeight[size_t(r)];
 
-  std::vector<float> dxp(dx ? size_t(n) * H_ : 0), dh, da1, da3, dxp3;
+  std::vector<float>& dxp = dxp_;
+  std::vector<float>& dh = dh_;
+  std::vector<float>& da1 = da1_;
+  std::vector<float>& da3 = da3_;
+  std::vector<float>& dxp3 = dxp3_;
+  dxp.resize(dx ? size_t(n) * H_ : 0);
   for (size_t g = 0; g < groups_.size(); ++g) {
     const ExpertGroup& grp = groups_[g];
     const GroupCache& c = cache_[g];

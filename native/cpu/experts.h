@@ -67,6 +67,8 @@ class Experts : public ExpertStage {
   std::vector<float> xp_;         // [n,H] permuted inputs
   std::vector<float> yp_;         // [n,H] expert outputs, unweighted
   std::vector<float> rowWeight_;  // [n] weight of each permuted row
+  // Backward scratch, kept across calls so steady-state steps allocate nothing.
+  std::vector<float> dyp_, dRowWeight_, dxp_, dh_, da1_, da3_, dxp3_;
 };
 
 }  // namespace moekit::cpu

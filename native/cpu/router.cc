@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "../core/errors.h"
+#include "sgemm.h"
 #include "thread_pool.h"
 
 namespace moekit::cpu {
@@ -565,40 +566,36 @@ void Router::backward(const float* dAssignWeight, float* dx, float* dWeight) {
     if (!(xn > 0 && wn > 0)) return {0.0, 0.0, 0.0};
     return {1.0 / (tau * xn * wn), c / (tau * xn * xn), c / (tau * wn * wn)};
   };
-  // dx rows by token and dWeight rows by expert, in parallel; every output row is summed by one
-  // thread in a fixed order, so the result does not depend on the thread count.
+  // As matrices: with A[t,e] = dl·α (f32), dx += A·W and dWeight += Aᵀ·x (two sgemms), then the
+  // affinity self terms dx_t −= (Σ_e dl·βx)·x_t and dW_e −= (Σ_t dl·βw)·W_e, each summed in a
+  // fixed order, so the result does not depend on the thread count.
+  std::vector<float> a(size_t(T) * E_);
+  std::vector<double> selfX(size_t(T), 0.0), selfW(size_t(E_), 0.0);
   parallelFor(0, T, kTokenGrain, [&](int64_t begin, int64_t end) {
-    std::vector<double> gx(H_);
-    for (int64_t t = begin; t < end; ++t) {
-      const float* xt = &x_[size_t(t) * H_];
-      std::fill(gx.begin(), gx.end(), 0.0);
+    for (int64_t t = begin; t < end; ++t)
       for (int e = 0; e < E_; ++e) {
         const double d = dl[size_t(t) * E_ + e];
-        if (d == 0) continue;
         const Partials p = partials(t, e);
-        const float* we = &w_[size_t(e) * H_];
-        for (int h = 0; h < H_; ++h) gx[h] += d * (p.alpha * we[h] - p.betaX * xt[h]);
+        a[size_t(t) * E_ + e] = float(d * p.alpha);
+        selfX[size_t(t)] += d * p.betaX;
       }
-      float* dxt = dx + size_t(t) * H_;
-      for (int h = 0; h < H_; ++h) dxt[h] += float(gx[h]);
-    }
   });
-  std::vector<double> gw(size_t(E_) * H_, 0.0);
-  parallelFor(0, E_, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t e = begin; e < end; ++e) {
-      const float* we = &w_[size_t(e) * H_];
-      double* ge = &gw[size_t(e) * H_];
-      for (int t = 0; t < T; ++t) {
-        const double d = dl[size_t(t) * E_ + e];
-        if (d == 0) continue;
-        const Partials p = partials(t, e);
-        const float* xt = &x_[size_t(t) * H_];
-        for (int h = 0; h < H_; ++h) ge[h] += d * (p.alpha * xt[h] - p.betaW * we[h]);
-      }
+  if (affinity)
+    for (int t = 0; t < T; ++t)
+      for (int e = 0; e < E_; ++e) selfW[size_t(e)] += dl[size_t(t) * E_ + e] * partials(t, e).betaW;
+  const GemmProblem problems[2] = {
+      {GemmLayout::NN, T, H_, E_, a.data(), E_, w_.data(), H_, dx, H_, true},
+      {GemmLayout::TN, E_, H_, T, a.data(), E_, x_.data(), H_, dWeight, H_, true},
+  };
+  sgemmBatch(problems, T > 0 ? 2 : 0);
+  if (affinity)
+    for (int t = 0; t < T; ++t)
+      for (int h = 0; h < H_; ++h) dx[size_t(t) * H_ + h] -= float(selfX[size_t(t)] * x_[size_t(t) * H_ + h]);
+  for (int e = 0; e < E_; ++e)
+    for (int h = 0; h < H_; ++h) {
+      const size_t i = size_t(e) * H_ + h;
+      dWeight[i] += float((dWeightOrth_.empty() ? 0.0 : dWeightOrth_[i]) - selfW[size_t(e)] * w_[i]);
     }
-  });
-  for (size_t i = 0; i < gw.size(); ++i)
-    dWeight[i] += float(gw[i] + (dWeightOrth_.empty() ? 0.0 : dWeightOrth_[i]));
 }
 
 // ---- end of step -------------------------------------------------------------------------------
