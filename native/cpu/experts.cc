@@ -1,12 +1,12 @@
 #include "experts.h"
 
-#include "thread_pool.h"
-
 #include <string>
 
 #include "../core/activation.h"
 #include "../core/errors.h"
+#include "../layer/expert_checks.h"
 #include "grouped_gemm.h"
+#include "thread_pool.h"
 
 namespace moekit::cpu {
 
@@ -55,35 +55,14 @@ void activateBackward(Activation act, const float* a1, const float* a3, const fl
 
 Experts::Experts(int hidden, Activation act, std::vector<ExpertGroup> groups)
     : H_(hidden), act_(act), groups_(std::move(groups)) {
-  if (hidden < 1)
-    throw Error(ErrorKind::Shape, "Experts: hidden must be >= 1, got " + std::to_string(hidden));
-  if (groups_.empty()) throw Error(ErrorKind::Argument, "Experts: groups must not be empty");
+  E_ = checkExpertGroups(hidden, act, groups_);
   cache_.resize(groups_.size());
-  for (size_t g = 0; g < groups_.size(); ++g) {
-    const ExpertGroup& grp = groups_[g];
-    const std::string name = "Experts: groups[" + std::to_string(g) + "].";
-    if (grp.count < 1 || grp.ffn < 1)
-      throw Error(ErrorKind::Shape, name + "count and .ffn must be >= 1, got count = " +
-                                        std::to_string(grp.count) +
-                                        ", ffn = " + std::to_string(grp.ffn));
-    if (!grp.w1) throw Error(ErrorKind::Argument, name + "w1 must not be null");
-    if (!grp.w2) throw Error(ErrorKind::Argument, name + "w2 must not be null");
-    if (act == Activation::Swiglu && !grp.w3)
-      throw Error(ErrorKind::Argument, name + "w3 must not be null for swiglu");
-    cache_[g].firstExpert = E_;
-    E_ += grp.count;
-  }
+  for (size_t g = 1; g < groups_.size(); ++g) cache_[g].firstExpert = cache_[g - 1].firstExpert + groups_[g - 1].count;
 }
 
 void Experts::forward(const float* x, int T, int n, const int32_t* token, const int32_t* expert,
                       const float* weight, float* y) {
-  const std::string op = "Experts.forward: ";
-  if (T < 0 || n < 0)
-    throw Error(ErrorKind::Shape, op + "T and n must be >= 0, got T = " + std::to_string(T) +
-                                      ", n = " + std::to_string(n));
-  if (n > 0 && !weight) throw Error(ErrorKind::Argument, op + "weight must not be null");
-  if (T > 0 && !x) throw Error(ErrorKind::Argument, op + "x must not be null");
-  if (T > 0 && !y) throw Error(ErrorKind::Argument, op + "y must not be null");
+  checkExpertForward(x, T, n, weight, y);
   haveForward_ = false;
   plan_ = planPermutation(T, E_, n, token, expert);  // validates token and expert
   T_ = T;
