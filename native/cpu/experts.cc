@@ -4,7 +4,7 @@
 
 #include "../core/activation.h"
 #include "../core/errors.h"
-#include "../layer/expert_checks.h"
+#include "../layer/expert_common.h"
 #include "grouped_gemm.h"
 #include "thread_pool.h"
 
@@ -149,14 +149,11 @@ void Experts::backward(const float* dy, float* dx, float* dWeight) {
 }
 
 int64_t Experts::flops(int e) const {
-  if (e < 0 || e >= E_)
-    throw Error(ErrorKind::Argument, "Experts.flops: expert must be in [0, E = " +
-                                         std::to_string(E_) + "), got " + std::to_string(e));
+  checkExpertIndex(e, E_);
   if (!haveForward_) return 0;
   size_t g = 0;
   while (e >= cache_[g].firstExpert + groups_[g].count) ++g;
-  const int64_t mults = act_ == Activation::Swiglu ? 3 : 2;
-  return 2 * int64_t(plan_.counts[size_t(e)]) * H_ * groups_[g].ffn * mults;
+  return expertForwardFlops(plan_.counts[size_t(e)], H_, groups_[g].ffn, act_);
 }
 
 }  // namespace moekit::cpu

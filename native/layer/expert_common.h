@@ -1,7 +1,8 @@
-// Argument checks every ExpertStage implementation makes, in one place so the CPU and CUDA
-// backends reject the same misuse with the same messages.
+// What every ExpertStage implementation shares: its argument checks (so the CPU and CUDA
+// backends reject the same misuse with the same messages) and its FLOP count.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,19 @@ inline void checkExpertForward(const float* x, int T, int n, const float* weight
   if (n > 0 && !weight) throw Error(ErrorKind::Argument, op + "weight must not be null");
   if (T > 0 && !x) throw Error(ErrorKind::Argument, op + "x must not be null");
   if (T > 0 && !y) throw Error(ErrorKind::Argument, op + "y must not be null");
+}
+
+// flops(e)'s argument.
+inline void checkExpertIndex(int expert, int experts) {
+  if (expert < 0 || expert >= experts)
+    throw Error(ErrorKind::Argument, "Experts.flops: expert must be in [0, E = " + std::to_string(experts) + "), got " +
+                                         std::to_string(expert));
+}
+
+// Forward FLOPs of an expert's matmuls over `rows` rows: 2·rows·H·F per matmul, three for swiglu
+// (w1, w3, w2), two otherwise.
+inline int64_t expertForwardFlops(int64_t rows, int hidden, int ffn, Activation act) {
+  return 2 * rows * hidden * ffn * (act == Activation::Swiglu ? 3 : 2);
 }
 
 }  // namespace moekit
