@@ -15,7 +15,14 @@ export function devices(): Device[] {
   return native.devices().map((d) =>
     d.kind === 'cpu'
       ? { kind: 'cpu' }
-      : { kind: 'cuda', index: d.index ?? 0, name: d.name ?? '', computeCapability: d.computeCapability, totalMemory: d.totalMemory },
+      : {
+          kind: 'cuda',
+          index: d.index ?? 0,
+          name: d.name ?? '',
+          computeCapability: d.computeCapability,
+          totalMemory: d.totalMemory,
+          ...(d.emulated ? { emulated: true } : {}),
+        },
   );
 }
 

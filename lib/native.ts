@@ -5,7 +5,8 @@
  * Loading order (node-gyp-build): build/Release/moekit.node when the package was built from
  * source, otherwise prebuilds/<platform>-<arch>/moekit.node. A failure lists what was tried.
  * MOEKIT_ADDON_PATH=<file.node> loads that binary instead (the sanitizer build of
- * scripts/sanitize.sh, for example).
+ * scripts/sanitize.sh, for example); MOEKIT_EMULATE_CUDA=1 loads build/Release/emulated/moekit.node,
+ * the build whose CUDA code runs on the SIMT emulator (DESIGN §5; built from a checkout).
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -78,6 +79,7 @@ export interface NativeDevice {
   name?: string;
   computeCapability?: number;
   totalMemory?: number;
+  emulated?: boolean;
 }
 
 export interface NativeBuildInfo {
@@ -134,13 +136,18 @@ export function packageRoot(from: string = __dirname): string {
 
 function load(): NativeAddon {
   const root = packageRoot();
-  const override = process.env.MOEKIT_ADDON_PATH;
+  const override =
+    process.env.MOEKIT_ADDON_PATH ?? (process.env.MOEKIT_EMULATE_CUDA === '1' ? path.join(root, 'build', 'Release', 'emulated', 'moekit.node') : undefined);
   let addon: NativeAddon;
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     addon = (override ? require(path.resolve(override)) : require('node-gyp-build')(root)) as NativeAddon;
   } catch (error) {
-    const tried = override ? `MOEKIT_ADDON_PATH=${override}` : `build/Release and prebuilds/${process.platform}-${process.arch}`;
+    const tried = process.env.MOEKIT_ADDON_PATH
+      ? `MOEKIT_ADDON_PATH=${override}`
+      : override
+        ? `the emulated-CUDA build ${override} (MOEKIT_EMULATE_CUDA=1; built from a checkout, which has test/)`
+        : `build/Release and prebuilds/${process.platform}-${process.arch}`;
     throw new Error(
       `moekit: could not load the native addon from ${root} (tried ${tried}). ` +
         `Build it with "npm run build:native". Cause: ${(error as Error).message}`,

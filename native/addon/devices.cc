@@ -20,6 +20,7 @@ Napi::Value devices(const Napi::CallbackInfo& info) {
     entry.Set("name", device.name);
     entry.Set("computeCapability", device.computeCapability);
     entry.Set("totalMemory", double(device.totalMemory));
+    if (MOEKIT_EMULATED) entry.Set("emulated", true);
     list.Set(list.Length(), entry);
   }
 #endif
@@ -31,7 +32,7 @@ Napi::Value buildInfo(const Napi::CallbackInfo& info) {
   Napi::Object out = Napi::Object::New(env);
   out.Set("cuda", Napi::Boolean::New(env, MOEKIT_HAVE_CUDA != 0));
   out.Set("cudaArchitectures", MOEKIT_CUDA_ARCHITECTURES);
-  out.Set("emulated", Napi::Boolean::New(env, false));
+  out.Set("emulated", Napi::Boolean::New(env, MOEKIT_EMULATED != 0));
   return out;
 }
 
