@@ -16,7 +16,7 @@ export function routerSuite(quick: boolean): Row[] {
       for (const t of [r.indices, r.weights, r.keep, r.counts, r.accepted]) t.dispose();
     }, { runs: quick ? 2 : 5 });
     progress.tick(s.name);
-    return { shape: s.name, T: s.tokens, H: s.hidden, E: s.experts, k: s.topK, 'ms': timing.medianMs, 'tokens/s': (s.tokens * 1000) / timing.medianMs };
+    return { shape: s.name, T: s.tokens, H: s.hidden, E: s.experts, k: s.topK, 'ms': timing.medianMs, 'tokens/s': Math.round((s.tokens * 1000) / timing.medianMs) };
   });
   progress.finish();
   return rows;
