@@ -67,8 +67,9 @@ void Experts::forward(const float* x, int T, int n, const int32_t* token, const 
   plan_ = planPermutation(T, E_, n, token, expert);  // validates token and expert
   T_ = T;
 
-  xp_.resize(size_t(n) * H_);
-  permuteRows(x, T, H_, n, plan_.rowToken.data(), xp_.data());
+  // The experts read x's rows through the row map: the permute is fused into the GEMMs' packing
+  // (no [n,H] permuted copy); x itself is kept for the backward.
+  x_.assign(x, x + size_t(T) * H_);
   rowWeight_.resize(size_t(n));
   for (int r = 0; r < n; ++r) rowWeight_[size_t(r)] = weight[plan_.rowAssignment[size_t(r)]];
 
@@ -79,14 +80,14 @@ void Experts::forward(const float* x, int T, int n, const int32_t* token, const 
     c.firstRow = plan_.offsets[size_t(c.firstExpert)];
     c.rows = plan_.offsets[size_t(c.firstExpert + grp.count)] - c.firstRow;
     const int32_t* rows = &plan_.counts[size_t(c.firstExpert)];
-    const float* xg = xp_.data() + c.firstRow * H_;
+    const int32_t* rowMap = plan_.rowToken.data() + c.firstRow;
     const size_t size = size_t(c.rows) * grp.ffn;
     c.a1.resize(size);
     c.h.resize(size);
-    groupedGemmNT(xg, grp.w1, rows, grp.count, c.rows, grp.ffn, H_, c.a1.data());
+    groupedGemmNT(x_.data(), grp.w1, rows, grp.count, c.rows, grp.ffn, H_, c.a1.data(), rowMap);
     if (act_ == Activation::Swiglu) {
       c.a3.resize(size);
-      groupedGemmNT(xg, grp.w3, rows, grp.count, c.rows, grp.ffn, H_, c.a3.data());
+      groupedGemmNT(x_.data(), grp.w3, rows, grp.count, c.rows, grp.ffn, H_, c.a3.data(), rowMap);
     }
     activate(act_, c.a1.data(), c.a3.data(), c.h.data(), int64_t(size));
     groupedGemmNT(c.h.data(), grp.w2, rows, grp.count, c.rows, H_, grp.ffn,
@@ -123,7 +124,7 @@ void Experts::backward(const float* dy, float* dx, float* dWeight) {
     const GroupCache& c = cache_[g];
     if (c.rows == 0) continue;
     const int32_t* rows = &plan_.counts[size_t(c.firstExpert)];
-    const float* xg = xp_.data() + c.firstRow * H_;
+    const int32_t* rowMap = plan_.rowToken.data() + c.firstRow;
     float* dxg = dx ? dxp.data() + c.firstRow * H_ : nullptr;
     const size_t size = size_t(c.rows) * grp.ffn;
     dh.resize(size);
@@ -133,12 +134,12 @@ void Experts::backward(const float* dy, float* dx, float* dWeight) {
     if (act_ == Activation::Swiglu) da3.resize(size);
     activateBackward(act_, c.a1.data(), c.a3.data(), dh.data(), da1.data(), da3.data(),
                      int64_t(size));
-    groupedGemmNTBackward(da1.data(), xg, grp.w1, rows, grp.count, c.rows, grp.ffn, H_, dxg,
-                          grp.g1);
+    groupedGemmNTBackward(da1.data(), x_.data(), grp.w1, rows, grp.count, c.rows, grp.ffn, H_, dxg,
+                          grp.g1, rowMap);
     if (act_ == Activation::Swiglu) {
       if (dxg) dxp3.resize(size_t(c.rows) * H_);
-      groupedGemmNTBackward(da3.data(), xg, grp.w3, rows, grp.count, c.rows, grp.ffn, H_,
-                            dxg ? dxp3.data() : nullptr, grp.g3);
+      groupedGemmNTBackward(da3.data(), x_.data(), grp.w3, rows, grp.count, c.rows, grp.ffn, H_,
+                            dxg ? dxp3.data() : nullptr, grp.g3, rowMap);
       if (dxg)
         parallelFor(0, int64_t(dxp3.size()), kElementGrain, [&](int64_t begin, int64_t end) {
           for (int64_t i = begin; i < end; ++i) dxg[i] += dxp3[size_t(i)];

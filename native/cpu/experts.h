@@ -9,8 +9,9 @@
 // w1, w3 [Eg,Fg,H], w2 [Eg,H,Fg]. Shared experts are a second instance with every token assigned
 // to each shared expert at weight 1.
 //
-// Stages: permute (dispatch.h) → per group groupedGemmNT (grouped_gemm.h) → activation →
-// groupedGemmNT → unpermute with the assignment weights.
+// Stages: plan the permutation (dispatch.h) → per group groupedGemmNT (grouped_gemm.h) reading
+// x through the row map (the permute fused into the packing) → activation → groupedGemmNT →
+// unpermute with the assignment weights.
 #pragma once
 
 #include <cstdint>
@@ -64,7 +65,7 @@ class Experts : public ExpertStage {
   bool haveForward_ = false;
   int T_ = 0;
   PermutationPlan plan_;
-  std::vector<float> xp_;         // [n,H] permuted inputs
+  std::vector<float> x_;          // [T,H] the input, read through the row map
   std::vector<float> yp_;         // [n,H] expert outputs, unweighted
   std::vector<float> rowWeight_;  // [n] weight of each permuted row
   // Backward scratch, kept across calls so steady-state steps allocate nothing.

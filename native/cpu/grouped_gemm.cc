@@ -89,16 +89,19 @@ void groupedGemmNTBackwardReference(const float* dOut, const float* a, const flo
 }
 
 void groupedGemmNT(const float* a, const float* w, const int32_t* groupRows, int groups, int64_t m,
-                   int n, int k, float* out) {
+                   int n, int k, float* out, const int32_t* aRowMap) {
   checkGroupedGemm(a, w, groupRows, groups, m, n, k);
   if (m > 0 && !out) throw Error(ErrorKind::Argument, "groupedGemm: out must not be null");
   std::vector<GemmProblem> problems;
   int64_t row = 0;
   for (int g = 0; g < groups; ++g) {
     const int64_t rows = groupRows[g];
-    if (rows > 0)
-      problems.push_back({GemmLayout::NT, rows, n, k, a + row * k, k, w + int64_t(g) * n * k, k,
-                          out + row * n, n, false});
+    if (rows > 0) {
+      GemmProblem problem{GemmLayout::NT, rows, n, k, aRowMap ? a : a + row * k, k, w + int64_t(g) * n * k, k,
+                          out + row * n, n, false};
+      problem.aRows = aRowMap ? aRowMap + row : nullptr;
+      problems.push_back(problem);
+    }
     row += rows;
   }
   sgemmBatch(problems.data(), int(problems.size()));
@@ -106,7 +109,7 @@ void groupedGemmNT(const float* a, const float* w, const int32_t* groupRows, int
 
 void groupedGemmNTBackward(const float* dOut, const float* a, const float* w,
                            const int32_t* groupRows, int groups, int64_t m, int n, int k,
-                           float* dA, float* dW) {
+                           float* dA, float* dW, const int32_t* aRowMap) {
   checkGroupedGemm(a, w, groupRows, groups, m, n, k);
   if (m > 0 && !dOut)
     throw Error(ErrorKind::Argument, "groupedGemm backward: dOut must not be null");
@@ -115,13 +118,15 @@ void groupedGemmNTBackward(const float* dOut, const float* a, const float* w,
   for (int g = 0; g < groups; ++g) {
     const int64_t rows = groupRows[g];
     const float* dOutG = dOut + row * n;
-    const float* aG = a + row * k;
+    const float* aG = aRowMap ? a : a + row * k;
     const float* wG = w + int64_t(g) * n * k;
     if (rows > 0 && dA)  // dA_g [rows,K] = dOut_g [rows,N] · w_g [N,K]
       problems.push_back({GemmLayout::NN, rows, k, n, dOutG, n, wG, k, dA + row * k, k, false});
-    if (rows > 0 && dW)  // dW_g [N,K] += dOut_g [rows,N]ᵀ · a_g [rows,K]
-      problems.push_back(
-          {GemmLayout::TN, n, k, rows, dOutG, n, aG, k, dW + int64_t(g) * n * k, k, true});
+    if (rows > 0 && dW) {  // dW_g [N,K] += dOut_g [rows,N]ᵀ · a_g [rows,K]
+      GemmProblem problem{GemmLayout::TN, n, k, rows, dOutG, n, aG, k, dW + int64_t(g) * n * k, k, true};
+      problem.bRows = aRowMap ? aRowMap + row : nullptr;
+      problems.push_back(problem);
+    }
     row += rows;
   }
   sgemmBatch(problems.data(), int(problems.size()));

@@ -20,16 +20,18 @@
 
 namespace moekit::cpu {
 
-// out [M,N] is overwritten.
+// out [M,N] is overwritten. aRowMap (optional, the permute fused into the packing): row r of the
+// grouped A is row aRowMap[r] of `a` (a then holds the un-permuted rows; indices unchecked).
 void groupedGemmNT(const float* a, const float* w, const int32_t* groupRows, int groups, int64_t m,
-                   int n, int k, float* out);
+                   int n, int k, float* out, const int32_t* aRowMap = nullptr);
 void groupedGemmNTReference(const float* a, const float* w, const int32_t* groupRows, int groups,
                             int64_t m, int n, int k, float* out);
 
-// dA [M,K] is overwritten, dW [G,N,K] is added to; either may be null (not wanted).
+// dA [M,K] is overwritten, dW [G,N,K] is added to; either may be null (not wanted). aRowMap as
+// for groupedGemmNT (it only affects dW, which reads A).
 void groupedGemmNTBackward(const float* dOut, const float* a, const float* w,
                            const int32_t* groupRows, int groups, int64_t m, int n, int k,
-                           float* dA, float* dW);
+                           float* dA, float* dW, const int32_t* aRowMap = nullptr);
 void groupedGemmNTBackwardReference(const float* dOut, const float* a, const float* w,
                                     const int32_t* groupRows, int groups, int64_t m, int n, int k,
                                     float* dA, float* dW);

@@ -148,18 +148,36 @@ void packSliver(const float* src, int64_t laneStride, int64_t stepStride, int64_
 void packA(const GemmProblem& pr, int64_t i0, int64_t mc, int64_t p0, int64_t kc, float* out) {
   const bool tn = pr.layout == GemmLayout::TN;  // A(i,p) = a[p·lda + i], else a[i·lda + p]
   const int64_t rowStride = tn ? 1 : pr.lda, stepStride = tn ? pr.lda : 1;
-  for (int64_t s = 0; s < mc; s += kMR, out += kc * kMR)
-    packSliver<kMR>(pr.a + (i0 + s) * rowStride + p0 * stepStride, rowStride, stepStride,
-                    std::min(kMR, mc - s), kc, out);
+  for (int64_t s = 0; s < mc; s += kMR, out += kc * kMR) {
+    const int64_t lanes = std::min(kMR, mc - s);
+    if (!pr.aRows) {
+      packSliver<kMR>(pr.a + (i0 + s) * rowStride + p0 * stepStride, rowStride, stepStride, lanes, kc, out);
+      continue;
+    }
+    // Gathered rows: copy them next to each other (in L1), then pack as contiguous rows.
+    alignas(64) float rows[kMR * kKC];
+    for (int64_t l = 0; l < lanes; ++l)
+      std::copy_n(pr.a + int64_t(pr.aRows[i0 + s + l]) * pr.lda + p0, kc, rows + l * kc);
+    packSliver<kMR>(rows, kc, 1, lanes, kc, out);
+  }
 }
 
 // Packs B K steps [p0, p0+kc) × columns [j0, j0+nc) into ⌈nc/NR⌉ slivers of kc × NR.
 void packB(const GemmProblem& pr, int64_t j0, int64_t nc, int64_t p0, int64_t kc, float* out) {
   const bool nt = pr.layout == GemmLayout::NT;  // B(p,j) = b[j·ldb + p], else b[p·ldb + j]
   const int64_t colStride = nt ? pr.ldb : 1, stepStride = nt ? 1 : pr.ldb;
-  for (int64_t s = 0; s < nc; s += kNR, out += kc * kNR)
-    packSliver<kNR>(pr.b + (j0 + s) * colStride + p0 * stepStride, colStride, stepStride,
-                    std::min(kNR, nc - s), kc, out);
+  for (int64_t s = 0; s < nc; s += kNR, out += kc * kNR) {
+    const int64_t lanes = std::min(kNR, nc - s);
+    if (!pr.bRows) {
+      packSliver<kNR>(pr.b + (j0 + s) * colStride + p0 * stepStride, colStride, stepStride, lanes, kc, out);
+      continue;
+    }
+    // TN with gathered rows: step p is row bRows[p0 + p] of b; the same values packSliver copies.
+    for (int64_t p = 0; p < kc; ++p) {
+      const float* row = pr.b + int64_t(pr.bRows[p0 + p]) * pr.ldb + j0 + s;
+      for (int64_t l = 0; l < kNR; ++l) out[p * kNR + l] = l < lanes ? row[l] : 0.0f;
+    }
+  }
 }
 
 // A task: the C tile rows [i0, i1) × columns [j0, j1) of one problem, j1 − j0 <= NC.
@@ -232,6 +250,10 @@ void checkProblem(const GemmProblem& pr, int index) {
   checkPtr("a", pr.a, pr.m > 0 && pr.k > 0);
   checkPtr("b", pr.b, pr.n > 0 && pr.k > 0);
   checkPtr("c", pr.c, pr.m > 0 && pr.n > 0);
+  if (pr.aRows && pr.layout == GemmLayout::TN)
+    throw Error(ErrorKind::Argument, name + "aRows applies to the NT and NN layouts only");
+  if (pr.bRows && pr.layout != GemmLayout::TN)
+    throw Error(ErrorKind::Argument, name + "bRows applies to the TN layout only");
 }
 
 }  // namespace

@@ -32,6 +32,11 @@ struct GemmProblem {
   float* c = nullptr;
   int64_t ldc = 0;
   bool accumulate = false;  // C += A·B instead of C = A·B
+  // Row maps, the permute of the experts fused into the packing: NT/NN read row i of A at
+  // a + aRows[i]·lda, TN reads row p of B at b + bRows[p]·ldb (null = rows in order). Unchecked
+  // indices: the caller's plan (dispatch.h) produced them.
+  const int32_t* aRows = nullptr;
+  const int32_t* bRows = nullptr;
 };
 
 // Runs every problem; their tiles share one parallel loop, so many small problems (the experts of
