@@ -3,7 +3,7 @@
  * fields rejected so typos surface) and the flat spec the addon reads (native/addon/router_spec.h).
  */
 import { DeviceSpec, deviceName } from './devices';
-import { DeviceError, MoEConfigError } from './errors';
+import { MoEConfigError } from './errors';
 import { describe } from './validate';
 
 export interface ExpertGroupConfig {
@@ -49,6 +49,8 @@ export interface MoEConfig {
 /** The flat spec of native/addon/router_spec.h plus the expert fields the layer reads. */
 export interface FlatSpec {
   hidden: number;
+  /** 'cpu' or 'cuda:N' (deviceName): the backend the native layer runs on. */
+  device: string;
   groups: { count: number; modality: number; ffn: number }[];
   sharedCount: number;
   sharedFfn: number;
@@ -192,13 +194,12 @@ export function validateConfig(input: unknown, hiddenFromInput?: number): { conf
       throw new MoEConfigError(`config.precision ${JSON.stringify(p)}: this build runs the layer in f32 only (bf16 and fp8 expert paths are not built yet)`);
     }
   }
-  if (c.device !== undefined && deviceName(c.device, 'config.device') !== 'cpu') {
-    throw new DeviceError(`config.device ${describe(c.device)}: the layer runs on the cpu backend in this build`);
-  }
+  const device = c.device === undefined ? 'cpu' : deviceName(c.device, 'config.device');
   const seed = c.seed === undefined ? 0 : integer(c.seed, 'seed', 0, Number.MAX_SAFE_INTEGER);
 
   const spec: FlatSpec = {
     hidden,
+    device,
     groups: groups.map((g) => ({ count: g.count, modality: g.modality ?? -1, ffn: g.ffnHidden })),
     sharedCount: shared?.count ?? 0,
     sharedFfn: shared?.ffnHidden ?? 0,

@@ -26,10 +26,15 @@ export function devices(): Device[] {
   );
 }
 
-/** What the loaded binary was compiled with. */
-export function buildInfo(): { cuda: boolean; cudaArchitectures: string[]; emulated: boolean } {
+/** What the loaded binary was compiled with; commBackends: the dist.init backends it has. */
+export function buildInfo(): { cuda: boolean; cudaArchitectures: string[]; emulated: boolean; commBackends: ('local' | 'mpi' | 'nccl')[] } {
   const info = native.buildInfo();
-  return { cuda: info.cuda, cudaArchitectures: info.cudaArchitectures ? info.cudaArchitectures.split(',') : [], emulated: info.emulated };
+  return {
+    cuda: info.cuda,
+    cudaArchitectures: info.cudaArchitectures ? info.cudaArchitectures.split(',') : [],
+    emulated: info.emulated,
+    commBackends: info.commBackends as ('local' | 'mpi' | 'nccl')[],
+  };
 }
 
 /** The canonical name of a device spec ('cpu' or 'cuda:N'); throws DeviceError naming `name`. */

@@ -29,5 +29,7 @@ export { losses } from './losses';
 export type { LoadBalanceOptions, OrthogonalityOptions, OrthogonalityMode } from './losses';
 export { AdamW } from './optim';
 export type { AdamWOptions, Trainable } from './optim';
+export { dist, Communicator } from './dist';
+export type { CommBackend, ReduceOp, DistInitOptions, AllToAllVResult } from './dist';
 export { ExpertMonitor, mergeExpertStats, loadImbalance, stepRates } from './monitor';
 export type { ExpertMonitorOptions, MonitorRecord, StepRates, LayerSummary, PrometheusOptions, HeatmapOptions } from './monitor';

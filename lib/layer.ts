@@ -17,7 +17,8 @@
  * then dx ('dx'). Only 'input' is found before any state changes; after a failed forward no backward
  * may follow. Off, nothing is scanned.
  */
-import { ArgumentError, DTypeError, NumericsDetails, NumericsError, ShapeError } from './errors';
+import { ArgumentError, DeviceError, DTypeError, NumericsDetails, NumericsError, ShapeError } from './errors';
+import { DeviceSpec } from './devices';
 import { FlatSpec, MoEConfig, validateConfig } from './config';
 import { NativeForward, NativeMoELayer, NativeTensor, native } from './native';
 import { Tensor } from './tensor';
@@ -136,6 +137,7 @@ export class MoELayer {
     }
     const spec = this.#spec as FlatSpec;
     if (x.shape[1] !== spec.hidden) throw new ShapeError(`x must have shape [T, ${spec.hidden}], got [${x.shape.join(', ')}]`);
+    if (x.device !== spec.device) throw new DeviceError(`x is on ${x.device}, the layer on ${spec.device}: move it with x.to('${spec.device}')`);
     const modality = o.modality === undefined ? null : checkModality(o.modality, x.shape[0], spec);
     const seqLens = o.seqLens === undefined ? null : checkSeqLens(o.seqLens, x.shape[0]);
     if (o.training !== undefined && typeof o.training !== 'boolean') throw new ArgumentError(`opts.training must be a boolean, got ${describe(o.training)}`);
@@ -160,14 +162,14 @@ export class MoELayer {
       return values;
     };
     return {
-      y: Tensor.wrap(r.y),
+      y: Tensor.wrap(r.y, spec.device),
       aux: r.aux,
       losses,
       routing: {
-        indices: Tensor.wrap(r.indices),
-        weights: Tensor.wrap(r.weights),
-        keep: Tensor.wrap(r.keep),
-        assignments: { token: Tensor.wrap(r.assignToken), expert: Tensor.wrap(r.assignExpert), weight: Tensor.wrap(r.assignWeight) },
+        indices: Tensor.wrap(r.indices, spec.device),
+        weights: Tensor.wrap(r.weights, spec.device),
+        keep: Tensor.wrap(r.keep, spec.device),
+        assignments: { token: Tensor.wrap(r.assignToken, spec.device), expert: Tensor.wrap(r.assignExpert, spec.device), weight: Tensor.wrap(r.assignWeight, spec.device) },
       },
       stats: {
         tokens: x.shape[0],
@@ -194,8 +196,10 @@ export class MoELayer {
     if (dy.shape.length !== 2 || dy.shape[0] !== this.#lastTokens || dy.shape[1] !== hidden) {
       throw new ShapeError(`dy must have the shape of y, [${this.#lastTokens}, ${hidden}], got [${dy.shape.join(', ')}]`);
     }
+    const device = (this.#spec as FlatSpec).device;
+    if (dy.device !== device) throw new DeviceError(`dy is on ${dy.device}, the layer on ${device}: move it with dy.to('${device}')`);
     if (this.#lastChecked) this.#checkTensor(dy, 'input', 'dy');
-    const dx = Tensor.wrap(this.#native.backward(dy.handle));
+    const dx = Tensor.wrap(this.#native.backward(dy.handle), dy.device);
     if (this.#lastChecked) {
       try {
         const grads = Object.entries(this.#grads);
@@ -343,25 +347,26 @@ export class MoELayer {
     const swiglu = spec.activation === 0;
     let stream = 0;
     const seed = spec.router.seed;
-    const randn = (shape: number[], fanIn: number) => Tensor.randn(shape, { seed: seed * 1000 + stream++, std: 1 / Math.sqrt(fanIn) });
+    const device = spec.device as DeviceSpec;
+    const randn = (shape: number[], fanIn: number) => Tensor.randn(shape, { seed: seed * 1000 + stream++, std: 1 / Math.sqrt(fanIn), device });
     const expertTensors = (count: number, ffn: number): ExpertTensors => ({
       w1: randn([count, ffn, H], H),
       ...(swiglu ? { w3: randn([count, ffn, H], H) } : {}),
       w2: randn([count, H, ffn], ffn),
     });
     const zerosLike = (t: ExpertTensors): ExpertTensors => ({
-      w1: Tensor.zeros([...t.w1.shape]),
-      ...(t.w3 ? { w3: Tensor.zeros([...t.w3.shape]) } : {}),
-      w2: Tensor.zeros([...t.w2.shape]),
+      w1: Tensor.zeros([...t.w1.shape], { device }),
+      ...(t.w3 ? { w3: Tensor.zeros([...t.w3.shape], { device }) } : {}),
+      w2: Tensor.zeros([...t.w2.shape], { device }),
     });
     const routerWeight = randn([E, H], H);
     const groups = spec.groups.map((g) => expertTensors(g.count, g.ffn));
     const shared = spec.sharedCount > 0 ? expertTensors(spec.sharedCount, spec.sharedFfn) : undefined;
     const gradGroups = groups.map(zerosLike);
     const gradShared = shared ? zerosLike(shared) : undefined;
-    const routerBias = Tensor.zeros([E]);
-    const routerLoad = Tensor.from(new Float32Array(E).fill(1 / E), [E]);
-    const gradRouter = Tensor.zeros([E, H]);
+    const routerBias = Tensor.zeros([E], { device });
+    const routerLoad = Tensor.from(new Float32Array(E).fill(1 / E), [E], { device });
+    const gradRouter = Tensor.zeros([E, H], { device });
 
     this.#params['router.weight'] = routerWeight;
     this.#grads['router.weight'] = gradRouter;
@@ -393,6 +398,7 @@ function addExpertTensors(prefix: string, params: ExpertTensors, grads: ExpertTe
 function checkModality(modality: unknown, T: number, spec: FlatSpec): NativeTensor {
   if (!Tensor.isTensor(modality)) throw new ArgumentError(`opts.modality must be an i32 Tensor [${T}], got ${describe(modality)}`);
   if (modality.dtype !== 'i32') throw new DTypeError(`opts.modality must be i32, got ${modality.dtype}`);
+  if (modality.device !== spec.device) throw new DeviceError(`opts.modality is on ${modality.device}, the layer on ${spec.device}`);
   if (modality.shape.length !== 1 || modality.shape[0] !== T) throw new ShapeError(`opts.modality must have shape [${T}], got [${modality.shape.join(', ')}]`);
   const known = new Set(spec.groups.map((g) => g.modality).filter((m) => m >= 0));
   const values = modality.toArray();

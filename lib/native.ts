@@ -73,6 +73,28 @@ export interface NativeMoELayerClass {
   ): NativeMoELayer;
 }
 
+/** A communicator (native/addon/comm.cc): collectives take tensors and return new ones. */
+export interface NativeCommunicator {
+  readonly rank: number;
+  readonly size: number;
+  readonly backend: string;
+  readonly timeoutMs: number;
+  readonly closed: boolean;
+  allReduce(t: NativeTensor, op: string): NativeTensor;
+  allGather(t: NativeTensor): NativeTensor;
+  reduceScatter(t: NativeTensor, op: string): NativeTensor;
+  broadcast(t: NativeTensor, root: number): NativeTensor;
+  allToAllV(t: NativeTensor, sendCounts: number[]): { tensor: NativeTensor; recvCounts: number[] };
+  barrier(): void;
+  abort(reason: string): void;
+  close(): void;
+}
+
+export interface NativeCommunicatorClass {
+  new (opts: { backend: string; rank?: number; size?: number; id?: Uint8Array; timeoutMs?: number; device?: number }): NativeCommunicator;
+  ncclUniqueId(): Uint8Array;
+}
+
 export interface NativeDevice {
   kind: 'cpu' | 'cuda';
   index?: number;
@@ -86,11 +108,14 @@ export interface NativeBuildInfo {
   cuda: boolean;
   cudaArchitectures: string;
   emulated: boolean;
+  /** The communicator backends compiled in: 'local', then 'mpi' and 'nccl' when present. */
+  commBackends: string[];
 }
 
 export interface NativeAddon {
   NativeTensor: NativeTensorClass;
   NativeMoELayer: NativeMoELayerClass;
+  NativeCommunicator: NativeCommunicatorClass;
   setErrorClasses(classes: typeof errorClasses): void;
   devices(): NativeDevice[];
   buildInfo(): NativeBuildInfo;
@@ -109,10 +134,10 @@ export interface NativeAddon {
   zLoss(logits: NativeTensor, coeff: number): { loss: number; dLogits: NativeTensor };
   /** mode: 0 all, 1 perGroup, 2 crossGroup. */
   routerOrthogonality(weight: NativeTensor, coeff: number, mode: number, groupSizes: number[]): { loss: number; dWeight: NativeTensor };
-  /** Updates param, m and v in place; step is 1-based. */
+  /** Updates param, m and v in place; step is 1-based; device 'cpu' or 'cuda:N' (the CUDA kernel, host-staged). */
   adamwStep(
     param: NativeTensor, grad: NativeTensor, m: NativeTensor, v: NativeTensor,
-    config: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number }, step: number,
+    config: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number }, step: number, device: string,
   ): void;
   /** spec: the flat spec of lib/config.ts (its loss coefficients are ignored); expert-choice is refused. */
   route(

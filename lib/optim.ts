@@ -10,7 +10,8 @@
  * for saveSafetensors; `loadStateDict()` checks all of it before replacing anything, so a resumed
  * run continues bit for bit.
  */
-import { ArgumentError, DTypeError, ShapeError } from './errors';
+import { DeviceSpec } from './devices';
+import { ArgumentError, DeviceError, DTypeError, ShapeError } from './errors';
 import { native } from './native';
 import { Tensor } from './tensor';
 import { checkTensor } from './tensor-checks';
@@ -81,9 +82,10 @@ export class AdamW {
     const grads = checkObject(this.#target.grads(), 'target.grads()');
     // Check everything before the first write, so a bad entry leaves every parameter unchanged.
     const entries = Object.entries(params).map(([name, value]) => {
-      const param = checkTensor(value, `parameters()["${name}"]`, 'f32', (value as Tensor)?.shape?.length ?? 0);
+      const param = checkTensor(value, `parameters()["${name}"]`, 'f32', (value as Tensor)?.shape?.length ?? 0, true);
       if (!Object.hasOwn(grads, name)) throw new ArgumentError(`grads() has no entry for parameter "${name}"`);
-      const grad = checkTensor(grads[name], `grads()["${name}"]`, 'f32', param.shape.length);
+      const grad = checkTensor(grads[name], `grads()["${name}"]`, 'f32', param.shape.length, true);
+      if (grad.device !== param.device) throw new DeviceError(`grads()["${name}"] is on ${grad.device}, its parameter on ${param.device}`);
       if (grad.shape.some((d, i) => d !== param.shape[i])) {
         throw new ShapeError(`grads()["${name}"] has shape [${grad.shape.join(', ')}], expected the shape of the parameter [${param.shape.join(', ')}]`);
       }
@@ -98,10 +100,10 @@ export class AdamW {
     for (const { name, param, grad } of entries) {
       let state = this.#state.get(name);
       if (!state) {
-        state = { m: Tensor.zeros([...param.shape]), v: Tensor.zeros([...param.shape]) };
+        state = { m: Tensor.zeros([...param.shape], { device: param.device as DeviceSpec }), v: Tensor.zeros([...param.shape], { device: param.device as DeviceSpec }) };
         this.#state.set(name, state);
       }
-      native.adamwStep(param.handle, grad.handle, state.m.handle, state.v.handle, config, step);
+      native.adamwStep(param.handle, grad.handle, state.m.handle, state.v.handle, config, step, param.device);
     }
     this.#step = step;
   }

@@ -8,10 +8,14 @@
  * - `toArray()` is a copy; float dtypes decode to Float32Array.
  * - `dispose()` frees the storage at once; views become empty and any later use throws
  *   DisposedError.
+ * - `device` names the backend whose stages the tensor feeds ('cpu' or 'cuda:N', only devices that
+ *   devices() lists). In this version the storage is host memory on every device: the CUDA stages
+ *   copy what they read to the GPU and what they write back, per call (native/cuda/router.h). So
+ *   `view()` works on every device and `to(device)` is a copy with the new label.
  */
 import { DeviceSpec, deviceName } from './devices';
 import { DType, DTYPES, checkDType, dtypeCode, dtypeFromCode, isFloatDType } from './dtype';
-import { DTypeError, DeviceError, DisposedError, ShapeError } from './errors';
+import { DTypeError, DisposedError, ShapeError } from './errors';
 import { NativeTensor, native } from './native';
 import { checkFiniteNumber, checkObject, checkSeed, checkShape, describe, numelOf } from './validate';
 
@@ -130,9 +134,7 @@ export class Tensor {
     if (typeof target === 'string' && (DTYPES as readonly string[]).includes(target)) {
       return new Tensor(this.handle.cast(dtypeCode(target as DType)), this.device);
     }
-    const device = deviceName(target, 'target');
-    if (device !== this.device) throw new DeviceError(`moving a tensor from ${this.device} to ${device} is not supported by this build`);
-    return new Tensor(this.handle.cast(dtypeCode(this.dtype)), device);
+    return new Tensor(this.handle.cast(dtypeCode(this.dtype)), deviceName(target, 'target'));
   }
 
   dispose(): void {
@@ -161,7 +163,6 @@ function resolveOptions(opts: TensorOptions, fallback: DType): { dtype: DType; d
   const o = checkObject(opts, 'opts');
   const dtype = o.dtype === undefined ? fallback : checkDType(o.dtype, 'opts.dtype');
   const device = o.device === undefined ? 'cpu' : deviceName(o.device, 'opts.device');
-  if (device !== 'cpu') throw new DeviceError(`opts.device ${device}: tensors on cuda devices are not supported by this build yet`);
   return { dtype, device };
 }
 

@@ -1,25 +1,29 @@
 /**
  * Every golden case (test/fixtures/golden, PyTorch float64 reference of DESIGN §3) through the
  * public API: forward y, aux, each loss, routing decisions, counts, dx, every gradient, the B1
- * bias update and the R10 load state. Integer outputs must match exactly.
+ * bias update and the R10 load state. Integer outputs must match exactly. Runs on every device
+ * (test/helpers/devices.ts) with the same tolerances.
  */
 import * as fs from 'fs';
 import * as path from 'path';
 import { MoEConfig, MoELayer } from '../lib';
+import { describeOnDevices } from './helpers/devices';
 import { GOLDEN_DIR, loadGolden, relativeError } from './helpers/golden';
 import { scalarError, TOLERANCE } from './helpers/tolerances';
 
 const cases: string[] = JSON.parse(fs.readFileSync(path.join(GOLDEN_DIR, 'index.json'), 'utf8')).cases;
 
-describe.each(cases)('golden case %s', (name) => {
-  const { tensors, metadata } = loadGolden(name);
+describeOnDevices((device) => describe.each(cases)('golden case %s', (name) => {
+  const golden = loadGolden(name);
+  const metadata = golden.metadata;
+  const tensors = Object.fromEntries(Object.entries(golden.tensors).map(([k, t]) => [k, t.to(device)]));
   const config = JSON.parse(metadata.config) as MoEConfig;
   const extra = JSON.parse(metadata.extra ?? '{}') as { microBatches?: number };
   const micro = extra.microBatches ?? 1;
   const key = (base: string, m: number) => (micro > 1 ? `${base}.${m}` : base);
   const get = (base: string, m: number) => tensors[key(base, m)];
   const x0 = get('input.x', 0);
-  const layer = new MoELayer({ ...config, hidden: x0.shape[1] });
+  const layer = new MoELayer({ ...config, hidden: x0.shape[1], device });
 
   test('has the parameters the case has, and takes their values', () => {
     const params = layer.parameters();
@@ -82,7 +86,7 @@ describe.each(cases)('golden case %s', (name) => {
       expect(relativeError(layer.stateDict()['router.load'].toArray(), tensors['expect.loadAfter'].toArray())).toBeLessThan(TOLERANCE.f32);
     });
   }
-});
+}));
 
 test('every golden case is in the index', () => {
   const files = fs.readdirSync(GOLDEN_DIR).filter((f) => f.endsWith('.safetensors') && f !== 'fp8.safetensors').map((f) => f.replace('.safetensors', ''));

@@ -3,9 +3,11 @@
  * for every routing type, modality isolation (R2), capacity dropping (C2/C3/C5) and every loss.
  * The checker perturbs one entry at a time with evaluation forwards (training: false, so no state
  * moves), accumulates the objective in float64, and skips coordinates whose perturbation changes a
- * routing decision (top-k and capacity are piecewise constant there).
+ * routing decision (top-k and capacity are piecewise constant there). Runs on every device
+ * (test/helpers/devices.ts).
  */
 import { MoEConfig, MoELayer, Tensor } from '../lib';
+import { describeOnDevices } from './helpers/devices';
 import { relativeError } from './helpers/golden';
 import { decisions, objective } from './helpers/layer';
 import { uniformTensor } from './helpers/random';
@@ -36,15 +38,15 @@ const cases: [string, MoEConfig, { modality?: number[]; seqLens?: number[] }][] 
   ['load-aware sampling (R10)', { ...base, experts: [{ name: 'e', count: 4, ffnHidden: 3 }], router: { type: 'sampled', topK: 2, normalize: true }, losses: { balance: { coeff: 0.1 } } }, {}],
 ];
 
-test.each(cases)('backward equals finite differences: %s', (_name, config, inputs) => {
-  const layer = new MoELayer(config);
-  const x = uniformTensor([T, H], 3);
+describeOnDevices((device) => test.each(cases)('backward equals finite differences: %s', (_name, config, inputs) => {
+  const layer = new MoELayer({ ...config, device });
+  const x = uniformTensor([T, H], 3).to(device);
   const dy = uniformTensor([T, H], 5).toArray() as Float32Array;
   const opts = {
-    modality: inputs.modality ? Tensor.from(inputs.modality, [T], { dtype: 'i32' }) : undefined,
+    modality: inputs.modality ? Tensor.from(inputs.modality, [T], { dtype: 'i32', device }) : undefined,
     seqLens: inputs.seqLens,
   };
-  if (config.losses?.balance?.scope === 'global') layer.forward(uniformTensor([T, H], 9), opts); // an earlier micro-batch in the window
+  if (config.losses?.balance?.scope === 'global') layer.forward(uniformTensor([T, H], 9).to(device), opts); // an earlier micro-batch in the window
 
   const evaluate = () => layer.forward(x, { ...opts, training: false });
   const reference = decisions(evaluate());
@@ -78,7 +80,7 @@ test.each(cases)('backward equals finite differences: %s', (_name, config, input
   // … then the analytic ones from one training forward and backward
   layer.zeroGrad();
   expect(decisions(layer.forward(x, opts))).toBe(reference);
-  const { dx } = layer.backward(Tensor.from(dy, [T, H]));
+  const { dx } = layer.backward(Tensor.from(dy, [T, H], { device }));
 
   const compare = (analytic: ArrayLike<number>, num: (number | undefined)[], what: string) => {
     const idx = num.map((v, i) => (v === undefined ? -1 : i)).filter((i) => i >= 0);
@@ -91,4 +93,4 @@ test.each(cases)('backward equals finite differences: %s', (_name, config, input
   const grads = layer.grads();
   for (const name of Object.keys(params)) compare(grads[name].toArray(), numericParams[name], `grad ${name}`);
   expect(checked).toBeGreaterThan(4 * skipped);
-});
+}));

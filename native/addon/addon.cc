@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include "addon_data.h"
+#include "comm.h"
 #include "devices.h"
 #include "errors.h"
 #include "layer.h"
@@ -22,6 +23,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("buildInfo", Napi::Function::New(env, buildInfo, "buildInfo"));
   exports.Set("liveBytes", Napi::Function::New(env, liveBytes, "liveBytes"));
   exports.Set("NativeMoELayer", NativeMoELayer::define(env));
+  exports.Set("NativeCommunicator", NativeCommunicator::define(env));
   registerOps(env, exports);
   return exports;
 }

@@ -1,5 +1,7 @@
 #include "devices.h"
 
+#include "comm.h"
+
 #if MOEKIT_HAVE_CUDA
 #include "../cuda/devices.h"
 #endif
@@ -33,6 +35,7 @@ Napi::Value buildInfo(const Napi::CallbackInfo& info) {
   out.Set("cuda", Napi::Boolean::New(env, MOEKIT_HAVE_CUDA != 0));
   out.Set("cudaArchitectures", MOEKIT_CUDA_ARCHITECTURES);
   out.Set("emulated", Napi::Boolean::New(env, MOEKIT_EMULATED != 0));
+  out.Set("commBackends", commBackends(env));
   return out;
 }
 

@@ -3,7 +3,11 @@
 #include <cstring>
 
 #include "../cpu/cpu_backend.h"
+#if MOEKIT_HAVE_CUDA
+#include "../cuda/cuda_backend.h"
+#endif
 #include "args.h"
+#include "device_arg.h"
 #include "errors.h"
 #include "router_spec.h"
 #include "tensor.h"
@@ -143,7 +147,13 @@ NativeMoELayer::NativeMoELayer(const Napi::CallbackInfo& info) : Napi::ObjectWra
       buffers.shared = expertGroup(objectField(params, "shared", "params"), objectField(grads, "shared", "grads"), "shared",
                                    spec.sharedCount, spec.sharedFfn);
     }
-    layer_ = std::make_unique<MoELayer>(cpu::cpuBackend(), std::move(spec), std::move(buffers));
+    #if MOEKIT_HAVE_CUDA
+    const Backend& backend = readDevice(specObj.Get("device"), "spec.device").cuda ? cuda::cudaBackend() : cpu::cpuBackend();
+#else
+    readDevice(specObj.Get("device"), "spec.device");  // throws for a cuda device
+    const Backend& backend = cpu::cpuBackend();
+#endif
+    layer_ = std::make_unique<MoELayer>(backend, std::move(spec), std::move(buffers));
     return env.Undefined();
   });
 }

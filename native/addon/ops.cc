@@ -16,6 +16,10 @@
 #include "../cpu/losses.h"
 #include "../cpu/router.h"
 #include "args.h"
+#include "device_arg.h"
+#if MOEKIT_HAVE_CUDA
+#include "../cuda/staged_ops.h"
+#endif
 #include "errors.h"
 #include "router_spec.h"
 #include "tensor.h"
@@ -371,12 +375,13 @@ Napi::Value routerOrthogonality(const Napi::CallbackInfo& info) {
 
 // ---- AdamW -------------------------------------------------------------------------------------
 
-// adamwStep(param, grad, m, v (f32, same shape), {lr, beta1, beta2, eps, weightDecay}, step ≥ 1):
-// updates param, m and v in place.
+// adamwStep(param, grad, m, v (f32, same shape), {lr, beta1, beta2, eps, weightDecay}, step ≥ 1,
+// device 'cpu' | 'cuda:N'): updates param, m and v in place (cuda: the kernel of cuda/adamw.h,
+// host-staged like the layer's stages).
 Napi::Value adamwStep(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    expectArgs(info, 6, "adamwStep(param, grad, m, v, config, step)");
+    expectArgs(info, 7, "adamwStep(param, grad, m, v, config, step, device)");
     NativeTensor& param = NativeTensor::unwrap(info[0], "param");
     const size_t rank = param.shape().size();
     tensorArg(info[0], "param", DType::F32, rank);
@@ -398,9 +403,19 @@ Napi::Value adamwStep(const Napi::CallbackInfo& info) {
     config.weightDecay = readNumber(c.Get("weightDecay"), "config.weightDecay");
     const int64_t step = int64_t(readSafeUint(info[5], "step"));
     cpu::checkAdamW(config, step);
-    cpu::adamwStep(static_cast<float*>(param.data("param")), f32(*others[0], "grad"),
-                   static_cast<float*>(others[1]->data("m")), static_cast<float*>(others[2]->data("v")),
-                   param.numel(), config, step);
+    const bool onCuda = readDevice(info[6], "device").cuda;  // without CUDA, 'cuda:N' threw here
+    float* p = static_cast<float*>(param.data("param"));
+    float* m = static_cast<float*>(others[1]->data("m"));
+    float* v = static_cast<float*>(others[2]->data("v"));
+#if MOEKIT_HAVE_CUDA
+    if (onCuda) {
+      cuda::adamwStepStaged(p, f32(*others[0], "grad"), m, v, param.numel(), config, step);
+      return env.Undefined();
+    }
+#else
+    (void)onCuda;
+#endif
+    cpu::adamwStep(p, f32(*others[0], "grad"), m, v, param.numel(), config, step);
     return env.Undefined();
   });
 }

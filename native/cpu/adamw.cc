@@ -3,6 +3,7 @@
 #include <cmath>
 #include <string>
 
+#include "../core/adamw.h"
 #include "../core/errors.h"
 
 namespace moekit::cpu {
@@ -31,18 +32,8 @@ void adamwStep(float* param, const float* grad, float* m, float* v, int64_t coun
     throw Error(ErrorKind::Argument, std::string("AdamW: ") +
                                          (!param ? "param" : !grad ? "grad" : !m ? "m" : "v") +
                                          " must not be null");
-  const double t = double(step);
-  const float decay = float(1.0 - c.lr * c.weightDecay);
-  const float b1 = float(c.beta1), b2 = float(c.beta2);
-  const float stepSize = float(c.lr / (1.0 - std::pow(c.beta1, t)));
-  const float invSqrtBc2 = float(1.0 / std::sqrt(1.0 - std::pow(c.beta2, t)));
-  const float eps = float(c.eps);
-  for (int64_t i = 0; i < count; ++i) {
-    const float g = grad[i];
-    m[i] = b1 * m[i] + (1.0f - b1) * g;
-    v[i] = b2 * v[i] + (1.0f - b2) * g * g;
-    param[i] = param[i] * decay - stepSize * m[i] / (std::sqrt(v[i]) * invSqrtBc2 + eps);
-  }
+  const adamw::Scalars s = adamw::adamwScalars(c.lr, c.beta1, c.beta2, c.eps, c.weightDecay, step);
+  for (int64_t i = 0; i < count; ++i) adamw::adamwUpdate(s, grad[i], param[i], m[i], v[i]);
 }
 
 }  // namespace moekit::cpu

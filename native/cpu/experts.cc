@@ -12,41 +12,37 @@ namespace moekit::cpu {
 
 namespace {
 
-// X1 activation, h = act(a1) (⊙ a3 for swiglu), over `count` elements (core/activation.h).
-// Elements per parallel chunk of the element-wise loops (fixed: results do not depend on threads).
-constexpr int64_t kElementGrain = 1 << 14;
+// Rows per parallel chunk of the backward's row pass (fixed: results do not depend on threads).
+constexpr int64_t kRowGrain = 16;
 
-void activate(Activation act, const float* a1, const float* a3, float* h, int64_t count) {
-  parallelFor(0, count, kElementGrain, [&](int64_t begin, int64_t end) {
-    switch (act) {
-      case Activation::Swiglu:
-        for (int64_t i = begin; i < end; ++i) h[i] = activation::swiglu(a1[i], a3[i]);
-        break;
-      case Activation::Gelu:
-        for (int64_t i = begin; i < end; ++i) h[i] = activation::gelu(a1[i]);
-        break;
-      case Activation::Relu:
-        for (int64_t i = begin; i < end; ++i) h[i] = activation::relu(a1[i]);
-        break;
-    }
-  });
-}
-
-// dh → da1 (and da3 for swiglu).
-void activateBackward(Activation act, const float* a1, const float* a3, const float* dh,
-                      float* da1, float* da3, int64_t count) {
-  parallelFor(0, count, kElementGrain, [&](int64_t begin, int64_t end) {
-    switch (act) {
-      case Activation::Swiglu:
-        for (int64_t i = begin; i < end; ++i)
-          activation::swigluBackward(a1[i], a3[i], dh[i], da1[i], da3[i]);
-        break;
-      case Activation::Gelu:
-        for (int64_t i = begin; i < end; ++i) da1[i] = dh[i] * activation::geluGrad(a1[i]);
-        break;
-      case Activation::Relu:
-        for (int64_t i = begin; i < end; ++i) da1[i] = activation::reluBackward(a1[i], dh[i]);
-        break;
+// The row pass of the backward over rows [0, rows) of one group, g [rows,F] = dy[token]·w2 in
+// (unweighted), overwritten with da1:
+//   dRowWeight[r] = g[r] · h[r]                      (= dy_t · E_e(x_t), summed in double)
+//   dh = rowWeight[r] · g[r] → da1 (and da3 for swiglu) through core/activation.h
+void rowBackward(Activation act, int64_t rows, int F, const float* a1, const float* a3,
+                 const float* h, const float* rowWeight, float* g, float* da3, float* dRowWeight) {
+  parallelFor(0, rows, kRowGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t at = r * F;
+      float* gr = g + at;
+      if (dRowWeight) {
+        double acc = 0.0;
+        for (int f = 0; f < F; ++f) acc += double(gr[f]) * double(h[at + f]);
+        dRowWeight[r] = float(acc);
+      }
+      const float w = rowWeight[r];
+      switch (act) {
+        case Activation::Swiglu:
+          for (int f = 0; f < F; ++f)
+            activation::swigluBackward(a1[at + f], a3[at + f], w * gr[f], gr[f], da3[at + f]);
+          break;
+        case Activation::Gelu:
+          for (int f = 0; f < F; ++f) gr[f] = w * gr[f] * activation::geluGrad(a1[at + f]);
+          break;
+        case Activation::Relu:
+          for (int f = 0; f < F; ++f) gr[f] = activation::reluBackward(a1[at + f], w * gr[f]);
+          break;
+      }
     }
   });
 }
@@ -73,7 +69,6 @@ void Experts::forward(const float* x, int T, int n, const int32_t* token, const 
   rowWeight_.resize(size_t(n));
   for (int r = 0; r < n; ++r) rowWeight_[size_t(r)] = weight[plan_.rowAssignment[size_t(r)]];
 
-  yp_.resize(size_t(n) * H_);
   for (size_t g = 0; g < groups_.size(); ++g) {
     const ExpertGroup& grp = groups_[g];
     GroupCache& c = cache_[g];
@@ -84,16 +79,12 @@ void Experts::forward(const float* x, int T, int n, const int32_t* token, const 
     const size_t size = size_t(c.rows) * grp.ffn;
     c.a1.resize(size);
     c.h.resize(size);
-    groupedGemmNT(x_.data(), grp.w1, rows, grp.count, c.rows, grp.ffn, H_, c.a1.data(), rowMap);
-    if (act_ == Activation::Swiglu) {
-      c.a3.resize(size);
-      groupedGemmNT(x_.data(), grp.w3, rows, grp.count, c.rows, grp.ffn, H_, c.a3.data(), rowMap);
-    }
-    activate(act_, c.a1.data(), c.a3.data(), c.h.data(), int64_t(size));
-    groupedGemmNT(c.h.data(), grp.w2, rows, grp.count, c.rows, H_, grp.ffn,
-                  yp_.data() + c.firstRow * H_);
+    if (act_ == Activation::Swiglu) c.a3.resize(size);
+    groupedGemmNTActivation(act_, x_.data(), grp.w1, grp.w3, rows, grp.count, c.rows, grp.ffn, H_,
+                            c.a1.data(), c.a3.data(), c.h.data(), rowMap);
+    groupedGemmNTCombine(c.h.data(), grp.w2, rows, grp.count, c.rows, H_, grp.ffn, rowMap,
+                         rowWeight_.data() + c.firstRow, T, y);
   }
-  unpermuteRows(yp_.data(), n, H_, plan_.rowToken.data(), rowWeight_.data(), T, y);
   haveForward_ = true;
 }
 
@@ -104,49 +95,29 @@ void Experts::backward(const float* dy, float* dx, float* dWeight) {
   if (n == 0) return;
   if (!dy) throw Error(ErrorKind::Argument, "Experts.backward: dy must not be null");
 
-  std::vector<float>& dyp = dyp_;
-  std::vector<float>& dRowWeight = dRowWeight_;
-  dyp.resize(size_t(n) * H_);
-  if (dWeight) dRowWeight.resize(size_t(n));
-  unpermuteRowsBackward(dy, T_, H_, plan_.rowToken.data(), rowWeight_.data(), yp_.data(), n,
-                        dyp.data(), dWeight ? dRowWeight.data() : nullptr);
-  if (dWeight)
-    for (int r = 0; r < n; ++r) dWeight[plan_.rowAssignment[size_t(r)]] = dRowWeight[size_t(r)];
-
-  std::vector<float>& dxp = dxp_;
-  std::vector<float>& dh = dh_;
-  std::vector<float>& da1 = da1_;
-  std::vector<float>& da3 = da3_;
-  std::vector<float>& dxp3 = dxp3_;
-  dxp.resize(dx ? size_t(n) * H_ : 0);
+  if (dWeight) dRowWeight_.resize(size_t(n));
   for (size_t g = 0; g < groups_.size(); ++g) {
     const ExpertGroup& grp = groups_[g];
     const GroupCache& c = cache_[g];
     if (c.rows == 0) continue;
     const int32_t* rows = &plan_.counts[size_t(c.firstExpert)];
     const int32_t* rowMap = plan_.rowToken.data() + c.firstRow;
-    float* dxg = dx ? dxp.data() + c.firstRow * H_ : nullptr;
     const size_t size = size_t(c.rows) * grp.ffn;
-    dh.resize(size);
-    da1.resize(size);
-    groupedGemmNTBackward(dyp.data() + c.firstRow * H_, c.h.data(), grp.w2, rows, grp.count,
-                          c.rows, H_, grp.ffn, dh.data(), grp.g2);
-    if (act_ == Activation::Swiglu) da3.resize(size);
-    activateBackward(act_, c.a1.data(), c.a3.data(), dh.data(), da1.data(), da3.data(),
-                     int64_t(size));
-    groupedGemmNTBackward(da1.data(), x_.data(), grp.w1, rows, grp.count, c.rows, grp.ffn, H_, dxg,
+    da1_.resize(size);
+    if (act_ == Activation::Swiglu) da3_.resize(size);
+    groupedGemmNTCombineBackward(dy, c.h.data(), grp.w2, rows, grp.count, c.rows, H_, grp.ffn,
+                                 rowMap, rowWeight_.data() + c.firstRow, T_, da1_.data(), grp.g2);
+    rowBackward(act_, c.rows, grp.ffn, c.a1.data(), c.a3.data(), c.h.data(),
+                rowWeight_.data() + c.firstRow, da1_.data(), da3_.data(),
+                dWeight ? dRowWeight_.data() + c.firstRow : nullptr);
+    groupedGemmNTBackward(da1_.data(), x_.data(), grp.w1, rows, grp.count, c.rows, grp.ffn, H_, dx,
                           grp.g1, rowMap);
-    if (act_ == Activation::Swiglu) {
-      if (dxg) dxp3.resize(size_t(c.rows) * H_);
-      groupedGemmNTBackward(da3.data(), x_.data(), grp.w3, rows, grp.count, c.rows, grp.ffn, H_,
-                            dxg ? dxp3.data() : nullptr, grp.g3, rowMap);
-      if (dxg)
-        parallelFor(0, int64_t(dxp3.size()), kElementGrain, [&](int64_t begin, int64_t end) {
-          for (int64_t i = begin; i < end; ++i) dxg[i] += dxp3[size_t(i)];
-        });
-    }
+    if (act_ == Activation::Swiglu)
+      groupedGemmNTBackward(da3_.data(), x_.data(), grp.w3, rows, grp.count, c.rows, grp.ffn, H_,
+                            dx, grp.g3, rowMap);
   }
-  if (dx) permuteRowsBackward(dxp.data(), n, H_, plan_.rowToken.data(), T_, dx);
+  if (dWeight)
+    for (int r = 0; r < n; ++r) dWeight[plan_.rowAssignment[size_t(r)]] = dRowWeight_[size_t(r)];
 }
 
 int64_t Experts::flops(int e) const {

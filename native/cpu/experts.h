@@ -9,9 +9,17 @@
 // w1, w3 [Eg,Fg,H], w2 [Eg,H,Fg]. Shared experts are a second instance with every token assigned
 // to each shared expert at weight 1.
 //
-// Stages: plan the permutation (dispatch.h) → per group groupedGemmNT (grouped_gemm.h) reading
-// x through the row map (the permute fused into the packing) → activation → groupedGemmNT →
-// unpermute with the assignment weights.
+// Stages: plan the permutation (dispatch.h) → per group two grouped GEMMs (grouped_gemm.h) with
+// the other stages fused into them, so no pass of their own goes over [n,H] or [n,F]:
+//   groupedGemmNTActivation  reads x through the row map (the permute in the packing), stores
+//                            a1 (and a3) and h = act(a1[, a3]) from each finished tile
+//   groupedGemmNTCombine     adds weight · (h·w2ᵀ) into the token's row of y from each finished
+//                            tile (the combine in the epilogue; no [n,H] expert output)
+// y's elements receive their rows in ascending permuted row order (expert, then token, then
+// assignment) on one thread each, so y is bit-identical for any MOEKIT_NUM_THREADS.
+// Backward per group: g = dy[token]·w2 (groupedGemmNTCombineBackward, with dW2 from the weighted
+// dy rows), one pass over [rows,F] for dWeight = g·h, dh = weight·g and the activation's
+// backward, then dx and dW1/dW3 (groupedGemmNTBackward, dx scattered into the token rows).
 #pragma once
 
 #include <cstdint>
@@ -66,10 +74,10 @@ class Experts : public ExpertStage {
   int T_ = 0;
   PermutationPlan plan_;
   std::vector<float> x_;          // [T,H] the input, read through the row map
-  std::vector<float> yp_;         // [n,H] expert outputs, unweighted
   std::vector<float> rowWeight_;  // [n] weight of each permuted row
   // Backward scratch, kept across calls so steady-state steps allocate nothing.
-  std::vector<float> dyp_, dRowWeight_, dxp_, dh_, da1_, da3_, dxp3_;
+  std::vector<float> da1_, da3_;  // [rows,Fg]; da1_ holds g = dy[token]·w2 first
+  std::vector<float> dRowWeight_;  // [n] dWeight in permuted row order
 };
 
 }  // namespace moekit::cpu

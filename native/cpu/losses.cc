@@ -3,6 +3,7 @@
 #include <cmath>
 #include <vector>
 
+#include "../core/losses.h"
 #include "../core/routing.h"
 
 namespace moekit::cpu {
@@ -15,16 +16,13 @@ double loadBalance(const double* probs, int T, int E, const int64_t* counts, dou
   std::vector<double> P(E, 0.0);
   for (int t = 0; t < T; ++t)
     for (int e = 0; e < E; ++e) P[e] += probs[int64_t(t) * E + e];
-  double sum = 0;
-  std::vector<double> f(E);
-  for (int e = 0; e < E; ++e) {
-    f[e] = double(counts[e]) / (countedTokens * topK);
-    sum += f[e] * (P[e] / T);
-  }
   if (gradProbs)
-    for (int t = 0; t < T; ++t)
-      for (int e = 0; e < E; ++e) gradProbs[int64_t(t) * E + e] = coeff * E * f[e] / T;
-  return coeff * E * sum;
+    for (int e = 0; e < E; ++e) {
+      const double grad = losses::loadBalanceProbGrad(
+          coeff, E, losses::balanceFraction(double(counts[e]), countedTokens, topK), T);
+      for (int t = 0; t < T; ++t) gradProbs[int64_t(t) * E + e] = grad;
+    }
+  return losses::loadBalanceValue(P.data(), counts, T, E, countedTokens, topK, coeff);
 }
 
 double zLoss(const double* logits, int T, int E, double coeff, double* gradLogits) {
@@ -40,7 +38,7 @@ double zLoss(const double* logits, int T, int E, double coeff, double* gradLogit
     }
     sum += lse * lse;
     if (g)
-      for (int e = 0; e < E; ++e) g[e] = coeff * 2 * lse * std::exp(l[e] - lse) / T;
+      for (int e = 0; e < E; ++e) g[e] = losses::zLossGrad(coeff, lse, l[e], T);
   }
   return T > 0 ? coeff * sum / T : 0;
 }
@@ -63,16 +61,8 @@ double routerOrthogonality(const double* weight, int E, int H, const int* groupS
       groupOf[e] = g;
       sizeOf[e] = groupSizes[g];
     }
-  auto pairCoeff = [&](int i, int j) -> double {
-    switch (mode) {
-      case OrthMode::All: return coeff / (double(E) * E);
-      case OrthMode::PerGroup:
-        return groupOf[i] == groupOf[j] ? coeff / (double(sizeOf[i]) * sizeOf[i]) : 0.0;
-      case OrthMode::CrossGroup:
-        // Each unordered cross pair appears as (i,j) and (j,i): half the coefficient each.
-        return groupOf[i] != groupOf[j] ? coeff / (2.0 * sizeOf[i] * sizeOf[j]) : 0.0;
-    }
-    return 0.0;
+  auto pairCoeff = [&](int i, int j) {
+    return losses::orthPairWeight(mode, coeff, E, groupOf[i], groupOf[j], sizeOf[i], sizeOf[j]);
   };
   // Upper triangle only: c and the Gram matrix are symmetric, so (i,j) and (j,i) are one term.
   std::vector<double> dUnit(int64_t(E) * H, 0.0);

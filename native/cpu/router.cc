@@ -5,7 +5,10 @@
 #include <string>
 #include <utility>
 
+#include "../core/capacity.h"
 #include "../core/errors.h"
+#include "../core/logit_grad.h"
+#include "../core/losses.h"
 #include "sgemm.h"
 #include "thread_pool.h"
 
@@ -22,71 +25,18 @@ using routing::ScoreFn;
 
 std::string str(int64_t v) { return std::to_string(v); }
 
-bool finite(double v) { return std::isfinite(v); }
-
-// Ordering of the capacity and expert-choice rankings: higher score first, ties → earlier token
-// (C3, R9). `a`, `b` are token-ordered ids (slots or tokens).
-bool ranksHigher(double sa, int32_t a, double sb, int32_t b) { return sa > sb || (sa == sb && a < b); }
+// Ordering of the capacity and expert-choice rankings (C3, R9): core/capacity.h.
+using capacity::ranksHigher;
 
 }  // namespace
 
 // ---- construction ------------------------------------------------------------------------------
 
-Router::Router(RouterSpec spec) : spec_(std::move(spec)) {
-  RouterSpec& s = spec_;
-  if (s.hidden <= 0) fail(ErrorKind::Config, "hidden: expected a positive size, got " + str(s.hidden));
-  if (s.groupSizes.empty()) fail(ErrorKind::Config, "experts: expected at least one group");
-  G_ = int(s.groupSizes.size());
-  groupStart_.assign(1, 0);
-  for (int g = 0; g < G_; ++g) {
-    if (s.groupSizes[g] <= 0)
-      fail(ErrorKind::Config,
-           "experts[" + str(g) + "].count: expected a positive count, got " + str(s.groupSizes[g]));
-    groupStart_.push_back(groupStart_.back() + s.groupSizes[g]);
-  }
-  E_ = groupStart_.back();
-  H_ = s.hidden;
-  if (s.groupModality.empty()) s.groupModality.assign(G_, -1);
-  if (int(s.groupModality.size()) != G_)
-    fail(ErrorKind::Config, "experts[].modality: expected one entry per group (" + str(G_) +
-                                "), got " + str(int64_t(s.groupModality.size())));
-  for (int g = 0; g < G_; ++g) {
-    if (s.groupModality[g] < -1)
-      fail(ErrorKind::Config, "experts[" + str(g) + "].modality: expected a non-negative integer, got " +
-                                  str(s.groupModality[g]));
-    anyModality_ = anyModality_ || s.groupModality[g] >= 0;
-    for (int e = groupStart_[g]; e < groupStart_[g + 1]; ++e) groupOf_.push_back(g);
-  }
-  if (s.topK < 1 || s.topK > E_)
-    fail(ErrorKind::Config,
-         "router.topK: expected an integer in [1, " + str(E_) + "], got " + str(s.topK));
-  if (s.limitGroups != 0) {
-    if (s.limitGroups < 1 || E_ % s.limitGroups != 0)
-      fail(ErrorKind::Config, "router.groupLimited.groups: expected a divisor of the expert count " +
-                                  str(E_) + ", got " + str(s.limitGroups));
-    if (s.limitTopGroups < 1 || s.limitTopGroups > s.limitGroups)
-      fail(ErrorKind::Config, "router.groupLimited.topGroups: expected an integer in [1, " +
-                                  str(s.limitGroups) + "], got " + str(s.limitTopGroups));
-    if (s.limitTopGroups * (E_ / s.limitGroups) < s.topK)
-      fail(ErrorKind::Config, "router.groupLimited.topGroups: " + str(s.limitTopGroups) +
-                                  " groups of " + str(E_ / s.limitGroups) +
-                                  " experts leave fewer than router.topK = " + str(s.topK));
-  }
-  if (!(s.temperature > 0) || !finite(s.temperature))
-    fail(ErrorKind::Config, "router.temperature: expected a positive number");
-  if (!finite(s.scale)) fail(ErrorKind::Config, "router.scale: expected a finite number");
-  if (!(s.loadDecay >= 0 && s.loadDecay <= 1))
-    fail(ErrorKind::Config, "router.loadDecay: expected a number in [0, 1]");
-  if (!finite(s.loadPenalty))
-    fail(ErrorKind::Config, "router.loadPenalty: expected a finite number");
-  if (!(s.capacityFactor >= 0) || !finite(s.capacityFactor))
-    fail(ErrorKind::Config, "capacity.factor: expected a non-negative number");
-  if (!finite(s.balanceCoeff) || !finite(s.zCoeff) || !finite(s.orthCoeff))
-    fail(ErrorKind::Config, "losses: expected finite coefficients");
-  if (!finite(s.biasUpdateRate))
-    fail(ErrorKind::Config, "router.biasUpdateRate: expected a finite number");
-  windowCounts_.assign(E_, 0);
-  windowGroupTokens_.assign(G_, 0);
+Router::Router(RouterSpec spec)
+    : spec_(std::move(spec)), layout_(checkRouterSpec(spec_)), window_(layout_) {
+  E_ = layout_.E;
+  H_ = layout_.H;
+  G_ = layout_.G;
 }
 
 // ---- forward stages ----------------------------------------------------------------------------
@@ -95,15 +45,7 @@ Router::Router(RouterSpec spec) : spec_(std::move(spec)) {
 void Router::computeLogitsAndScores(const float* x, const int32_t* modality) {
   const int T = T_;
   const bool affinity = spec_.type == RouterSpec::Type::Affinity;
-  allowed_.clear();
-  if (anyModality_ && modality) {
-    allowed_.assign(size_t(T) * E_, 0);
-    for (int t = 0; t < T; ++t)
-      for (int e = 0; e < E_; ++e) {
-        const int m = spec_.groupModality[groupOf_[e]];
-        allowed_[size_t(t) * E_ + e] = m < 0 || m == modality[t];
-      }
-  }
+  allowed_ = allowedMask(spec_, layout_, modality, T);
   logits_.assign(size_t(T) * E_, 0.0);
   s_.assign(size_t(T) * E_, 0.0);
   cos_.clear();
@@ -170,7 +112,7 @@ void Router::applyCapacity(int T) {
     for (int j = 0; j < k; ++j)
       if (belowAffinity(t, idx_[size_t(t) * k + j])) keep_[size_t(t) * k + j] = 0;
   if (spec_.capacityFactor <= 0) return;
-  const int64_t C = int64_t(std::ceil(spec_.capacityFactor * T * k / E_));
+  const int64_t C = capacity::perExpert(spec_.capacityFactor, T, k, E_);
   std::vector<int64_t> used(E_, 0);
   switch (spec_.policy) {
     case RouterSpec::Policy::Position:  // C2: slots in token order
@@ -230,7 +172,7 @@ void Router::applyCapacity(int T) {
 // among those it accepts, ties → earlier token; listed expert-major, tokens ascending.
 void Router::selectExpertChoice(int T) {
   const double factor = spec_.capacityFactor > 0 ? spec_.capacityFactor : 1.0;
-  const int64_t C = std::min<int64_t>(int64_t(std::ceil(factor * T * spec_.topK / E_)), T);
+  const int64_t C = std::min<int64_t>(capacity::perExpert(factor, T, spec_.topK, E_), T);
   assignToken_.clear();
   assignExpert_.clear();
   std::vector<int32_t> tokens;
@@ -257,15 +199,9 @@ void Router::selectExpertChoice(int T) {
 void Router::computeBalance(const std::vector<int>& seqLens, Routing& out) {
   const int T = T_, k = k_;
   const bool sigmoid = scoreFn() == ScoreFn::Sigmoid;
-  std::vector<double> sNorm(s_), sSum(T, 1.0);  // s̃ = s (softmax) or s/Σs (sigmoid)
-  if (sigmoid)
-    for (int t = 0; t < T; ++t) {
-      double* row = &sNorm[size_t(t) * E_];
-      double sum = 0;
-      for (int e = 0; e < E_; ++e) sum += row[e];
-      sSum[t] = sum;
-      for (int e = 0; e < E_; ++e) row[e] = sum > 0 ? row[e] / sum : 0.0;
-    }
+  std::vector<double> sNorm(size_t(T) * E_), sSum(T);  // s̃ = s (softmax) or s/Σs (sigmoid)
+  for (int t = 0; t < T; ++t)
+    sSum[t] = losses::balanceProbsRow(&s_[size_t(t) * E_], E_, sigmoid, &sNorm[size_t(t) * E_]);
   std::vector<double> dNorm(size_t(T) * E_, 0.0);  // d balance / d s̃
   const int balanceGroups = hasModality() ? G_ : 1;
   std::vector<int32_t> members;
@@ -275,7 +211,7 @@ void Router::computeBalance(const std::vector<int>& seqLens, Routing& out) {
   auto balanceOver = [&](int t0, int t1, double weight, bool window) {
     double value = 0;
     for (int g = 0; g < balanceGroups; ++g) {
-      const int e0 = hasModality() ? groupStart_[g] : 0, e1 = hasModality() ? groupStart_[g + 1] : E_;
+      const int e0 = hasModality() ? layout_.groupStart[g] : 0, e1 = hasModality() ? layout_.groupStart[g + 1] : E_;
       const int width = e1 - e0;
       members.clear();
       for (int t = t0; t < t1; ++t)
@@ -289,8 +225,8 @@ void Router::computeBalance(const std::vector<int>& seqLens, Routing& out) {
       counts.assign(width, 0);
       double counted = S;
       if (window) {
-        std::copy_n(&windowCounts_[e0], width, counts.data());
-        counted = double(hasModality() ? windowGroupTokens_[g] : windowTokens_);
+        std::copy_n(&window_.counts()[e0], width, counts.data());
+        counted = double(hasModality() ? window_.groupTokens()[g] : window_.tokens());
       } else {
         for (int t : members)
           for (int j = 0; j < k; ++j) {
@@ -316,19 +252,11 @@ void Router::computeBalance(const std::vector<int>& seqLens, Routing& out) {
         out.balance += balanceOver(t0, t0 + seqLens[i], 1.0 / double(seqLens.size()), false);
       break;
   }
-  // s̃ → s: for sigmoid ds_e = (ds̃_e − Σ_m ds̃_m·s̃_m)/Σs; then s → logits (R3 backward).
-  std::vector<double> ds(E_);
+  // s̃ → s, then s → logits (R3 backward).
   for (int t = 0; t < T; ++t) {
-    const double* dn = &dNorm[size_t(t) * E_];
-    const double* sn = &sNorm[size_t(t) * E_];
-    if (sigmoid) {
-      double dot = 0;
-      for (int e = 0; e < E_; ++e) dot += dn[e] * sn[e];
-      for (int e = 0; e < E_; ++e) ds[e] = sSum[t] > 0 ? (dn[e] - dot) / sSum[t] : 0.0;
-    } else {
-      std::copy_n(dn, E_, ds.data());
-    }
-    routing::scoresRowBackward(&s_[size_t(t) * E_], allowedRow(t), E_, scoreFn(), ds.data(),
+    double* ds = &dNorm[size_t(t) * E_];
+    losses::balanceProbsRowBackward(&sNorm[size_t(t) * E_], sSum[t], E_, sigmoid, ds);
+    routing::scoresRowBackward(&s_[size_t(t) * E_], allowedRow(t), E_, scoreFn(), ds,
                                &dLogitsAux_[size_t(t) * E_]);
   }
 }
@@ -372,51 +300,10 @@ void Router::fillStats(Routing& out) const {
 
 // ---- forward -----------------------------------------------------------------------------------
 
-void Router::checkInputs(const float* x, int T, const int32_t* modality,
-                         const std::vector<int>& seqLens, const RouterParams& p) const {
-  const RouterSpec& sp = spec_;
-  const bool expertChoice = sp.type == RouterSpec::Type::ExpertChoice;
-  if (T < 0) fail(ErrorKind::Shape, "x: expected a non-negative token count, got " + str(T));
-  if (T > 0 && !x) fail(ErrorKind::Argument, "x: expected a [T, hidden] f32 buffer, got null");
-  if (!p.weight)
-    fail(ErrorKind::Argument, "router.weight: expected an [E, hidden] f32 buffer, got null");
-  if (sp.useBias && !p.bias)
-    fail(ErrorKind::Argument, "router.bias: required when router.bias is true");
-  if (sp.type == RouterSpec::Type::Sampled && !p.load)
-    fail(ErrorKind::Argument, "router.load: required by the 'sampled' router (R10)");
-  if (!seqLens.empty()) {
-    int64_t sum = 0;
-    for (size_t i = 0; i < seqLens.size(); ++i) {
-      if (seqLens[i] <= 0)
-        fail(ErrorKind::Argument,
-             "seqLens[" + str(int64_t(i)) + "]: expected a positive length, got " + str(seqLens[i]));
-      sum += seqLens[i];
-    }
-    if (sum != T)
-      fail(ErrorKind::Shape, "seqLens: expected lengths summing to the token count " + str(T) +
-                                 ", got " + str(sum));
-  } else if (sp.scope == RouterSpec::Scope::Sequence && sp.balanceCoeff != 0 && !expertChoice &&
-             T > 0) {
-    fail(ErrorKind::Argument, "seqLens: required when losses.balance.scope is 'sequence'");
-  }
-  if (anyModality_ && modality) {
-    const int need = expertChoice ? 1 : sp.topK;
-    for (int t = 0; t < T; ++t) {
-      int n = 0;
-      for (int g = 0; g < G_; ++g)
-        if (sp.groupModality[g] < 0 || sp.groupModality[g] == modality[t]) n += sp.groupSizes[g];
-      if (n < need)
-        fail(ErrorKind::Argument, "modality[" + str(t) + "]: value " + str(modality[t]) +
-                                      " is accepted by " + str(n) + " experts, expected at least " +
-                                      str(need) + (expertChoice ? "" : " (router.topK)"));
-    }
-  }
-}
-
 void Router::forward(const float* x, int T, const int32_t* modality,
                      const std::vector<int>& seqLens, const RouterParams& p, Routing& out,
                      bool training) {
-  checkInputs(x, T, modality, seqLens, p);
+  checkRouterInputs(spec_, layout_, x, T, modality, seqLens, p);
   const RouterSpec& sp = spec_;
   const bool expertChoice = sp.type == RouterSpec::Type::ExpertChoice;
   // R10 reads the load estimate from router.load itself (the state dict holds all of it, so a
@@ -475,18 +362,8 @@ void Router::forward(const float* x, int T, const int32_t* modality,
 
   // ---- window (L2, B1): this forward's counts and token totals, summed over data parallelism.
   // An evaluation forward sees the window with its batch included but leaves it as it was.
-  const std::vector<int64_t> savedCounts(windowCounts_), savedGroupTokens(windowGroupTokens_);
-  const int64_t savedTokens = windowTokens_;
-  std::vector<int64_t> update(size_t(E_) + 1 + G_, 0);
-  std::copy(out.counts.begin(), out.counts.end(), update.begin());
-  update[E_] = T;
-  for (int g = 0; g < G_; ++g)
-    for (int t = 0; t < T; ++t) update[E_ + 1 + g] += routing::isAllowed(allowedRow(t), groupStart_[g]);
-  if (reducer_ && (sp.scope == RouterSpec::Scope::Global || sp.useBias))
-    reducer_(update.data(), update.size());
-  for (int e = 0; e < E_; ++e) windowCounts_[e] += update[e];
-  windowTokens_ += update[E_];
-  for (int g = 0; g < G_; ++g) windowGroupTokens_[g] += update[E_ + 1 + g];
+  CountWindow::Saved saved = window_.add(out.counts, T, allowed_, reducer_,
+                                         sp.scope == RouterSpec::Scope::Global || sp.useBias);
 
   // ---- losses; their gradients are kept for backward.
   dLogitsAux_.assign(size_t(T) * E_, 0.0);
@@ -509,16 +386,14 @@ void Router::forward(const float* x, int T, const int32_t* modality,
   out.aux = out.balance + out.z + out.orthogonality;
   fillStats(out);
   if (!training) {
-    windowCounts_ = savedCounts;
-    windowGroupTokens_ = savedGroupTokens;
-    windowTokens_ = savedTokens;
+    window_.restore(std::move(saved));
     return;  // no load update, no step, no backward
   }
 
   // ---- R10 load estimate: ℓ ← (1 − decay)·ℓ + decay·f.
   if (p.load && T > 0)
     for (int e = 0; e < E_; ++e) {
-      p.load[e] = float((1 - sp.loadDecay) * load_[e] + sp.loadDecay * out.f[e]);
+      p.load[e] = capacity::loadEwma(sp.loadDecay, load_[e], out.f[e]);
     }
   ++step_;
   haveForward_ = true;
@@ -553,18 +428,11 @@ void Router::backward(const float* dAssignWeight, float* dx, float* dWeight) {
     routing::scoresRowBackward(&s_[size_t(t) * E_], allowedRow(t), E_, scoreFn(),
                                &ds[size_t(t) * E_], &dl[size_t(t) * E_]);
 
-  // Logits → x and weight. R1: l = x·Wᵀ. R8: l = cos/temperature with
-  //   ∂cos/∂x = W_e/(‖x‖‖W_e‖) − cos·x/‖x‖²,  ∂cos/∂W_e = x/(‖x‖‖W_e‖) − cos·W_e/‖W_e‖².
-  // ∂l_te/∂x_t = α·W_e − βx·x_t and ∂l_te/∂W_e = α·x_t − βw·W_e, with
-  //   R1: α = 1, βx = βw = 0;   R8: α = 1/(τ‖x‖‖W_e‖), βx = cos/(τ‖x‖²), βw = cos/(τ‖W_e‖²).
-  struct Partials {
-    double alpha, betaX, betaW;
-  };
-  auto partials = [&](int64_t t, int64_t e) -> Partials {
-    if (!affinity) return {1.0, 0.0, 0.0};
-    const double xn = xNorm_[t], wn = wNorm_[e], c = cos_[size_t(t) * E_ + e], tau = spec_.temperature;
-    if (!(xn > 0 && wn > 0)) return {0.0, 0.0, 0.0};
-    return {1.0 / (tau * xn * wn), c / (tau * xn * xn), c / (tau * wn * wn)};
+  // Logits → x and weight: ∂l_te/∂x_t = α·W_e − βx·x_t, ∂l_te/∂W_e = α·x_t − βw·W_e with the
+  // R1/R8 partials of core/logit_grad.h.
+  auto partials = [&](int64_t t, int64_t e) {
+    return routing::logitPartials(affinity, affinity ? xNorm_[t] : 0.0, affinity ? wNorm_[e] : 0.0,
+                                  affinity ? cos_[size_t(t) * E_ + e] : 0.0, spec_.temperature);
   };
   // As matrices: with A[t,e] = dl·α (f32), dx += A·W and dWeight += Aᵀ·x (two sgemms), then the
   // affinity self terms dx_t −= (Σ_e dl·βx)·x_t and dW_e −= (Σ_t dl·βw)·W_e, each summed in a
@@ -575,7 +443,7 @@ void Router::backward(const float* dAssignWeight, float* dx, float* dWeight) {
     for (int64_t t = begin; t < end; ++t)
       for (int e = 0; e < E_; ++e) {
         const double d = dl[size_t(t) * E_ + e];
-        const Partials p = partials(t, e);
+        const routing::LogitPartials p = partials(t, e);
         a[size_t(t) * E_ + e] = float(d * p.alpha);
         selfX[size_t(t)] += d * p.betaX;
       }
@@ -604,17 +472,13 @@ void Router::endStep(float* bias) {
   if (spec_.useBias && bias)
     for (int g = 0; g < G_; ++g) {
       double mean = 0;
-      for (int e = groupStart_[g]; e < groupStart_[g + 1]; ++e) mean += double(windowCounts_[e]);
+      for (int e = layout_.groupStart[g]; e < layout_.groupStart[g + 1]; ++e) mean += double(window_.counts()[e]);
       mean /= spec_.groupSizes[g];
-      for (int e = groupStart_[g]; e < groupStart_[g + 1]; ++e) {
-        const double d = mean - double(windowCounts_[e]);
-        const double sign = d > 0 ? 1.0 : d < 0 ? -1.0 : 0.0;
-        bias[e] = float(double(bias[e]) + spec_.biasUpdateRate * sign);
+      for (int e = layout_.groupStart[g]; e < layout_.groupStart[g + 1]; ++e) {
+        bias[e] = capacity::biasStep(bias[e], spec_.biasUpdateRate, mean, double(window_.counts()[e]));
       }
     }
-  std::fill(windowCounts_.begin(), windowCounts_.end(), 0);
-  std::fill(windowGroupTokens_.begin(), windowGroupTokens_.end(), 0);
-  windowTokens_ = 0;
+  window_.reset();
 }
 
 }  // namespace moekit::cpu

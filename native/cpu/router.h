@@ -13,13 +13,11 @@
 #include <vector>
 
 #include "../core/routing.h"
+#include "../layer/router_common.h"
 #include "../layer/stages.h"
 #include "losses.h"
 
 namespace moekit::cpu {
-
-
-
 
 class Router : public RouterStage {
  public:
@@ -55,8 +53,6 @@ class Router : public RouterStage {
   void setStep(uint64_t step) override { step_ = step; }
 
  private:
-  void checkInputs(const float* x, int T, const int32_t* modality, const std::vector<int>& seqLens,
-                   const RouterParams& p) const;
   void computeLogitsAndScores(const float* x, const int32_t* modality);
   void selectTopK(int T, const RouterParams& p);
   void applyCapacity(int T);
@@ -72,16 +68,13 @@ class Router : public RouterStage {
   }
 
   RouterSpec spec_;
-  int E_ = 0, H_ = 0, G_ = 0;            // experts, hidden, groups
-  std::vector<int> groupStart_, groupOf_;  // [G+1], [E]
-  bool anyModality_ = false;
+  RouterLayout layout_;
+  int E_ = 0, H_ = 0, G_ = 0;  // experts, hidden, groups (of layout_)
   uint64_t step_ = 0;
   std::function<void(int64_t*, size_t)> reducer_;
 
-  // L2 window (global counts after the reducer); router.load of this forward in float64 (R10).
-  std::vector<int64_t> windowCounts_, windowGroupTokens_;
-  int64_t windowTokens_ = 0;
-  std::vector<double> load_;
+  CountWindow window_;        // L2 / B1 (global counts after the reducer)
+  std::vector<double> load_;  // router.load of this forward in float64 (R10)
 
   // The last forward, for backward.
   int T_ = 0, k_ = 0;

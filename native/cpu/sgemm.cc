@@ -18,10 +18,23 @@
 // a batch under 4 MFLOP stays on the calling thread): columns split into ⌈N/NC⌉ equal strips,
 // rows into as many equal blocks as needed. The split never touches K: it changes speed, never
 // bits.
+//
+// Fusions (sgemm.h): gathered or scaled rows of A are copied next to each other in L1 and packed
+// from there; a twin product (B2, C2) packs a second B panel and runs a second micro-kernel on
+// the same A sliver, so its tasks are half as wide (two panels share the L2); the tile epilogue
+// runs after the micro-kernel's last K block on that tile.
+// Scatter (cRows): the scattering problems of a batch are cut into column strips that span all
+// of them, one task per strip. A strip task walks the problems in batch order and their rows in
+// order, in blocks of rows whose C lives in a thread-local scratch (at most 4 MiB), and adds each
+// finished micro tile, row by row, into the rows of c. So every element of c receives its rows in
+// problem order, then row order, on one thread: fixed whatever the thread count or strip width.
+// The strip count follows the thread count (about kScatterStripsPerThread each, never narrower
+// than NR); each strip re-packs all of A, which is what the combine costs.
 #include "sgemm.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <memory>
 #include <new>
 #include <string>
@@ -44,6 +57,8 @@ constexpr int64_t kKC = 256;
 constexpr int64_t kMC = 144;  // multiple of MR
 constexpr double kMinTaskFlops = 2e6;
 constexpr int kTasksPerThread = 4;
+constexpr int kScatterStripsPerThread = 1;
+constexpr int64_t kScatterScratch = int64_t(1) << 20;  // floats of a strip task's C block
 
 int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t roundUp(int64_t a, int64_t b) { return ceilDiv(a, b) * b; }
@@ -91,13 +106,24 @@ struct KernelChoice {
   const char* name;
 };
 
+// AVX2+FMA when the CPU has both, unless MOEKIT_SGEMM says otherwise (sgemm.h).
 KernelChoice chooseKernel() {
+  const KernelChoice portable{gemmMicroKernelPortable, packKContiguousPortable<kMR>,
+                              packKContiguousPortable<kNR>, "portable"};
+  const char* env = std::getenv("MOEKIT_SGEMM");
+  const std::string wanted = env ? env : "";
+  if (!wanted.empty() && wanted != "avx2" && wanted != "portable")
+    throw Error(ErrorKind::Argument,
+                "MOEKIT_SGEMM must be 'avx2' or 'portable' (or unset), got '" + wanted + "'");
+  if (wanted == "portable") return portable;
 #if defined(__x86_64__) || defined(__i386__)
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
     return {gemmMicroKernelAvx2, gemmPackKContiguousAvx2MR, gemmPackKContiguousAvx2NR, "avx2+fma"};
 #endif
-  return {gemmMicroKernelPortable, packKContiguousPortable<kMR>, packKContiguousPortable<kNR>,
-          "portable"};
+  if (wanted == "avx2")
+    throw Error(ErrorKind::Argument, "MOEKIT_SGEMM: expected a CPU with AVX2 and FMA for 'avx2', "
+                                     "this one lacks them");
+  return portable;
 }
 
 const KernelChoice& kernel() {
@@ -148,83 +174,168 @@ void packSliver(const float* src, int64_t laneStride, int64_t stepStride, int64_
 void packA(const GemmProblem& pr, int64_t i0, int64_t mc, int64_t p0, int64_t kc, float* out) {
   const bool tn = pr.layout == GemmLayout::TN;  // A(i,p) = a[p·lda + i], else a[i·lda + p]
   const int64_t rowStride = tn ? 1 : pr.lda, stepStride = tn ? pr.lda : 1;
+  const bool mapped = pr.aRows || pr.aScale;
+  // Stored row s of A (a row for NT/NN, a K step for TN) and its scale.
+  const auto stored = [&](int64_t s) { return pr.a + (pr.aRows ? int64_t(pr.aRows[s]) : s) * pr.lda; };
+  const auto scale = [&](int64_t s) { return pr.aScale ? pr.aScale[s] : 1.0f; };
   for (int64_t s = 0; s < mc; s += kMR, out += kc * kMR) {
     const int64_t lanes = std::min(kMR, mc - s);
-    if (!pr.aRows) {
+    if (!mapped) {
       packSliver<kMR>(pr.a + (i0 + s) * rowStride + p0 * stepStride, rowStride, stepStride, lanes, kc, out);
-      continue;
+    } else if (tn) {  // step p is stored row p0 + p: the same values packSliver copies, scaled
+      for (int64_t p = 0; p < kc; ++p) {
+        const float* row = stored(p0 + p) + i0 + s;
+        const float w = scale(p0 + p);
+        for (int64_t l = 0; l < kMR; ++l) out[p * kMR + l] = l < lanes ? w * row[l] : 0.0f;
+      }
+    } else {  // gathered rows: copy them next to each other (in L1), then pack as contiguous rows
+      alignas(64) float rows[kMR * kKC];
+      for (int64_t l = 0; l < lanes; ++l) {
+        const float* row = stored(i0 + s + l) + p0;
+        const float w = scale(i0 + s + l);
+        float* dst = rows + l * kc;
+        if (pr.aScale)
+          for (int64_t p = 0; p < kc; ++p) dst[p] = w * row[p];
+        else
+          std::copy_n(row, kc, dst);
+      }
+      packSliver<kMR>(rows, kc, 1, lanes, kc, out);
     }
-    // Gathered rows: copy them next to each other (in L1), then pack as contiguous rows.
-    alignas(64) float rows[kMR * kKC];
-    for (int64_t l = 0; l < lanes; ++l)
-      std::copy_n(pr.a + int64_t(pr.aRows[i0 + s + l]) * pr.lda + p0, kc, rows + l * kc);
-    packSliver<kMR>(rows, kc, 1, lanes, kc, out);
   }
 }
 
-// Packs B K steps [p0, p0+kc) × columns [j0, j0+nc) into ⌈nc/NR⌉ slivers of kc × NR.
-void packB(const GemmProblem& pr, int64_t j0, int64_t nc, int64_t p0, int64_t kc, float* out) {
+// Packs B (b or b2, laid out as pr.b) K steps [p0, p0+kc) × columns [j0, j0+nc) into ⌈nc/NR⌉
+// slivers of kc × NR.
+void packB(const GemmProblem& pr, const float* b, int64_t j0, int64_t nc, int64_t p0, int64_t kc,
+           float* out) {
   const bool nt = pr.layout == GemmLayout::NT;  // B(p,j) = b[j·ldb + p], else b[p·ldb + j]
   const int64_t colStride = nt ? pr.ldb : 1, stepStride = nt ? 1 : pr.ldb;
   for (int64_t s = 0; s < nc; s += kNR, out += kc * kNR) {
     const int64_t lanes = std::min(kNR, nc - s);
     if (!pr.bRows) {
-      packSliver<kNR>(pr.b + (j0 + s) * colStride + p0 * stepStride, colStride, stepStride, lanes, kc, out);
+      packSliver<kNR>(b + (j0 + s) * colStride + p0 * stepStride, colStride, stepStride, lanes, kc, out);
       continue;
     }
     // TN with gathered rows: step p is row bRows[p0 + p] of b; the same values packSliver copies.
     for (int64_t p = 0; p < kc; ++p) {
-      const float* row = pr.b + int64_t(pr.bRows[p0 + p]) * pr.ldb + j0 + s;
+      const float* row = b + int64_t(pr.bRows[p0 + p]) * pr.ldb + j0 + s;
       for (int64_t l = 0; l < kNR; ++l) out[p * kNR + l] = l < lanes ? row[l] : 0.0f;
     }
   }
 }
 
-// A task: the C tile rows [i0, i1) × columns [j0, j1) of one problem, j1 − j0 <= NC.
+// The packing buffers and the scatter scratch of the calling thread.
+struct Scratch {
+  PackBuffer a, b, b2, c;
+};
+thread_local Scratch tScratch;
+
+// Runs the K blocks of rows [i0, i1) × columns [j0, j1) of pr (j1 − j0 at most a panel, K >= 1):
+// per K block packs B (and B2), then per MC rows packs A and calls
+//   tile(kc, a, b, b2, i, j, rows, cols, first, last)
+// for every MR × NR micro tile, B sliver outermost and rows in order within it: a, b, b2 are the
+// packed slivers (b2 null without a twin), (i, j) the tile's origin in the problem, rows × cols
+// its part inside the block, first / last whether this is the first / last K block.
+template <class Tile>
+void forEachMicroTile(const GemmProblem& pr, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
+                      const Tile& tile) {
+  const int64_t nc = j1 - j0;
+  const int64_t kBlocks = ceilDiv(pr.k, kKC);
+  const int64_t kcMax = ceilDiv(pr.k, kBlocks);
+  float* packedB = tScratch.b.get(roundUp(nc, kNR) * kcMax);
+  float* packedB2 = pr.b2 ? tScratch.b2.get(roundUp(nc, kNR) * kcMax) : nullptr;
+  float* packedA = tScratch.a.get(kMC * kcMax);
+  for (int64_t kb = 0, p0 = 0; kb < kBlocks; ++kb) {
+    const int64_t kc = (pr.k - p0) / (kBlocks - kb);  // near-equal blocks, fixed by K alone
+    packB(pr, pr.b, j0, nc, p0, kc, packedB);
+    if (packedB2) packB(pr, pr.b2, j0, nc, p0, kc, packedB2);
+    for (int64_t ic = i0; ic < i1; ic += kMC) {
+      const int64_t mc = std::min(kMC, i1 - ic);
+      packA(pr, ic, mc, p0, kc, packedA);
+      for (int64_t jr = 0; jr < nc; jr += kNR)
+        for (int64_t ir = 0; ir < mc; ir += kMR)
+          tile(kc, packedA + ir * kc, packedB + jr * kc, packedB2 ? packedB2 + jr * kc : nullptr,
+               ic + ir, j0 + jr, std::min(kMR, mc - ir), std::min(kNR, nc - jr), kb == 0,
+               kb == kBlocks - 1);
+    }
+    p0 += kc;
+  }
+}
+
+// c[r·ldc + j] (+)= the micro-kernel's tile, for r < rows, j < cols; tiles cut by the matrix edge
+// go through a full scratch tile so they round exactly like full ones.
+void storeTile(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t rows,
+               int64_t cols, bool add) {
+  const GemmMicroKernel micro = kernel().micro;
+  if (rows == kMR && cols == kNR) {
+    micro(kc, a, b, c, ldc, add);
+    return;
+  }
+  alignas(64) float edge[kMR * kNR];
+  micro(kc, a, b, edge, kNR, false);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < cols; ++j)
+      c[r * ldc + j] = add ? c[r * ldc + j] + edge[r * kNR + j] : edge[r * kNR + j];
+}
+
+// A task: the C tile rows [i0, i1) × columns [j0, j1) of one problem, j1 − j0 <= its panel width;
+// problem = kScatterStrip: columns [j0, j1) of every scattering problem (runScatterStrip).
+constexpr int kScatterStrip = -1;
 struct Task {
   int problem;
   int64_t i0, i1, j0, j1;
 };
 
+// The task of a problem that stores C (and C2) itself.
 void runTask(const GemmProblem& pr, const Task& t) {
-  const GemmMicroKernel micro = kernel().micro;
-  const int64_t nc = t.j1 - t.j0;
   if (pr.k == 0) {
-    if (!pr.accumulate)
-      for (int64_t i = t.i0; i < t.i1; ++i) std::fill_n(pr.c + i * pr.ldc + t.j0, nc, 0.0f);
+    for (int64_t i = t.i0; i < t.i1; ++i)
+      for (float* c : {pr.c, pr.c2})
+        if (c && !pr.accumulate) std::fill_n(c + i * pr.ldc + t.j0, t.j1 - t.j0, 0.0f);
+    if (pr.epilogue)
+      for (int64_t i = t.i0; i < t.i1; i += kMR)
+        for (int64_t j = t.j0; j < t.j1; j += kNR)
+          pr.epilogue(pr.epilogueContext, i, j, std::min(kMR, t.i1 - i), std::min(kNR, t.j1 - j));
     return;
   }
-  thread_local PackBuffer bufA, bufB;
-  const int64_t kBlocks = ceilDiv(pr.k, kKC);
-  float* packedB = bufB.get(roundUp(nc, kNR) * ceilDiv(pr.k, kBlocks));
-  float* packedA = bufA.get(kMC * ceilDiv(pr.k, kBlocks));
-  alignas(64) float edge[kMR * kNR];
-  for (int64_t kb = 0, p0 = 0; kb < kBlocks; ++kb) {
-    const int64_t kc = (pr.k - p0) / (kBlocks - kb);  // near-equal blocks, fixed by K alone
-    const bool add = pr.accumulate || kb > 0;
-    packB(pr, t.j0, nc, p0, kc, packedB);
-    for (int64_t ic = t.i0; ic < t.i1; ic += kMC) {
-      const int64_t mc = std::min(kMC, t.i1 - ic);
-      packA(pr, ic, mc, p0, kc, packedA);
-      for (int64_t jr = 0; jr < nc; jr += kNR) {
-        const int64_t nr = std::min(kNR, nc - jr);
-        const float* bp = packedB + jr * kc;
-        for (int64_t ir = 0; ir < mc; ir += kMR) {
-          const int64_t mr = std::min(kMR, mc - ir);
-          const float* ap = packedA + ir * kc;
-          float* c = pr.c + (ic + ir) * pr.ldc + t.j0 + jr;
-          if (mr == kMR && nr == kNR) {
-            micro(kc, ap, bp, c, pr.ldc, add);
-            continue;
-          }
-          micro(kc, ap, bp, edge, kNR, false);
-          for (int64_t r = 0; r < mr; ++r)
-            for (int64_t j = 0; j < nr; ++j)
-              c[r * pr.ldc + j] = add ? c[r * pr.ldc + j] + edge[r * kNR + j] : edge[r * kNR + j];
-        }
-      }
-    }
-    p0 += kc;
+  forEachMicroTile(pr, t.i0, t.i1, t.j0, t.j1,
+                   [&](int64_t kc, const float* a, const float* b, const float* b2, int64_t i,
+                       int64_t j, int64_t rows, int64_t cols, bool first, bool last) {
+                     const bool add = pr.accumulate || !first;
+                     storeTile(kc, a, b, pr.c + i * pr.ldc + j, pr.ldc, rows, cols, add);
+                     if (b2) storeTile(kc, a, b2, pr.c2 + i * pr.ldc + j, pr.ldc, rows, cols, add);
+                     if (last && pr.epilogue) pr.epilogue(pr.epilogueContext, i, j, rows, cols);
+                   });
+}
+
+// Columns [j0, j1) of every scattering problem (scatter, in batch order): per problem, blocks of
+// rows in order, their C in the scratch (full micro tiles, so no edge handling), each finished
+// micro tile added row by row into c (the order sgemm.h promises).
+void runScatterStrip(const GemmProblem* problems, const std::vector<int>& scatter, int64_t j0,
+                     int64_t j1) {
+  const GemmMicroKernel micro = kernel().micro;
+  for (const int q : scatter) {
+    const GemmProblem& pr = problems[q];
+    if (pr.m == 0 || pr.k == 0 || j0 >= pr.n) continue;
+    const int64_t jEnd = std::min(j1, pr.n), ld = roundUp(jEnd - j0, kNR);
+    const int64_t maxRows = std::max(kMC, kScatterScratch / ld / kMC * kMC);
+    const int64_t blocks = ceilDiv(pr.m, maxRows);
+    const int64_t height = roundUp(ceilDiv(pr.m, blocks), kMR);
+    float* scratch = tScratch.c.get(height * ld);
+    for (int64_t i0 = 0; i0 < pr.m; i0 += height)
+      forEachMicroTile(pr, i0, std::min(pr.m, i0 + height), j0, jEnd,
+                       [&](int64_t kc, const float* a, const float* b, const float*, int64_t i,
+                           int64_t j, int64_t rows, int64_t cols, bool first, bool last) {
+                         float* s = scratch + (i - i0) * ld + (j - j0);
+                         micro(kc, a, b, s, ld, !first);
+                         if (!last) return;
+                         for (int64_t r = 0; r < rows; ++r) {
+                           const float w = pr.cScale ? pr.cScale[i + r] : 1.0f;
+                           const float* src = s + r * ld;
+                           float* dst = pr.c + int64_t(pr.cRows[i + r]) * pr.ldc + j;
+                           for (int64_t c = 0; c < cols; ++c) dst[c] += w * src[c];
+                         }
+                       });
   }
 }
 
@@ -250,10 +361,15 @@ void checkProblem(const GemmProblem& pr, int index) {
   checkPtr("a", pr.a, pr.m > 0 && pr.k > 0);
   checkPtr("b", pr.b, pr.n > 0 && pr.k > 0);
   checkPtr("c", pr.c, pr.m > 0 && pr.n > 0);
-  if (pr.aRows && pr.layout == GemmLayout::TN)
-    throw Error(ErrorKind::Argument, name + "aRows applies to the NT and NN layouts only");
   if (pr.bRows && pr.layout != GemmLayout::TN)
     throw Error(ErrorKind::Argument, name + "bRows applies to the TN layout only");
+  if (!pr.b2 != !pr.c2)
+    throw Error(ErrorKind::Argument, name + "b2 and c2 must be both set or both null");
+  if (pr.cScale && !pr.cRows)
+    throw Error(ErrorKind::Argument, name + "cScale needs cRows");
+  if (pr.cRows && (!pr.accumulate || pr.b2 || pr.epilogue))
+    throw Error(ErrorKind::Argument,
+                name + "cRows needs accumulate = true, and no b2/c2 or epilogue");
 }
 
 }  // namespace
@@ -263,27 +379,45 @@ void sgemmBatch(const GemmProblem* problems, int count) {
     throw Error(ErrorKind::Argument, "sgemm: count must be >= 0, got " + std::to_string(count));
   if (count > 0 && !problems) throw Error(ErrorKind::Argument, "sgemm: problems must not be null");
   std::vector<double> flops(static_cast<size_t>(count));
-  double total = 0;
+  double total = 0, scatterFlops = 0;
+  int64_t scatterColumns = 0;
+  std::vector<int> scatter;  // the scattering problems, in batch order
   for (int q = 0; q < count; ++q) {
     const GemmProblem& pr = problems[q];
     checkProblem(pr, q);
-    flops[size_t(q)] = 2.0 * double(pr.m) * double(pr.n) * double(pr.k);
+    flops[size_t(q)] = (pr.b2 ? 4.0 : 2.0) * double(pr.m) * double(pr.n) * double(pr.k);
     total += flops[size_t(q)];
+    if (pr.cRows) {
+      scatter.push_back(q);
+      scatterFlops += flops[size_t(q)];
+      scatterColumns = std::max(scatterColumns, pr.n);
+    }
   }
-  const double target =
-      std::max(total / (kTasksPerThread * cpuThreadPool().threads()), kMinTaskFlops);
+  const int threads = cpuThreadPool().threads();
+  const double target = std::max(total / (kTasksPerThread * threads), kMinTaskFlops);
+  std::vector<Task> tasks;
+  if (scatterColumns > 0) {  // strips first: they are the largest tasks
+    const int64_t strips = std::clamp<int64_t>(
+        std::min<int64_t>(int64_t(kScatterStripsPerThread) * threads,
+                          std::max<int64_t>(1, int64_t(scatterFlops / kMinTaskFlops))),
+        ceilDiv(scatterColumns, panelColumns()), ceilDiv(scatterColumns, kNR));
+    const int64_t width = roundUp(ceilDiv(scatterColumns, strips), kNR);
+    for (int64_t j0 = 0; j0 < scatterColumns; j0 += width)
+      tasks.push_back({kScatterStrip, 0, 0, j0, std::min(scatterColumns, j0 + width)});
+  }
   // Largest problems first (for balance); a problem's tasks stay together, row block-major, so
   // the strips sharing an A block run close in time while it is still in L3.
-  std::vector<int> order(static_cast<size_t>(count));
-  for (int q = 0; q < count; ++q) order[size_t(q)] = q;
+  std::vector<int> order;
+  for (int q = 0; q < count; ++q)
+    if (!problems[q].cRows) order.push_back(q);
   std::stable_sort(order.begin(), order.end(),
                    [&](int x, int y) { return flops[size_t(x)] > flops[size_t(y)]; });
-  std::vector<Task> tasks;
   for (const int q : order) {
     const GemmProblem& pr = problems[q];
     if (pr.m == 0 || pr.n == 0) continue;
-    const int64_t width = roundUp(ceilDiv(pr.n, ceilDiv(pr.n, panelColumns())), kNR);
-    const double stripFlops = 2.0 * double(pr.m) * double(width) * double(pr.k);
+    const int64_t panel = pr.b2 ? std::max(kNR, panelColumns() / 2 / kNR * kNR) : panelColumns();
+    const int64_t width = roundUp(ceilDiv(pr.n, ceilDiv(pr.n, panel)), kNR);
+    const double stripFlops = flops[size_t(q)] * double(width) / double(pr.n);
     const int64_t rowBlocks =
         std::clamp(int64_t(std::ceil(stripFlops / target)), int64_t(1), ceilDiv(pr.m, kMR));
     const int64_t height = roundUp(ceilDiv(pr.m, rowBlocks), kMR);
@@ -293,7 +427,13 @@ void sgemmBatch(const GemmProblem* problems, int count) {
   }
   const int64_t grain = total < 2 * kMinTaskFlops ? std::max<int64_t>(1, int64_t(tasks.size())) : 1;
   parallelFor(0, int64_t(tasks.size()), grain, [&](int64_t lo, int64_t hi) {
-    for (int64_t t = lo; t < hi; ++t) runTask(problems[tasks[size_t(t)].problem], tasks[size_t(t)]);
+    for (int64_t t = lo; t < hi; ++t) {
+      const Task& task = tasks[size_t(t)];
+      if (task.problem == kScatterStrip)
+        runScatterStrip(problems, scatter, task.j0, task.j1);
+      else
+        runTask(problems[task.problem], task);
+    }
   });
 }
 

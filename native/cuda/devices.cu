@@ -2,6 +2,10 @@
 
 #include <cuda_runtime.h>
 
+#include <string>
+
+#include "cuda_check.h"
+
 namespace moekit::cuda {
 
 std::vector<DeviceInfo> listDevices() {
@@ -17,6 +21,18 @@ std::vector<DeviceInfo> listDevices() {
     devices.push_back(DeviceInfo{i, prop.name, prop.major * 10 + prop.minor, prop.totalGlobalMem});
   }
   return devices;
+}
+
+void selectDevice(int index) {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();
+    count = 0;
+  }
+  if (index < 0 || index >= count)
+    throw Error(ErrorKind::Device, "device: cuda:" + std::to_string(index) + " is not available (" +
+                                       std::to_string(count) + " CUDA devices)");
+  checkCuda(cudaSetDevice(index), "cudaSetDevice(" + std::to_string(index) + ")");
 }
 
 }  // namespace moekit::cuda

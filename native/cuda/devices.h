@@ -16,4 +16,8 @@ struct DeviceInfo {
 
 std::vector<DeviceInfo> listDevices();
 
+// Makes device `index` current for the calling thread (the stages created next allocate there).
+// Throws Error(Device) naming the index when it is not one of listDevices().
+void selectDevice(int index);
+
 }  // namespace moekit::cuda

@@ -1,16 +1,20 @@
-// cuda::routeTopK (routing.h): the row math of core/routing.h on the device. Kernels and their
-// thread mappings:
+// The routing kernels of routing.h: the row math of core/routing.h on the device. Kernels and
+// their thread mappings:
 //
 //   expertNormsKernel   affinity only: one thread per expert e, wNorm[e] = routing::rowNorm(W_e).
+//   tokenNormsKernel    affinity only: one thread per token t, xNorm[t] = routing::rowNorm(x_t)
+//                       (the router backward's R8 partials).
 //   logitsKernel        one thread per (token t, expert e), flat index t·E + e: l[t,e] =
 //                       routing::linearLogitsRow (R1) or routing::cosineLogitsRow (R8) called on
 //                       the single row W_e (E = 1), i.e. the same 4-accumulator float64 order as
-//                       the CPU's loop over all experts.
-//   routeKernel         one thread per token t, calling the row functions in cpu::Router's order:
+//                       the CPU's loop over all experts; R8 also stores cos[t,e].
+//   selectKernel        one thread per token t, calling the row functions in cpu::Router's order:
 //                       scoresRow (R3) → biasKeyRow (R4) or sampledKeyRow (R10) → limitGroupsRow
-//                       (R5) → topKRow (R6) → weightsRow (R7). Rows of s, q and the group scores
-//                       live in global memory (s is the [T,E] output, q and groupScore are
-//                       scratch), so the thread holds no per-expert array in registers.
+//                       (R5) → topKRow (R6). Rows of s, q and the group scores live in global
+//                       memory (s and q are outputs, the group scores scratch), so the thread holds
+//                       no per-expert array in registers.
+//   weightsKernel       one thread per token: weightsRow (R7) over the token's final experts (after
+//                       capacity, which may reroute), rounded once to f32.
 //
 // Correctness first: one thread per token is serial in E (topKRow is O(k·E)); a warp per token is
 // the next step once the decisions are pinned by the tests.
@@ -29,32 +33,30 @@ namespace {
 
 constexpr int kThreads = 128;
 
-struct RouteArgs {
-  int T, E, k;
-  routing::ScoreFn fn;
-  bool sampled, normalize;
-  double scale, penalty;
-  int limitGroups, limitTopGroups;
-  uint64_t seed, step;
-};
-
 __global__ void expertNormsKernel(const float* W, int E, int H, double* wNorm) {
   const int e = int(blockIdx.x) * int(blockDim.x) + int(threadIdx.x);
   if (e >= E) return;
   wNorm[e] = routing::rowNorm(W + int64_t(e) * H, H);
 }
 
-// wNorm null → linear logits (R1); else cosine logits over temperature (R8).
+__global__ void tokenNormsKernel(const float* x, int T, int H, double* xNorm) {
+  const int t = int(blockIdx.x) * int(blockDim.x) + int(threadIdx.x);
+  if (t >= T) return;
+  xNorm[t] = routing::rowNorm(x + int64_t(t) * H, H);
+}
+
+// wNorm null → linear logits (R1); else cosine logits over temperature (R8), cos stored when not null.
 __global__ void logitsKernel(const float* x, const float* W, const double* wNorm, int T, int E,
-                             int H, double temperature, double* logits) {
+                             int H, double temperature, double* cos, double* logits) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= int64_t(T) * E) return;
   const int64_t t = i / E, e = i % E;
   const float* xt = x + t * H;
   const float* we = W + e * H;
   if (wNorm) {
-    double cos;
-    routing::cosineLogitsRow(xt, we, wNorm + e, H, 1, temperature, &cos, logits + i);
+    double c;
+    routing::cosineLogitsRow(xt, we, wNorm + e, H, 1, temperature, &c, logits + i);
+    if (cos) cos[i] = c;
   } else {
     routing::linearLogitsRow(xt, we, H, 1, logits + i);
   }
@@ -62,13 +64,12 @@ __global__ void logitsKernel(const float* x, const float* W, const double* wNorm
 
 // One thread per token. bias / load / allowed may be null (see routing.h). found[t] = how many
 // experts topKRow found (< k: the host reports the token).
-__global__ void routeKernel(RouteArgs a, const double* logits, const uint8_t* allowed,
-                            const float* bias, const double* load, double* s, double* q,
-                            double* groupScore, double* wScratch, int32_t* idx, float* weights,
-                            int32_t* found) {
+__global__ void selectKernel(SelectArgs a, const double* logits, const uint8_t* allowed,
+                             const float* bias, const double* load, double* s, double* q,
+                             double* groupScore, int32_t* idx, int32_t* found) {
   const int t = int(blockIdx.x) * int(blockDim.x) + int(threadIdx.x);
   if (t >= a.T) return;
-  const int64_t row = int64_t(t) * a.E, slots = int64_t(t) * a.k;
+  const int64_t row = int64_t(t) * a.E;
   const uint8_t* allowedRow = allowed ? allowed + row : nullptr;
   double* st = s + row;
   double* qt = q + row;
@@ -80,12 +81,20 @@ __global__ void routeKernel(RouteArgs a, const double* logits, const uint8_t* al
   if (a.limitGroups > 0)
     routing::limitGroupsRow(qt, a.E, a.limitGroups, a.limitTopGroups,
                             groupScore + int64_t(t) * a.limitGroups);
-  const int n = routing::topKRow(qt, a.E, a.k, idx + slots);
+  const int n = routing::topKRow(qt, a.E, a.k, idx + int64_t(t) * a.k);
+  for (int j = n; j < a.k; ++j) idx[int64_t(t) * a.k + j] = 0;  // defined, never a decision: found < k throws
   found[t] = n;
-  if (n < a.k) return;
+}
+
+// One thread per token: R7 over idx, float64 scratch wScratch [T,k], rounded once to f32.
+__global__ void weightsKernel(int T, int E, int k, bool normalize, double scale, const double* s,
+                              const int32_t* idx, double* wScratch, float* weights) {
+  const int t = int(blockIdx.x) * int(blockDim.x) + int(threadIdx.x);
+  if (t >= T) return;
+  const int64_t slots = int64_t(t) * k;
   double* w = wScratch + slots;
-  routing::weightsRow(st, idx + slots, a.k, a.normalize, a.scale, w);
-  for (int j = 0; j < a.k; ++j) weights[slots + j] = float(w[j]);
+  routing::weightsRow(s + int64_t(t) * E, idx + slots, k, normalize, scale, w);
+  for (int j = 0; j < k; ++j) weights[slots + j] = float(w[j]);
 }
 
 int blocksFor(int64_t n) { return int((n + kThreads - 1) / kThreads); }
@@ -117,6 +126,67 @@ void copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStr
 }
 
 }  // namespace
+
+void expertNorms(const float* W, int E, int H, double* wNorm, cudaStream_t stream) {
+  checkCuda(launch<expertNormsKernel>(dim3(blocksFor(E)), dim3(kThreads), 0, stream, W, E, H, wNorm),
+            "expertNormsKernel");
+}
+
+void tokenNorms(const float* x, int T, int H, double* xNorm, cudaStream_t stream) {
+  if (T == 0) return;
+  checkCuda(launch<tokenNormsKernel>(dim3(blocksFor(T)), dim3(kThreads), 0, stream, x, T, H, xNorm),
+            "tokenNormsKernel");
+}
+
+void routerLogits(const float* x, const float* W, const double* wNorm, int T, int E, int H,
+                  double temperature, double* cos, double* logits, cudaStream_t stream) {
+  const int64_t n = int64_t(T) * E;
+  if (n == 0) return;
+  checkCuda(launch<logitsKernel>(dim3(blocksFor(n)), dim3(kThreads), 0, stream, x, W, wNorm, T, E,
+                                 H, temperature, cos, logits),
+            "logitsKernel");
+}
+
+void selectExperts(const SelectArgs& a, const double* logits, const uint8_t* allowed,
+                   const float* bias, const double* load, double* s, double* q,
+                   double* groupScore, int32_t* idx, int32_t* found, cudaStream_t stream) {
+  if (a.T == 0) return;
+  checkCuda(launch<selectKernel>(dim3(blocksFor(a.T)), dim3(kThreads), 0, stream, a, logits,
+                                 allowed, bias, load, s, q, groupScore, idx, found),
+            "selectKernel");
+}
+
+void routingWeights(int T, int E, int k, bool normalize, double scale, const double* s,
+                    const int32_t* idx, double* wScratch, float* weights, cudaStream_t stream) {
+  if (T == 0) return;
+  checkCuda(launch<weightsKernel>(dim3(blocksFor(T)), dim3(kThreads), 0, stream, T, E, k, normalize,
+                                  scale, s, idx, wScratch, weights),
+            "weightsKernel");
+}
+
+void checkFound(const std::vector<int32_t>& found, int k) {
+  for (size_t t = 0; t < found.size(); ++t)
+    if (found[t] < k)
+      fail(ErrorKind::Argument, "x: token " + std::to_string(t) + " has " + std::to_string(found[t]) +
+                                    " experts with a finite selection key, router.topK is " +
+                                    std::to_string(k) + " (non-finite input or router.weight?)");
+}
+
+SelectArgs selectArgsOf(const RouterSpec& spec, int T, int E, uint64_t step) {
+  const bool affinity = spec.type == RouterSpec::Type::Affinity;
+  SelectArgs a;
+  a.T = T;
+  a.E = E;
+  a.k = spec.topK;
+  a.fn = affinity ? routing::ScoreFn::Softmax : spec.score;
+  a.sampled = spec.type == RouterSpec::Type::Sampled;
+  a.penalty = spec.loadPenalty;
+  a.limitGroups = spec.limitGroups > 0 ? spec.limitGroups : 0;
+  a.limitTopGroups = spec.limitTopGroups;
+  a.seed = spec.seed;
+  a.step = step;
+  return a;
+}
 
 void routeTopK(const RouterSpec& spec, const float* x, int T, const float* weight,
                const float* bias, const float* load, const uint8_t* allowed, uint64_t step,
@@ -153,7 +223,7 @@ void routeTopK(const RouterSpec& spec, const float* x, int T, const float* weigh
   Stream stream;
   const cudaStream_t st = stream.get();
   const size_t xSize = size_t(T) * H, wSize = size_t(E) * H, tE = size_t(T) * E, tk = size_t(T) * k;
-  const int G = spec.limitGroups > 0 ? spec.limitGroups : 0;
+  const SelectArgs a = selectArgsOf(spec, T, E, step);
   DeviceBuffer<float> dX, dW, dBias;
   DeviceBuffer<double> dNorm, dLoad, dLogits, dS, dQ, dGroup, dWScratch;
   DeviceBuffer<uint8_t> dAllowed;
@@ -176,42 +246,21 @@ void routeTopK(const RouterSpec& spec, const float* x, int T, const float* weigh
     copy(dAllowed.reserve(tE, "allowed"), allowed, tE, cudaMemcpyHostToDevice, st, "allowed");
 
   double* logits = dLogits.reserve(tE, "logits");
-  if (affinity)
-    checkCuda(launch<expertNormsKernel>(dim3(blocksFor(E)), dim3(kThreads), 0, st, dW.get(), E, H,
-                                        dNorm.reserve(size_t(E), "expert norms")),
-              "cuda::routeTopK: expertNormsKernel");
-  checkCuda(launch<logitsKernel>(dim3(blocksFor(int64_t(tE))), dim3(kThreads), 0, st, dX.get(),
-                                 dW.get(), affinity ? dNorm.get() : nullptr, T, E, H,
-                                 spec.temperature, logits),
-            "cuda::routeTopK: logitsKernel");
-
-  RouteArgs a{};
-  a.T = T;
-  a.E = E;
-  a.k = k;
-  a.fn = affinity ? routing::ScoreFn::Softmax : spec.score;
-  a.sampled = sampled;
-  a.normalize = spec.normalize;
-  a.scale = spec.scale;
-  a.penalty = spec.loadPenalty;
-  a.limitGroups = G;
-  a.limitTopGroups = spec.limitTopGroups;
-  a.seed = spec.seed;
-  a.step = step;
-  const uint8_t* allowedDevice = allowed ? dAllowed.get() : nullptr;
-  const float* biasDevice = useBias ? dBias.get() : nullptr;
-  const double* loadDevice = sampled ? dLoad.get() : nullptr;
-  double* groupScore = G > 0 ? dGroup.reserve(size_t(T) * G, "group scores") : nullptr;
+  const double* wNorm = nullptr;
+  if (affinity) {
+    expertNorms(dW.get(), E, H, dNorm.reserve(size_t(E), "expert norms"), st);
+    wNorm = dNorm.get();
+  }
+  routerLogits(dX.get(), dW.get(), wNorm, T, E, H, spec.temperature, nullptr, logits, st);
+  double* groupScore = a.limitGroups > 0 ? dGroup.reserve(size_t(T) * a.limitGroups, "group scores") : nullptr;
   double* s = dS.reserve(tE, "scores");
-  double* q = dQ.reserve(tE, "keys");
-  double* wScratch = dWScratch.reserve(tk, "weights (f64)");
   int32_t* idx = dIdx.reserve(tk, "indices");
-  float* weights = dWeights.reserve(tk, "weights");
   int32_t* found = dFound.reserve(size_t(T), "found");
-  checkCuda(launch<routeKernel>(dim3(blocksFor(T)), dim3(kThreads), 0, st, a, logits, allowedDevice,
-                                biasDevice, loadDevice, s, q, groupScore, wScratch, idx, weights,
-                                found),
-            "cuda::routeTopK: routeKernel");
+  selectExperts(a, logits, allowed ? dAllowed.get() : nullptr, useBias ? dBias.get() : nullptr,
+                sampled ? dLoad.get() : nullptr, s, dQ.reserve(tE, "keys"), groupScore, idx, found, st);
+  float* weights = dWeights.reserve(tk, "weights");
+  routingWeights(T, E, k, spec.normalize, spec.scale, s, idx, dWScratch.reserve(tk, "weights (f64)"),
+                 weights, st);
 
   std::vector<int32_t> foundHost(static_cast<size_t>(T));
   copy(foundHost.data(), found, size_t(T) * sizeof(int32_t), cudaMemcpyDeviceToHost, st, "found");
@@ -219,12 +268,7 @@ void routeTopK(const RouterSpec& spec, const float* x, int T, const float* weigh
   copy(out.weights.data(), weights, tk * sizeof(float), cudaMemcpyDeviceToHost, st, "weights");
   copy(out.scores.data(), s, tE * sizeof(double), cudaMemcpyDeviceToHost, st, "scores");
   checkCuda(cudaStreamSynchronize(st), "cuda::routeTopK: cudaStreamSynchronize");
-  for (int t = 0; t < T; ++t)
-    if (foundHost[size_t(t)] < k)
-      fail(ErrorKind::Argument, "x: token " + std::to_string(t) + " has " +
-                                    std::to_string(foundHost[size_t(t)]) +
-                                    " experts with a finite selection key, router.topK is " +
-                                    std::to_string(k) + " (non-finite input or router.weight?)");
+  checkFound(foundHost, k);
 }
 
 }  // namespace moekit::cuda

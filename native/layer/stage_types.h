@@ -7,11 +7,10 @@
 #include <cstdint>
 #include <vector>
 
+#include "../core/losses.h"
 #include "../core/routing.h"
 
 namespace moekit {
-
-enum class OrthMode { All, PerGroup, CrossGroup };
 
 enum class Activation { Swiglu, Gelu, Relu };
 

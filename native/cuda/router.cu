@@ -1,0 +1,344 @@
+// cuda::Router (router.h): validation, host staging and the order of the device stages. The one
+// kernel here is the R9 weight gather; the stages' kernels live in the files router.h lists.
+//
+//   gatherScoresKernel  one thread per expert-choice pick a: weight[a] = float(s[token[a], expert[a]])
+#include "router.h"
+
+#include <cmath>
+#include <string>
+
+#include "../core/capacity.h"
+#include "../core/errors.h"
+#include "emu/launch.h"
+#include "router_backward.h"
+#include "router_losses.h"
+#include "router_stats.h"
+#include "routing.h"
+
+namespace moekit::cuda {
+
+namespace {
+
+constexpr int kThreads = 128;
+
+__global__ void gatherScoresKernel(int64_t n, int E, const double* s, const int32_t* token,
+                                   const int32_t* expert, float* weight) {
+  const int64_t a = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (a >= n) return;
+  weight[a] = float(s[int64_t(token[a]) * E + expert[a]]);
+}
+
+int blocksFor(int64_t n) { return int((n + kThreads - 1) / kThreads); }
+
+}  // namespace
+
+Router::Router(RouterSpec spec)
+    : spec_(std::move(spec)), layout_(checkRouterSpec(spec_)), window_(layout_) {
+  E_ = layout_.E;
+  H_ = layout_.H;
+  affinity_ = spec_.type == RouterSpec::Type::Affinity;
+  expertChoice_ = spec_.type == RouterSpec::Type::ExpertChoice;
+  sampled_ = spec_.type == RouterSpec::Type::Sampled;
+  checkCuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
+            "cuda::Router: cudaStreamCreateWithFlags");
+}
+
+Router::~Router() {
+  if (stream_) cudaStreamDestroy(stream_);
+}
+
+void Router::upload(void* device, const void* host, size_t bytes, const char* what) {
+  if (bytes == 0) return;
+  checkCuda(cudaMemcpyAsync(device, host, bytes, cudaMemcpyHostToDevice, stream_),
+            std::string("cuda::Router: cudaMemcpyAsync of ") + what + " to the device");
+}
+
+void Router::download(void* host, const void* device, size_t bytes, const char* what) {
+  if (bytes == 0) return;
+  checkCuda(cudaMemcpyAsync(host, device, bytes, cudaMemcpyDeviceToHost, stream_),
+            std::string("cuda::Router: cudaMemcpyAsync of ") + what + " to the host");
+}
+
+void Router::synchronize(const char* what) {
+  checkCuda(cudaStreamSynchronize(stream_), std::string("cuda::Router: ") + what);
+}
+
+// ---- forward stages ----------------------------------------------------------------------------
+
+// Uploads; R1/R8 logits (R8: norms and cos kept for C4 and backward); R3 scores, R4/R10 keys, R5,
+// and for top-k the R6 selection into selIdx_ (found_ checked by selectTopK).
+void Router::computeScores(const float* x, const RouterParams& p) {
+  const int T = T_, E = E_, H = H_;
+  const size_t tE = size_t(T) * E;
+  upload(x_.reserve(size_t(T) * H, "x"), x, size_t(T) * H * sizeof(float), "x");
+  upload(w_.reserve(size_t(E) * H, "router.weight"), p.weight, size_t(E) * H * sizeof(float),
+         "router.weight");
+  if (!allowed_.empty()) upload(allowedDev_.reserve(tE, "allowed"), allowed_.data(), tE, "allowed");
+  const double* wNorm = nullptr;
+  double* cos = nullptr;
+  if (affinity_) {
+    expertNorms(w_.get(), E, H, wNorm_.reserve(size_t(E), "expert norms"), stream_);
+    tokenNorms(x_.get(), T, H, xNorm_.reserve(size_t(T), "token norms"), stream_);
+    wNorm = wNorm_.get();
+    cos = cos_.reserve(tE, "cos");
+  }
+  routerLogits(x_.get(), w_.get(), wNorm, T, E, H, spec_.temperature, cos,
+               logits_.reserve(tE, "logits"), stream_);
+
+  const float* bias = nullptr;
+  if (spec_.useBias && !sampled_ && !expertChoice_) {
+    upload(bias_.reserve(size_t(E), "router.bias"), p.bias, size_t(E) * sizeof(float), "router.bias");
+    bias = bias_.get();
+  }
+  const double* load = nullptr;
+  if (sampled_) {  // R10 reads ℓ in float64, as cpu::Router
+    const std::vector<double> load64(p.load, p.load + E);
+    upload(load64_.reserve(size_t(E), "router.load"), load64.data(), size_t(E) * sizeof(double),
+           "router.load");
+    load = load64_.get();
+  }
+  SelectArgs a = selectArgsOf(spec_, T, E, step_);
+  if (expertChoice_) a.k = 0;  // scores only: R9 ranks columns of s
+  double* groupScore =
+      a.limitGroups > 0 ? groupScore_.reserve(size_t(T) * a.limitGroups, "group scores") : nullptr;
+  selectExperts(a, logits_.get(), allowedDevice(), bias, load, s_.reserve(tE, "scores"),
+                q_.reserve(tE, "keys"), groupScore,
+                selIdx_.reserve(size_t(T) * (a.k > 0 ? a.k : 1), "selection"),
+                found_.reserve(size_t(T), "found"), stream_);
+}
+
+// R6 counts, C1–C5, R7 over the final experts, accepted counts; the kept slots token-major.
+void Router::selectTopK(Routing& out) {
+  const int T = T_, E = E_, k = k_;
+  const size_t tk = size_t(T) * k;
+  int32_t* idx = idx_.reserve(tk, "indices");
+  int32_t* keep = keep_.reserve(tk, "keep");
+  checkCuda(cudaMemcpyAsync(idx, selIdx_.get(), tk * sizeof(int32_t), cudaMemcpyDeviceToDevice, stream_),
+            "cuda::Router: cudaMemcpyAsync of the selection");
+  countSelections(T, k, E, selIdx_.get(), nullptr, counts_.reserve(size_t(E), "counts"), stream_);
+  CapacityArgs ca;
+  ca.T = T;
+  ca.E = E;
+  ca.k = k;
+  ca.capacity = spec_.capacityFactor > 0 ? capacity::perExpert(spec_.capacityFactor, T, k, E) : 0;
+  ca.policy = spec_.policy;
+  const bool minAffinity = affinity_ && spec_.minAffinity > -INFINITY;
+  ca.minAffinity = spec_.minAffinity;
+  applyCapacity(ca, selIdx_.get(), s_.get(), q_.get(), minAffinity ? cos_.get() : nullptr, idx, keep,
+                capacityScratch_, stream_);
+  routingWeights(T, E, k, spec_.normalize, spec_.scale, s_.get(), idx, wScratch_.reserve(tk, "weights (f64)"),
+                 weights_.reserve(tk, "weights"), stream_);
+  countSelections(T, k, E, idx, keep, accepted_.reserve(size_t(E), "accepted"), stream_);
+
+  std::vector<int32_t> found(static_cast<size_t>(T));
+  out.indices.resize(tk);
+  out.keep.resize(tk);
+  out.weights.resize(tk);
+  download(found.data(), found_.get(), size_t(T) * sizeof(int32_t), "found");
+  download(out.indices.data(), idx, tk * sizeof(int32_t), "indices");
+  download(out.keep.data(), keep, tk * sizeof(int32_t), "keep");
+  download(out.weights.data(), weights_.get(), tk * sizeof(float), "weights");
+  download(out.counts.data(), counts_.get(), size_t(E) * sizeof(int32_t), "counts");
+  download(out.accepted.data(), accepted_.get(), size_t(E) * sizeof(int32_t), "accepted");
+  synchronize("forward (top-k decisions)");
+  checkFound(found, k);
+  for (size_t slot = 0; slot < tk; ++slot) {
+    if (!out.keep[slot]) continue;
+    assignSlot_.push_back(int32_t(slot));
+    out.assignToken.push_back(int32_t(slot / size_t(k)));
+    out.assignExpert.push_back(out.indices[slot]);
+    out.assignWeight.push_back(out.weights[slot]);
+  }
+}
+
+// R9: C = min(ceil(factor·T·topK/E), T), factor 1 when dropless; weights s[t,e].
+void Router::selectExpertChoice(Routing& out) {
+  const int T = T_, E = E_;
+  const double factor = spec_.capacityFactor > 0 ? spec_.capacityFactor : 1.0;
+  const int64_t C = std::min<int64_t>(capacity::perExpert(factor, T, spec_.topK, E), T);
+  const size_t most = size_t(E) * size_t(C);
+  int32_t* token = pickToken_.reserve(most, "expert-choice tokens");
+  int32_t* expert = pickExpert_.reserve(most, "expert-choice experts");
+  picks_ = cuda::selectExpertChoice(T, E, C, s_.get(), allowedDevice(),
+                                    counts_.reserve(size_t(E), "counts"), token, expert,
+                                    expertChoiceScratch_, stream_);
+  float* weight = weights_.reserve(size_t(picks_), "expert-choice weights");
+  if (picks_ > 0)
+    checkCuda(launch<gatherScoresKernel>(dim3(blocksFor(picks_)), dim3(kThreads), 0, stream_, picks_,
+                                         E, s_.get(), token, expert, weight),
+              "cuda::Router: gatherScoresKernel");
+  out.assignToken.resize(size_t(picks_));
+  out.assignExpert.resize(size_t(picks_));
+  out.assignWeight.resize(size_t(picks_));
+  download(out.assignToken.data(), token, size_t(picks_) * sizeof(int32_t), "expert-choice tokens");
+  download(out.assignExpert.data(), expert, size_t(picks_) * sizeof(int32_t), "expert-choice experts");
+  download(out.assignWeight.data(), weight, size_t(picks_) * sizeof(float), "expert-choice weights");
+  download(out.counts.data(), counts_.get(), size_t(E) * sizeof(int32_t), "counts");
+  synchronize("forward (expert choice)");
+  out.accepted = out.counts;
+}
+
+// L1–L5 values; their gradients stay on the device (dLogitsAux_, dWeightOrth_) for backward.
+void Router::computeLosses(const std::vector<int>& seqLens, Routing& out) {
+  const int T = T_, E = E_;
+  double* dLogits = dLogitsAux_.reserve(size_t(T) * E + 1, "aux-loss logit gradients");
+  checkCuda(cudaMemsetAsync(dLogits, 0, size_t(T) * E * sizeof(double), stream_),
+            "cuda::Router: cudaMemsetAsync of the aux-loss logit gradients");
+  if (spec_.balanceCoeff != 0 && !expertChoice_ && T > 0) {
+    const bool byGroup = !allowed_.empty();
+    BalanceArgs b;
+    b.T = T;
+    b.E = E;
+    b.k = k_;
+    b.sigmoid = scoreFn() == routing::ScoreFn::Sigmoid;
+    b.coeff = spec_.balanceCoeff;
+    b.scope = spec_.scope;
+    b.groupStart = byGroup ? layout_.groupStart : std::vector<int>{0, E};
+    b.seqLens = seqLens;
+    b.windowCounts = window_.counts();
+    b.windowGroupTokens = byGroup ? window_.groupTokens() : std::vector<int64_t>{window_.tokens()};
+    out.balance = balanceLoss(b, s_.get(), allowedDevice(), selIdx_.get(), dLogits, stream_);
+  }
+  if (spec_.zCoeff != 0 && T > 0)
+    out.z = zLoss(T, E, spec_.zCoeff, logits_.get(), allowedDevice(), dLogits, stream_);
+  haveOrthogonality_ = spec_.orthCoeff != 0;
+  if (haveOrthogonality_)
+    out.orthogonality = orthogonalityLoss(E, H_, spec_.groupSizes, spec_.orthMode, spec_.orthCoeff,
+                                          w_.get(), dWeightOrth_.reserve(size_t(E) * H_, "orthogonality gradient"),
+                                          stream_);
+  out.aux = out.balance + out.z + out.orthogonality;
+}
+
+// ExpertStats from the R6 counts (device) and s.
+void Router::computeStats(Routing& out) {
+  const int E = E_;
+  out.f.assign(size_t(E), 0.0);
+  out.P.assign(size_t(E), 0.0);
+  if (T_ == 0) return;
+  double stats[3];
+  expertStats(T_, E, spec_.topK, scoreFn() == routing::ScoreFn::Sigmoid, s_.get(), counts_.get(),
+              f_.reserve(size_t(E), "f"), P_.reserve(size_t(E), "P"), stats3_.reserve(3, "stats"), stream_);
+  download(out.f.data(), f_.get(), size_t(E) * sizeof(double), "f");
+  download(out.P.data(), P_.get(), size_t(E) * sizeof(double), "P");
+  download(stats, stats3_.get(), sizeof(stats), "stats");
+  synchronize("forward (stats)");
+  out.maxVio = stats[0];
+  out.cv = stats[1];
+  out.entropy = stats[2];
+}
+
+// ---- forward -----------------------------------------------------------------------------------
+
+void Router::forward(const float* x, int T, const int32_t* modality, const std::vector<int>& seqLens,
+                     const RouterParams& p, Routing& out, bool training) {
+  checkRouterInputs(spec_, layout_, x, T, modality, seqLens, p);
+  haveForward_ = false;
+  T_ = T;
+  k_ = expertChoice_ ? 0 : spec_.topK;
+  allowed_ = allowedMask(spec_, layout_, modality, T);
+  assignSlot_.clear();
+  picks_ = 0;
+  out = Routing();
+  out.tokens = T;
+  out.k = k_;
+  out.counts.assign(size_t(E_), 0);
+  out.accepted.assign(size_t(E_), 0);
+
+  // ---- decisions (may still throw on non-finite keys; the state below is untouched until then).
+  if (T > 0) {
+    computeScores(x, p);
+    if (expertChoice_)
+      selectExpertChoice(out);
+    else
+      selectTopK(out);
+  } else {
+    upload(w_.reserve(size_t(E_) * H_, "router.weight"), p.weight, size_t(E_) * H_ * sizeof(float),
+           "router.weight");
+  }
+
+  // ---- window (L2, B1); an evaluation forward restores it below.
+  CountWindow::Saved saved = window_.add(out.counts, T, allowed_, reducer_,
+                                         spec_.scope == RouterSpec::Scope::Global || spec_.useBias);
+  computeLosses(seqLens, out);
+  computeStats(out);
+  if (!training) {
+    window_.restore(std::move(saved));
+    return;
+  }
+
+  // ---- R10 load estimate: ℓ ← (1 − decay)·ℓ + decay·f.
+  if (p.load && T > 0) {
+    float* load = load_.reserve(size_t(E_), "router.load");
+    upload(load, p.load, size_t(E_) * sizeof(float), "router.load");
+    updateLoad(E_, spec_.loadDecay, f_.get(), load, stream_);
+    download(p.load, load, size_t(E_) * sizeof(float), "router.load");
+    synchronize("forward (load)");
+  }
+  ++step_;
+  haveForward_ = true;
+}
+
+// ---- backward ----------------------------------------------------------------------------------
+
+void Router::backward(const float* dAssignWeight, float* dx, float* dWeight) {
+  if (!haveForward_) throw Error(ErrorKind::Argument, "backward: called before a successful forward");
+  const int T = T_, E = E_, H = H_, k = k_;
+  const size_t assignments = expertChoice_ ? size_t(picks_) : assignSlot_.size();
+  if (assignments > 0 && !dAssignWeight)
+    throw Error(ErrorKind::Argument, "dAssignWeight: expected one value per assignment, got null");
+  if (T > 0 && !dx) throw Error(ErrorKind::Argument, "dx: expected a [T, hidden] f32 buffer, got null");
+  if (!dWeight) throw Error(ErrorKind::Argument, "dWeight: expected an [E, hidden] f32 buffer, got null");
+
+  const double* dSlot = nullptr;
+  const float* pickDw = nullptr;
+  if (expertChoice_) {
+    pickDw = pickDw_.reserve(assignments + 1, "expert-choice weight gradients");
+    upload(pickDw_.get(), dAssignWeight, assignments * sizeof(float), "expert-choice weight gradients");
+  } else {
+    std::vector<double> dw(size_t(T) * k, 0.0);  // dropped slots stay 0
+    for (size_t a = 0; a < assignments; ++a) dw[size_t(assignSlot_[a])] = dAssignWeight[a];
+    dSlot = dSlot_.reserve(dw.size() + 1, "slot weight gradients");
+    upload(dSlot_.get(), dw.data(), dw.size() * sizeof(double), "slot weight gradients");
+  }
+  float* dxDevice = dx_.reserve(size_t(T) * H + 1, "dx");
+  float* dWDevice = dW_.reserve(size_t(E) * H, "dWeight");
+  upload(dxDevice, dx, size_t(T) * H * sizeof(float), "dx");
+  upload(dWDevice, dWeight, size_t(E) * H * sizeof(float), "dWeight");
+
+  RouterBackwardArgs a;
+  a.T = T;
+  a.E = E;
+  a.H = H;
+  a.k = k;
+  a.fn = scoreFn();
+  a.expertChoice = expertChoice_;
+  a.affinity = affinity_;
+  a.normalize = spec_.normalize;
+  a.scale = spec_.scale;
+  a.temperature = spec_.temperature;
+  routerBackward(a, s_.get(), expertChoice_ ? nullptr : idx_.get(), dSlot, pickToken_.get(),
+                 pickExpert_.get(), pickDw, picks_, allowedDevice(), dLogitsAux_.get(), x_.get(), w_.get(),
+                 affinity_ ? xNorm_.get() : nullptr, affinity_ ? wNorm_.get() : nullptr,
+                 affinity_ ? cos_.get() : nullptr, haveOrthogonality_ ? dWeightOrth_.get() : nullptr,
+                 dxDevice, dWDevice, stream_);
+  download(dx, dxDevice, size_t(T) * H * sizeof(float), "dx");
+  download(dWeight, dWDevice, size_t(E) * H * sizeof(float), "dWeight");
+  synchronize("backward");
+}
+
+// ---- end of step -------------------------------------------------------------------------------
+
+void Router::endStep(float* bias) {
+  if (spec_.useBias && bias) {
+    int64_t* counts = windowCounts_.reserve(size_t(E_), "window counts");
+    float* device = bias_.reserve(size_t(E_), "router.bias");
+    upload(counts, window_.counts().data(), size_t(E_) * sizeof(int64_t), "window counts");
+    upload(device, bias, size_t(E_) * sizeof(float), "router.bias");
+    updateBias(layout_.groupStart, spec_.biasUpdateRate, counts, device, stream_);
+    download(bias, device, size_t(E_) * sizeof(float), "router.bias");
+    synchronize("endStep");
+  }
+  window_.reset();
+}
+
+}  // namespace moekit::cuda

@@ -1,0 +1,16 @@
+// Host-staged entry points of the CUDA kernels the bindings call outside the layer (the tensors of
+// this version live in host memory, see router.h): each uploads its inputs, runs the kernel on a
+// stream of its own, downloads what it updated and synchronises before returning.
+#pragma once
+
+#include <cstdint>
+
+#include "../cpu/adamw.h"
+
+namespace moekit::cuda {
+
+// cuda::adamwStep (adamw.h) on HOST param, grad, m, v [count]; param, m, v updated in place.
+void adamwStepStaged(float* param, const float* grad, float* m, float* v, int64_t count,
+                     const cpu::AdamWConfig& config, int64_t step);
+
+}  // namespace moekit::cuda

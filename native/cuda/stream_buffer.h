@@ -1,0 +1,38 @@
+// Scratch device memory of one launcher call, ordered on its stream: allocated with
+// cudaMallocAsync when constructed and released with cudaFreeAsync when destroyed, so a launcher
+// that returns before its kernels ran (nothing synchronises) still frees its scratch only after
+// them. Host code only.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <string>
+
+#include "cuda_check.h"
+
+namespace moekit::cuda {
+
+template <class T>
+class StreamBuffer {
+ public:
+  // n elements (n = 0 allocates nothing and get() is null); `what` names the buffer in the error.
+  StreamBuffer(size_t n, cudaStream_t stream, const char* what) : stream_(stream) {
+    if (n == 0) return;
+    checkCuda(cudaMallocAsync(reinterpret_cast<void**>(&data_), n * sizeof(T), stream),
+              std::string("cudaMallocAsync of ") + what + " (" + std::to_string(n * sizeof(T)) +
+                  " bytes)");
+  }
+  ~StreamBuffer() {
+    if (data_) cudaFreeAsync(data_, stream_);
+  }
+  StreamBuffer(const StreamBuffer&) = delete;
+  StreamBuffer& operator=(const StreamBuffer&) = delete;
+  T* get() const { return data_; }
+
+ private:
+  T* data_ = nullptr;
+  cudaStream_t stream_;
+};
+
+}  // namespace moekit::cuda
