@@ -111,7 +111,7 @@ export class Communicator {
   readonly backend: CommBackend;
   readonly rank: number;
   readonly size: number;
-  /** The deadline of each collective, in ms (unused by 'local'). */
+  /** The deadline of each collective, in ms ('local' never waits). */
   readonly timeoutMs: number;
   #handle: NativeCommunicator;
 

@@ -146,7 +146,8 @@ export class AdamW {
     const copies: Tensor[] = [];
     try {
       for (const name of step > 0 ? Object.keys(params) : []) {
-        const shape = checkTensor(params[name], `parameters()["${name}"]`, 'f32', (params[name] as Tensor)?.shape?.length ?? 0).shape;
+        const param = checkTensor(params[name], `parameters()["${name}"]`, 'f32', (params[name] as Tensor)?.shape?.length ?? 0, true);
+        const shape = param.shape;
         const read = (key: string): Tensor => {
           const t = dict[key];
           if (!Tensor.isTensor(t)) throw new ArgumentError(`stateDict["${key}"] must be a Tensor, got ${describe(t)}`);
@@ -154,9 +155,15 @@ export class AdamW {
           if (t.shape.join() !== shape.join()) {
             throw new ShapeError(`stateDict["${key}"] must have the shape of parameter "${name}" [${shape.join(', ')}], got [${t.shape.join(', ')}]`);
           }
-          const copy = t.to('f32');
-          copies.push(copy);
-          return copy;
+          const f32 = t.to('f32');
+          if (f32.device === param.device) {
+            copies.push(f32);
+            return f32;
+          }
+          const moved = f32.to(param.device as DeviceSpec);  // the moments live with their parameter
+          f32.dispose();
+          copies.push(moved);
+          return moved;
         };
         state.set(name, { m: read(`m.${name}`), v: read(`v.${name}`) });
       }

@@ -2,11 +2,13 @@
  * Checkpoints (issue #9): layer.stateDict() and optimizer.stateDict() → saveSafetensors →
  * loadSafetensors → loadStateDict() resumes training bit for bit; a truncated or tampered file is
  * rejected with FormatError before anything is loaded, and a rejected state dict changes nothing.
+ * The resume tests run on every device (test/helpers/devices.ts).
  */
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { AdamW, ArgumentError, FormatError, MoEConfig, MoELayer, ShapeError, Tensor, loadSafetensors, saveSafetensors } from '../lib';
+import { AdamW, ArgumentError, DeviceSpec, FormatError, MoEConfig, MoELayer, ShapeError, Tensor, loadSafetensors, saveSafetensors } from '../lib';
+import { EMULATED_PROJECT, describeOnDevices } from './helpers/devices';
 
 const config: MoEConfig = {
   hidden: 8,
@@ -24,10 +26,11 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'moekit-checkpoint-'));
 
 /** One optimiser step: 2 micro-batches of seeded data, AdamW, then endStep (B1, the L2 window). */
 function trainStep(layer: MoELayer, optimizer: AdamW, step: number): void {
+  const device = layer.config.device as DeviceSpec | undefined;
   layer.zeroGrad();
   for (let micro = 0; micro < 2; micro++) {
-    const x = Tensor.randn([16, 8], { seed: 1000 + step * 10 + micro });
-    const dy = Tensor.randn([16, 8], { seed: 2000 + step * 10 + micro });
+    const x = Tensor.randn([16, 8], { seed: 1000 + step * 10 + micro, device });
+    const dy = Tensor.randn([16, 8], { seed: 2000 + step * 10 + micro, device });
     const out = layer.forward(x);
     layer.backward(dy).dx.dispose();
     for (const t of [x, dy, out.y]) t.dispose();
@@ -47,30 +50,6 @@ function saveCheckpoint(file: string, layer: MoELayer, optimizer: AdamW): void {
   saveSafetensors(file, { ...prefixed('layer.', layer.stateDict()), ...prefixed('optim.', optimizer.stateDict()) }, { config: JSON.stringify(layer.config) });
 }
 
-test('a resumed load-aware sampled router (R10) draws the same noise and load as an uninterrupted one', () => {
-  const sampled: MoEConfig = { ...config, router: { type: 'sampled', topK: 2, loadPenalty: 2, loadDecay: 0.3 }, capacity: undefined, losses: { balance: { coeff: 0.01 } } };
-  const run = (layer: MoELayer, optimizer: AdamW, from: number, to: number) => {
-    const snaps: Record<string, string>[] = [];
-    for (let s = from; s < to; s++) {
-      trainStep(layer, optimizer, s);
-      snaps.push(snapshot(layer));
-    }
-    return snaps;
-  };
-  const a = new MoELayer(sampled);
-  const optA = new AdamW(a, { lr: 1e-2 });
-  const first = run(a, optA, 0, RESUME_AT);
-  const file = path.join(tmp, 'sampled.safetensors');
-  saveCheckpoint(file, a, optA);
-  const rest = run(a, optA, RESUME_AT, STEPS);
-  const b = new MoELayer(JSON.parse(loadSafetensors(file).metadata.config));  // the seed keys the noise: it comes with the config
-  const optB = new AdamW(b, { lr: 1e-2 });
-  loadCheckpoint(file, b, optB);
-  expect(b.step).toBe(a.step - 2 * (STEPS - RESUME_AT));
-  expect(snapshot(b)).toEqual(first[RESUME_AT - 1]);
-  expect(run(b, optB, RESUME_AT, STEPS)).toEqual(rest);
-});
-
 function loadCheckpoint(file: string, layer: MoELayer, optimizer: AdamW): void {
   const { tensors } = loadSafetensors(file);
   const part = (prefix: string) => Object.fromEntries(Object.entries(tensors).filter(([k]) => k.startsWith(prefix)).map(([k, t]) => [k.slice(prefix.length), t]));
@@ -80,39 +59,85 @@ function loadCheckpoint(file: string, layer: MoELayer, optimizer: AdamW): void {
 
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-describe('checkpoints', () => {
-  const straight: Record<string, string>[] = [];
-  const layer = new MoELayer(config);
-  const optimizer = new AdamW(layer, { lr: 1e-2, weightDecay: 0.1 });
-  const file = path.join(tmp, 'resume.safetensors');
-  for (let s = 0; s < STEPS; s++) {
-    trainStep(layer, optimizer, s);
-    straight.push(snapshot(layer));
-    if (s === RESUME_AT - 1) saveCheckpoint(file, layer, optimizer);
-  }
+describeOnDevices((device) => {
+  test('a resumed load-aware sampled router (R10) draws the same noise and load as an uninterrupted one', () => {
+    const sampled: MoEConfig = { ...config, router: { type: 'sampled', topK: 2, loadPenalty: 2, loadDecay: 0.3 }, capacity: undefined, losses: { balance: { coeff: 0.01 } } };
+    const run = (layer: MoELayer, optimizer: AdamW, from: number, to: number) => {
+      const snaps: Record<string, string>[] = [];
+      for (let s = from; s < to; s++) {
+        trainStep(layer, optimizer, s);
+        snaps.push(snapshot(layer));
+      }
+      return snaps;
+    };
+    const a = new MoELayer({ ...sampled, device });
+    const optA = new AdamW(a, { lr: 1e-2 });
+    const first = run(a, optA, 0, RESUME_AT);
+    const file = path.join(tmp, 'sampled.safetensors');
+    saveCheckpoint(file, a, optA);
+    const rest = run(a, optA, RESUME_AT, STEPS);
+    const b = new MoELayer(JSON.parse(loadSafetensors(file).metadata.config));  // the seed keys the noise: it comes with the config
+    const optB = new AdamW(b, { lr: 1e-2 });
+    loadCheckpoint(file, b, optB);
+    expect(b.step).toBe(a.step - 2 * (STEPS - RESUME_AT));
+    expect(snapshot(b)).toEqual(first[RESUME_AT - 1]);
+    expect(run(b, optB, RESUME_AT, STEPS)).toEqual(rest);
+  });
 
-  test(`a run resumed from a checkpoint after step ${RESUME_AT} matches the uninterrupted run step for step, bit for bit`, () => {
-    const resumed = new MoELayer({ ...config, seed: 99 });  // other initial weights: everything must come from the file
-    const optimizerB = new AdamW(resumed, { lr: 1e-2, weightDecay: 0.1 });
-    loadCheckpoint(file, resumed, optimizerB);
-    expect(optimizerB.stepCount).toBe(RESUME_AT);
-    expect(snapshot(resumed)).toEqual(straight[RESUME_AT - 1]);
-    for (let s = RESUME_AT; s < STEPS; s++) {
-      trainStep(resumed, optimizerB, s);
-      expect(snapshot(resumed)).toEqual(straight[s]);
+  describe('checkpoints', () => {
+    const straight: Record<string, string>[] = [];
+    const layer = new MoELayer({ ...config, device });
+    const optimizer = new AdamW(layer, { lr: 1e-2, weightDecay: 0.1 });
+    const file = path.join(tmp, 'resume.safetensors');
+    for (let s = 0; s < STEPS; s++) {
+      trainStep(layer, optimizer, s);
+      straight.push(snapshot(layer));
+      if (s === RESUME_AT - 1) saveCheckpoint(file, layer, optimizer);
     }
-  });
 
-  test('the optimizer state round-trips: step and both moments of every parameter', () => {
-    const sd = optimizer.stateDict();
-    expect(Array.from(sd.step.toArray())).toEqual([STEPS]);
-    expect(Object.keys(sd).sort()).toEqual(['step', ...Object.keys(layer.parameters()).flatMap((n) => [`m.${n}`, `v.${n}`])].sort());
-    const other = new AdamW(layer);
-    other.loadStateDict(sd);
-    expect(Array.from((other.moments('router.weight') as { v: Tensor }).v.toArray())).toEqual(Array.from((optimizer.moments('router.weight') as { v: Tensor }).v.toArray()));
-  });
+    test(`a run resumed from a checkpoint after step ${RESUME_AT} matches the uninterrupted run step for step, bit for bit`, () => {
+      const resumed = new MoELayer({ ...config, device, seed: 99 });  // other initial weights: everything must come from the file
+      const optimizerB = new AdamW(resumed, { lr: 1e-2, weightDecay: 0.1 });
+      loadCheckpoint(file, resumed, optimizerB);
+      expect(optimizerB.stepCount).toBe(RESUME_AT);
+      expect(snapshot(resumed)).toEqual(straight[RESUME_AT - 1]);
+      for (let s = RESUME_AT; s < STEPS; s++) {
+        trainStep(resumed, optimizerB, s);
+        expect(snapshot(resumed)).toEqual(straight[s]);
+      }
+    });
 
+    test('the optimizer state round-trips: step and both moments of every parameter', () => {
+      const sd = optimizer.stateDict();
+      expect(Array.from(sd.step.toArray())).toEqual([STEPS]);
+      expect(Object.keys(sd).sort()).toEqual(['step', ...Object.keys(layer.parameters()).flatMap((n) => [`m.${n}`, `v.${n}`])].sort());
+      const other = new AdamW(layer);
+      other.loadStateDict(sd);
+      expect(Array.from((other.moments('router.weight') as { v: Tensor }).v.toArray())).toEqual(Array.from((optimizer.moments('router.weight') as { v: Tensor }).v.toArray()));
+    });
+
+    test('a rejected optimizer state dict leaves the optimizer as it was', () => {
+      const sd = optimizer.stateDict();
+      const before = Array.from((optimizer.moments('experts.a.w1') as { m: Tensor }).m.toArray());
+      sd['v.experts.b.w2'] = Tensor.zeros([1, 8, 3]);
+      expect(() => optimizer.loadStateDict(sd)).toThrow(ShapeError);
+      delete sd['v.experts.b.w2'];
+      expect(() => optimizer.loadStateDict(sd)).toThrow(/lacks v\.experts\.b\.w2/);
+      expect(() => optimizer.loadStateDict({ ...sd, 'm.nope': Tensor.zeros([1]) })).toThrow(ArgumentError);
+      expect(Array.from((optimizer.moments('experts.a.w1') as { m: Tensor }).m.toArray())).toEqual(before);
+      expect(optimizer.stepCount).toBe(STEPS);
+    });
+  });
+});
+
+// File handling does not depend on the device: once, in the cpu project.
+if (!EMULATED_PROJECT) {
   describe('a damaged file is rejected with FormatError before anything is loaded', () => {
+    const layer = new MoELayer(config);
+    const optimizer = new AdamW(layer, { lr: 1e-2, weightDecay: 0.1 });
+    trainStep(layer, optimizer, 0);
+    const file = path.join(tmp, 'damaged-source.safetensors');
+    saveCheckpoint(file, layer, optimizer);
     const good = fs.readFileSync(file);
     const headerEnd = 8 + Number(good.readBigUInt64LE(0));
     const damaged: [string, Buffer][] = [
@@ -139,16 +164,4 @@ describe('checkpoints', () => {
       expect(() => loadSafetensors(path.join(tmp, 'flip.safetensors'))).toThrow(/does not match its checksum/);
     });
   });
-
-  test('a rejected optimizer state dict leaves the optimizer as it was', () => {
-    const sd = optimizer.stateDict();
-    const before = Array.from((optimizer.moments('experts.a.w1') as { m: Tensor }).m.toArray());
-    sd['v.experts.b.w2'] = Tensor.zeros([1, 8, 3]);
-    expect(() => optimizer.loadStateDict(sd)).toThrow(ShapeError);
-    delete sd['v.experts.b.w2'];
-    expect(() => optimizer.loadStateDict(sd)).toThrow(/lacks v\.experts\.b\.w2/);
-    expect(() => optimizer.loadStateDict({ ...sd, 'm.nope': Tensor.zeros([1]) })).toThrow(ArgumentError);
-    expect(Array.from((optimizer.moments('experts.a.w1') as { m: Tensor }).m.toArray())).toEqual(before);
-    expect(optimizer.stepCount).toBe(STEPS);
-  });
-});
+}

@@ -24,7 +24,7 @@ import {
   dist,
 } from '../lib';
 import { native } from '../lib/native';
-import { tail } from './helpers/child';
+import { runChild, tail } from './helpers/child';
 import { ErrorCase, expectTypedError } from './helpers/expect-error';
 
 const ROOT = path.join(__dirname, '..');
@@ -44,6 +44,11 @@ function sample(dtype: DType, shape: number[]): Tensor {
   if (dtype === 'i32') return Tensor.from(Int32Array.from(codes), shape);
   if (dtype === 'bf16' || dtype === 'f16') return Tensor.from(Uint16Array.from(codes), shape, { dtype });
   return Tensor.from(Uint8Array.from(codes), shape, { dtype });
+}
+
+interface EnvReport {
+  init: { value?: number; name?: string; message?: string };
+  nccl: { value?: number; name?: string; message: string };
 }
 
 const ALL_DTYPES: DType[] = ['f32', 'bf16', 'f16', 'i32', 'u8', 'e4m3', 'e5m2'];
@@ -171,20 +176,18 @@ describe('dist: bad arguments throw typed errors naming the argument', () => {
 
   test.each(cases)('%s', (_name, call, errorClass, message) => expectTypedError(call, errorClass, message));
 
-  test('MOEKIT_COMM_TIMEOUT_MS is validated and used as the default deadline', () => {
-    const saved = process.env.MOEKIT_COMM_TIMEOUT_MS;
-    try {
-      process.env.MOEKIT_COMM_TIMEOUT_MS = 'soon';
-      expectTypedError(() => dist.init({ backend: 'local' }), ArgumentError, /MOEKIT_COMM_TIMEOUT_MS: expected an integer number of milliseconds.*got "soon"/);
-      process.env.MOEKIT_COMM_TIMEOUT_MS = '1234';
-      const c = dist.init({ backend: 'local' });
-      expect(c.timeoutMs).toBe(1234);
-      c.close();
-      expect(dist.init({ backend: 'local', timeoutMs: 99 }).timeoutMs).toBe(99);
-    } finally {
-      if (saved === undefined) delete process.env.MOEKIT_COMM_TIMEOUT_MS;
-      else process.env.MOEKIT_COMM_TIMEOUT_MS = saved;
-    }
+  test('opts.timeoutMs sets the deadline', () => {
+    const c = dist.init({ backend: 'local', timeoutMs: 99 });
+    expect(c.timeoutMs).toBe(99);
+    c.close();
+  });
+
+  test('MOEKIT_COMM_TIMEOUT_MS is the default deadline and is validated (in a child: native code reads it)', () => {
+    const set = runChild<EnvReport>('dist-env', { env: { MOEKIT_COMM_TIMEOUT_MS: '1234' } });
+    expect(set.report?.init).toEqual({ value: 1234 });
+    const bad = runChild<EnvReport>('dist-env', { env: { MOEKIT_COMM_TIMEOUT_MS: 'soon' } });
+    expect(bad.report?.init.name).toBe('ArgumentError');
+    expect(bad.report?.init.message).toMatch(/MOEKIT_COMM_TIMEOUT_MS: expected an integer number of milliseconds in \[1, 2147483647\], got "soon"/);
   });
 });
 
@@ -201,14 +204,11 @@ describe('dist: NCCL is compiled with the CUDA backend but cannot run here (no G
     expectTypedError(() => dist.ncclUniqueId(), CommError, missing);
   });
 
-  (compiled ? test : test.skip)('MOEKIT_NCCL_PATH is tried first and named in the message', () => {
-    const saved = process.env.MOEKIT_NCCL_PATH;
-    try {
-      process.env.MOEKIT_NCCL_PATH = '/nonexistent/nccl/libnccl.so.2';
-      expectTypedError(() => dist.ncclUniqueId(), CommError, /tried .*\n {2}\/nonexistent\/nccl\/libnccl\.so\.2: /s);
-    } finally {
-      if (saved === undefined) delete process.env.MOEKIT_NCCL_PATH;
-      else process.env.MOEKIT_NCCL_PATH = saved;
+  (compiled ? test : test.skip)('MOEKIT_NCCL_PATH (a file or a folder) is tried first and named in the message', () => {
+    for (const [setting, tried] of [['/nonexistent/nccl/libnccl.so.2', '/nonexistent/nccl/libnccl.so.2'], [__dirname, `${__dirname}/libnccl.so.2`]]) {
+      const run = runChild<EnvReport>('dist-env', { env: { MOEKIT_NCCL_PATH: setting } });
+      expect(run.report?.nccl.name).toBe('CommError');
+      expect(run.report?.nccl.message.split('\n')[1]).toBe(`  ${tried}: ${tried}: cannot open shared object file: No such file or directory`);
     }
   });
 });

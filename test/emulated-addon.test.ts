@@ -8,7 +8,7 @@ import { runChild, tail } from './helpers/child';
 
 interface Report {
   devices: Device[];
-  build: { cuda: boolean; emulated: boolean; cudaArchitectures: string[] };
+  build: { cuda: boolean; emulated: boolean; cudaArchitectures: string[]; commBackends: string[] };
   y: number[];
 }
 
@@ -16,7 +16,7 @@ test('MOEKIT_EMULATE_CUDA=1 loads the emulated build, which lists an emulated cu
   const emulated = runChild<Report>('emulated-devices', { env: { MOEKIT_EMULATE_CUDA: '1' } });
   expect({ status: emulated.status, stderr: emulated.status === 0 ? '' : tail(emulated.stderr) }).toEqual({ status: 0, stderr: '' });
   const report = emulated.report as Report;
-  expect(report.build).toEqual({ cuda: true, emulated: true, cudaArchitectures: ['emulated'] });
+  expect(report.build).toEqual({ cuda: true, emulated: true, cudaArchitectures: ['emulated'], commBackends: expect.arrayContaining(['local', 'nccl']) });
   expect(report.devices[0]).toEqual({ kind: 'cpu' });
   expect(report.devices.slice(1)).toEqual([expect.objectContaining({ kind: 'cuda', index: 0, emulated: true })]);
 

@@ -134,7 +134,7 @@ std::unique_ptr<comm::Communicator> open(const Options& o) {
   if (o.backend == "local") {
     if (o.size && *o.size != 1) throw Error(ErrorKind::Argument, "opts.size: the local backend has one rank, got " + std::to_string(*o.size));
     if (o.rank && *o.rank != 0) throw Error(ErrorKind::Argument, "opts.rank: the local backend has rank 0 only, got " + std::to_string(*o.rank));
-    return comm::createLocalCommunicator();
+    return comm::createLocalCommunicator(o.timeoutMs);
   }
   if (o.backend == "mpi") {
 #if MOEKIT_HAVE_MPI

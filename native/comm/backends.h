@@ -11,8 +11,9 @@
 
 namespace moekit::comm {
 
-// One rank, no peers: every collective is a copy (local_comm.cc).
-std::unique_ptr<Communicator> createLocalCommunicator();
+// One rank, no peers: every collective is a copy (local_comm.cc). Nothing waits, so timeoutMs is
+// only recorded (timeoutMs()).
+std::unique_ptr<Communicator> createLocalCommunicator(int64_t timeoutMs);
 
 // Every process of the MPI job (a duplicate of MPI_COMM_WORLD; a process started without mpirun
 // is one rank). Initialises MPI on first use (MPI_Init_thread without argv; finalised at exit).

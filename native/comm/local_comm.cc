@@ -10,7 +10,7 @@ namespace {
 
 class LocalCommunicator final : public Communicator {
  public:
-  LocalCommunicator() : Communicator(0, 1, 0) {}
+  explicit LocalCommunicator(int64_t timeoutMs) : Communicator(0, 1, timeoutMs) {}
   const char* backend() const override { return "local"; }
 
  protected:
@@ -35,6 +35,8 @@ class LocalCommunicator final : public Communicator {
 
 }  // namespace
 
-std::unique_ptr<Communicator> createLocalCommunicator() { return std::make_unique<LocalCommunicator>(); }
+std::unique_ptr<Communicator> createLocalCommunicator(int64_t timeoutMs) {
+  return std::make_unique<LocalCommunicator>(timeoutMs);
+}
 
 }  // namespace moekit::comm

@@ -8,6 +8,9 @@
 //   scores s[E]   R3 softmax over allowed, or sigmoid·allowed; what the weights and losses see
 //   keys q[E]     what top-k ranks: R4 s + bias, or R10 the sampled key; −∞ = never selected
 // Order of keys: a ranks before b when q[a] > q[b], or q[a] == q[b] and a < b (R6 tie rule).
+// The row functions are composed of per-expert pieces (a score, a key, a comparison) and the
+// order-dependent sums; the CUDA kernels (native/cuda/routing.cu) spread the pieces over the
+// lanes of a warp and add the sums in the same order, so both sides get the same bits.
 #pragma once
 
 #include <cmath>
@@ -58,30 +61,53 @@ MOEKIT_HD inline void cosineLogitsRow(const float* x, const float* W, const doub
 // R2: whether expert e may take the token (allowed nullptr = every expert).
 MOEKIT_HD inline bool isAllowed(const uint8_t* allowed, int e) { return !allowed || allowed[e]; }
 
+// ---- R3 pieces: what one expert's score needs, and the one order-dependent step (the sum).
+// The CUDA kernels compute the per-expert pieces in parallel and the sum in this same order, so
+// that their scores equal scoresRow's bit for bit.
+
+// R3 sigmoid score of one expert: sigmoid(l) when allowed, else 0.
+MOEKIT_HD inline double sigmoidScore(double l, bool allowed) {
+  return allowed ? 1.0 / (1.0 + std::exp(-l)) : 0.0;
+}
+
+// One step of the max over allowed logits, starting from m = −∞: NaN logits never win. On the
+// values it keeps it is an exact max, so any grouping of the steps gives the same value (up to the
+// sign of a zero, which exp(l − m) does not see).
+MOEKIT_HD inline double foldAllowedMax(double m, double l, bool allowed) {
+  return allowed && l > m ? l : m;
+}
+
+// R3 softmax numerator of one expert: exp(l − m) when allowed (m = max over allowed), else 0.
+MOEKIT_HD inline double softmaxNumerator(double l, double m, bool allowed) {
+  return allowed ? std::exp(l - m) : 0.0;
+}
+
+// Σ v[0..n) added in index order (the softmax denominator).
+MOEKIT_HD inline double sumRow(const double* v, int n) {
+  double sum = 0;
+  for (int i = 0; i < n; ++i) sum += v[i];
+  return sum;
+}
+
 // R3: softmax over the allowed experts (others 0), or sigmoid(l)·allowed. At least one expert
 // must be allowed for softmax.
 MOEKIT_HD inline void scoresRow(const double* l, const uint8_t* allowed, int E, ScoreFn fn,
                                 double* s) {
   if (fn == ScoreFn::Sigmoid) {
-    for (int e = 0; e < E; ++e) s[e] = isAllowed(allowed, e) ? 1.0 / (1.0 + std::exp(-l[e])) : 0.0;
+    for (int e = 0; e < E; ++e) s[e] = sigmoidScore(l[e], isAllowed(allowed, e));
     return;
   }
   double m = -INFINITY;
-  for (int e = 0; e < E; ++e)
-    if (isAllowed(allowed, e) && l[e] > m) m = l[e];
-  double sum = 0;
-  for (int e = 0; e < E; ++e) {
-    s[e] = isAllowed(allowed, e) ? std::exp(l[e] - m) : 0.0;
-    sum += s[e];
-  }
+  for (int e = 0; e < E; ++e) m = foldAllowedMax(m, l[e], isAllowed(allowed, e));
+  for (int e = 0; e < E; ++e) s[e] = softmaxNumerator(l[e], m, isAllowed(allowed, e));
+  const double sum = sumRow(s, E);
   for (int e = 0; e < E; ++e) s[e] /= sum;
 }
 
 // log Σ_{allowed e} exp(l[e]) (L4); −∞ when nothing is allowed.
 MOEKIT_HD inline double logSumExpRow(const double* l, const uint8_t* allowed, int E) {
   double m = -INFINITY;
-  for (int e = 0; e < E; ++e)
-    if (isAllowed(allowed, e) && l[e] > m) m = l[e];
+  for (int e = 0; e < E; ++e) m = foldAllowedMax(m, l[e], isAllowed(allowed, e));
   if (m == -INFINITY) return m;
   double sum = 0;
   for (int e = 0; e < E; ++e)
@@ -90,11 +116,14 @@ MOEKIT_HD inline double logSumExpRow(const double* l, const uint8_t* allowed, in
 }
 
 // R4: q[e] = s[e] + bias[e] for allowed experts (bias nullptr = 0), −∞ otherwise. The bias only
-// selects; weights are taken from s.
+// selects; weights are taken from s. biasKey: the key of expert e with score s.
+MOEKIT_HD inline double biasKey(double s, const float* bias, int e, bool allowed) {
+  return allowed ? s + (bias ? double(bias[e]) : 0.0) : -INFINITY;
+}
+
 MOEKIT_HD inline void biasKeyRow(const double* s, const float* bias, const uint8_t* allowed, int E,
                                  double* q) {
-  for (int e = 0; e < E; ++e)
-    q[e] = isAllowed(allowed, e) ? s[e] + (bias ? double(bias[e]) : 0.0) : -INFINITY;
+  for (int e = 0; e < E; ++e) q[e] = biasKey(s[e], bias, e, isAllowed(allowed, e));
 }
 
 // R10 Gumbel noise g = −log(−log u) of token t, expert i at forward `step`: u = philoxUniform of
@@ -107,27 +136,53 @@ MOEKIT_HD inline double sampledNoise(uint64_t seed, uint64_t step, int t, int i)
 }
 
 // R10: q[e] = log s[e] − λ·log(load[e] + 1e-6) + g(t, e) for allowed experts, −∞ otherwise.
-// load [E] is the EWMA load estimate ℓ (as float64).
+// load [E] is the EWMA load estimate ℓ (as float64). sampledKey: the key of token t, expert e with
+// score s and load ℓ = load.
+MOEKIT_HD inline double sampledKey(double s, double load, double penalty, bool allowed,
+                                   uint64_t seed, uint64_t step, int t, int e) {
+  return allowed ? std::log(s) - penalty * std::log(load + 1e-6) + sampledNoise(seed, step, t, e)
+                 : -INFINITY;
+}
+
 MOEKIT_HD inline void sampledKeyRow(const double* s, const double* load, double penalty,
                                     const uint8_t* allowed, int E, uint64_t seed, uint64_t step,
                                     int t, double* q) {
   for (int e = 0; e < E; ++e)
-    q[e] = isAllowed(allowed, e) ? std::log(s[e]) - penalty * std::log(load[e] + 1e-6) +
-                                       sampledNoise(seed, step, t, e)
-                                 : -INFINITY;
+    q[e] = sampledKey(s[e], load[e], penalty, isAllowed(allowed, e), seed, step, t, e);
+}
+
+// ---- R6 pieces. Among candidates (finite keys after the previous pick) the order is total, so
+// the best one is the same whatever order they are compared in (the CUDA kernels reduce over a
+// warp).
+
+// Whether (a, ia) ranks before (b, ib): higher key, ties → lower index.
+MOEKIT_HD inline bool ranksBefore(double a, int ia, double b, int ib) {
+  return a > b || (a == b && ia < ib);
+}
+
+// Whether expert e with key `key` is a candidate to rank right after (afterKey, afterIdx):
+// its key is finite or +∞ (−∞ and NaN are never selected) and it ranks after that pair
+// (afterIdx = −1: every expert does).
+MOEKIT_HD inline bool followsInKeyOrder(double key, int e, double afterKey, int afterIdx) {
+  if (!(key > -INFINITY)) return false;  // also skips NaN
+  return afterIdx < 0 || ranksBefore(afterKey, afterIdx, key, e);
+}
+
+// Whether candidate (key, e) beats the best so far (bestIdx = −1: none yet).
+MOEKIT_HD inline bool beatsBest(double key, int e, double bestKey, int bestIdx) {
+  return bestIdx < 0 || ranksBefore(key, e, bestKey, bestIdx);
 }
 
 // The expert that ranks right after (afterKey, afterIdx) in the R6 order, skipping −∞ keys;
 // afterIdx = −1 asks for the first. Returns −1 when none is left. O(E).
 MOEKIT_HD inline int nextInKeyOrder(const double* q, int E, double afterKey, int afterIdx) {
   int best = -1;
-  for (int e = 0; e < E; ++e) {
-    if (!(q[e] > -INFINITY)) continue;  // also skips NaN
-    const bool after =
-        afterIdx < 0 || q[e] < afterKey || (q[e] == afterKey && e > afterIdx);
-    if (!after) continue;
-    if (best < 0 || q[e] > q[best]) best = e;  // strict: ties keep the lower index
-  }
+  double bestKey = 0;
+  for (int e = 0; e < E; ++e)
+    if (followsInKeyOrder(q[e], e, afterKey, afterIdx) && beatsBest(q[e], e, bestKey, best)) {
+      best = e;
+      bestKey = q[e];
+    }
   return best;
 }
 
@@ -146,37 +201,53 @@ MOEKIT_HD inline int topKRow(const double* q, int E, int k, int32_t* idx) {
   return k;
 }
 
-// R5: experts split into `groups` contiguous groups of E/groups; group score = sum of its two best
-// keys (the best one when a group has one expert; −∞ when it has fewer finite keys than that, as a
-// sum over −∞ entries would give); the `topGroups` best groups (ties → lower group) keep their
-// keys, the others' keys become −∞. groupScore [groups] is scratch.
+// R5 score of one group's keys qg [n]: the sum of its two best keys (the best one when n = 1;
+// −∞ when it has fewer finite keys than that, as a sum over −∞ entries would give).
+MOEKIT_HD inline double groupScoreOf(const double* qg, int n) {
+  const int take = n > 1 ? 2 : 1;
+  int32_t best[2];
+  const int found = topKRow(qg, n, take, best);
+  return found < take ? -INFINITY : take == 1 ? qg[best[0]] : qg[best[0]] + qg[best[1]];
+}
+
+// R5: whether group g is among the `topGroups` best of groupScore [groups] (ties → lower group):
+// fewer than topGroups groups rank above it.
+MOEKIT_HD inline bool groupKept(const double* groupScore, int groups, int topGroups, int g) {
+  int above = 0;
+  for (int h = 0; h < groups; ++h)
+    if (ranksBefore(groupScore[h], h, groupScore[g], g)) ++above;
+  return above < topGroups;
+}
+
+// R5: experts split into `groups` contiguous groups of E/groups, scored by groupScoreOf; the
+// `topGroups` best groups keep their keys, the others' keys become −∞. groupScore [groups] is
+// scratch.
 MOEKIT_HD inline void limitGroupsRow(double* q, int E, int groups, int topGroups,
                                      double* groupScore) {
-  const int n = E / groups, take = n > 1 ? 2 : 1;
-  for (int g = 0; g < groups; ++g) {
-    const double* qg = q + g * n;
-    int32_t best[2];
-    const int found = topKRow(qg, n, take, best);
-    groupScore[g] = found < take ? -INFINITY : take == 1 ? qg[best[0]] : qg[best[0]] + qg[best[1]];
-  }
-  // Rank every group against the others; a group survives when fewer than topGroups rank above it.
-  for (int g = 0; g < groups; ++g) {
-    int above = 0;
-    for (int h = 0; h < groups; ++h)
-      if (groupScore[h] > groupScore[g] || (groupScore[h] == groupScore[g] && h < g)) ++above;
-    if (above >= topGroups)
+  const int n = E / groups;
+  for (int g = 0; g < groups; ++g) groupScore[g] = groupScoreOf(q + g * n, n);
+  for (int g = 0; g < groups; ++g)
+    if (!groupKept(groupScore, groups, topGroups, g))
       for (int e = g * n; e < (g + 1) * n; ++e) q[e] = -INFINITY;
-  }
 }
+
+// R7 divisor of a token's weights: Σ_j s[idx[j]] added in slot order j = 0..k−1 when `normalize`
+// and the sum is positive, else 1.
+MOEKIT_HD inline double weightsDivisor(const double* s, const int32_t* idx, int k, bool normalize) {
+  double sum = 0;
+  for (int j = 0; j < k; ++j) sum += s[idx[j]];
+  return normalize && sum > 0 ? sum : 1.0;
+}
+
+// R7 weight of one slot whose expert has score s.
+MOEKIT_HD inline double weightOf(double s, double divisor, double scale) { return s / divisor * scale; }
 
 // R7: w[j] = s[idx[j]], divided by Σ_j s[idx[j]] when `normalize` (and the sum is positive), times
 // `scale`.
 MOEKIT_HD inline void weightsRow(const double* s, const int32_t* idx, int k, bool normalize,
                                  double scale, double* w) {
-  double sum = 0;
-  for (int j = 0; j < k; ++j) sum += s[idx[j]];
-  const double div = normalize && sum > 0 ? sum : 1.0;
-  for (int j = 0; j < k; ++j) w[j] = s[idx[j]] / div * scale;
+  const double div = weightsDivisor(s, idx, k, normalize);
+  for (int j = 0; j < k; ++j) w[j] = weightOf(s[idx[j]], div, scale);
 }
 
 // Backward of R7: ds[idx[j]] += dL/ds from dw [k] = dL/dw (ds is not cleared).

@@ -8,16 +8,34 @@
 //                       routing::linearLogitsRow (R1) or routing::cosineLogitsRow (R8) called on
 //                       the single row W_e (E = 1), i.e. the same 4-accumulator float64 order as
 //                       the CPU's loop over all experts; R8 also stores cos[t,e].
-//   selectKernel        one thread per token t, calling the row functions in cpu::Router's order:
-//                       scoresRow (R3) → biasKeyRow (R4) or sampledKeyRow (R10) → limitGroupsRow
-//                       (R5) → topKRow (R6). Rows of s, q and the group scores live in global
-//                       memory (s and q are outputs, the group scores scratch), so the thread holds
-//                       no per-expert array in registers.
-//   weightsKernel       one thread per token: weightsRow (R7) over the token's final experts (after
-//                       capacity, which may reroute), rounded once to f32.
+//   selectKernel        one warp per token: warp w of block b owns token t = b·kWarpsPerBlock + w,
+//                       lane L owns experts e = L, L + 32, … . The steps of cpu::Router, from the
+//                       pieces of core/routing.h:
+//                         R3  sigmoid: s[e] = sigmoidScore, per lane. softmax: m = the allowed max
+//                             (foldAllowedMax per lane, then an xor-shuffle butterfly of the same
+//                             fold: an exact max, order-free), s[e] = softmaxNumerator per lane;
+//                             __syncwarp; lane 0 adds the row in expert order 0..E−1 (sumRow, as
+//                             scoresRow) and shuffles the sum to every lane, which divides its s[e].
+//                         R4/R10  q[e] = biasKey / sampledKey per lane (Philox per expert).
+//                         R5  lane g owns groups g, g + 32, …: groupScoreOf (the CPU's serial top-2
+//                             of the group, summed in the same order), __syncwarp, groupKept, and
+//                             the lane writes −∞ over its dropped groups.
+//                         R6  k rounds of warpNextInKeyOrder: each lane takes the best candidate
+//                             (followsInKeyOrder, beatsBest) among its experts, then an xor
+//                             butterfly keeps the better of two (key, index) pairs. Candidates are
+//                             totally ordered (higher key, ties → lower index; −∞/NaN never
+//                             candidates), so every lane ends with routing::nextInKeyOrder's pick.
+//                       Rows of s, q and the group scores live in global memory (s and q are
+//                       outputs, the group scores scratch); a lane reads another lane's entries
+//                       only after a __syncwarp. No per-expert array is held in registers.
+//   weightsKernel       one warp per token: lane 0 forms the R7 divisor (weightsDivisor, Σ in slot
+//                       order) and shuffles it to every lane; lane L writes slots j = L, L + 32, …
+//                       (weightOf), rounded once to f32, over the token's final experts (after
+//                       capacity, which may reroute).
 //
-// Correctness first: one thread per token is serial in E (topKRow is O(k·E)); a warp per token is
-// the next step once the decisions are pinned by the tests.
+// Equality with cpu::Router: every value is computed by a core/routing.h piece with the same
+// operands, the only sums are added in the CPU's order by one lane, and the max / top-k
+// reductions are exact comparisons whose result does not depend on the reduction order.
 #include "routing.h"
 
 #include <string>
@@ -32,6 +50,9 @@ namespace moekit::cuda {
 namespace {
 
 constexpr int kThreads = 128;
+constexpr int kWarp = 32;
+constexpr int kWarpsPerBlock = 8;  // one token per warp: 8 tokens per block of 256 threads
+constexpr unsigned kFullWarp = 0xffffffffu;
 
 __global__ void expertNormsKernel(const float* W, int E, int H, double* wNorm) {
   const int e = int(blockIdx.x) * int(blockDim.x) + int(threadIdx.x);
@@ -62,42 +83,122 @@ __global__ void logitsKernel(const float* x, const float* W, const double* wNorm
   }
 }
 
-// One thread per token. bias / load / allowed may be null (see routing.h). found[t] = how many
-// experts topKRow found (< k: the host reports the token).
+// The token a warp owns and the lane within it (one warp per token).
+struct WarpToken {
+  int t, lane;
+};
+
+__device__ __forceinline__ WarpToken warpToken() {
+  return {int(blockIdx.x) * kWarpsPerBlock + int(threadIdx.x) / kWarp, int(threadIdx.x) % kWarp};
+}
+
+// An expert and its key; e = −1: none.
+struct Ranked {
+  double key;
+  int e;
+};
+
+// routing::nextInKeyOrder over q [E] by the whole warp (every lane gets the result).
+__device__ Ranked warpNextInKeyOrder(const double* q, int E, double afterKey, int afterIdx,
+                                     int lane) {
+  Ranked best{0.0, -1};
+  for (int e = lane; e < E; e += kWarp)
+    if (routing::followsInKeyOrder(q[e], e, afterKey, afterIdx) &&
+        routing::beatsBest(q[e], e, best.key, best.e))
+      best = {q[e], e};
+  for (int offset = kWarp / 2; offset > 0; offset /= 2) {
+    const double key = __shfl_xor_sync(kFullWarp, best.key, offset);
+    const int e = __shfl_xor_sync(kFullWarp, best.e, offset);
+    if (e >= 0 && routing::beatsBest(key, e, best.key, best.e)) best = {key, e};
+  }
+  return best;
+}
+
+// R3 softmax of one row by the warp: s [E] out (see the file comment).
+__device__ void warpSoftmaxRow(const double* l, const uint8_t* allowed, int E, int lane,
+                               double* s) {
+  double m = -INFINITY;
+  for (int e = lane; e < E; e += kWarp)
+    m = routing::foldAllowedMax(m, l[e], routing::isAllowed(allowed, e));
+  for (int offset = kWarp / 2; offset > 0; offset /= 2)
+    m = routing::foldAllowedMax(m, __shfl_xor_sync(kFullWarp, m, offset), true);
+  for (int e = lane; e < E; e += kWarp)
+    s[e] = routing::softmaxNumerator(l[e], m, routing::isAllowed(allowed, e));
+  __syncwarp();
+  double sum = 0;
+  if (lane == 0) sum = routing::sumRow(s, E);
+  sum = __shfl_sync(kFullWarp, sum, 0);
+  for (int e = lane; e < E; e += kWarp) s[e] /= sum;
+}
+
+// One warp per token. bias / load / allowed may be null (see routing.h). found[t] = how many
+// experts the top-k found (< k: the host reports the token).
 __global__ void selectKernel(SelectArgs a, const double* logits, const uint8_t* allowed,
                              const float* bias, const double* load, double* s, double* q,
                              double* groupScore, int32_t* idx, int32_t* found) {
-  const int t = int(blockIdx.x) * int(blockDim.x) + int(threadIdx.x);
-  if (t >= a.T) return;
-  const int64_t row = int64_t(t) * a.E;
+  const WarpToken w = warpToken();
+  if (w.t >= a.T) return;  // the whole warp
+  const int t = w.t, lane = w.lane, E = a.E;
+  const int64_t row = int64_t(t) * E;
   const uint8_t* allowedRow = allowed ? allowed + row : nullptr;
+  const double* lt = logits + row;
   double* st = s + row;
   double* qt = q + row;
-  routing::scoresRow(logits + row, allowedRow, a.E, a.fn, st);
-  if (a.sampled)
-    routing::sampledKeyRow(st, load, a.penalty, allowedRow, a.E, a.seed, a.step, t, qt);
+  if (a.fn == routing::ScoreFn::Sigmoid)
+    for (int e = lane; e < E; e += kWarp)
+      st[e] = routing::sigmoidScore(lt[e], routing::isAllowed(allowedRow, e));
   else
-    routing::biasKeyRow(st, bias, allowedRow, a.E, qt);
-  if (a.limitGroups > 0)
-    routing::limitGroupsRow(qt, a.E, a.limitGroups, a.limitTopGroups,
-                            groupScore + int64_t(t) * a.limitGroups);
-  const int n = routing::topKRow(qt, a.E, a.k, idx + int64_t(t) * a.k);
-  for (int j = n; j < a.k; ++j) idx[int64_t(t) * a.k + j] = 0;  // defined, never a decision: found < k throws
-  found[t] = n;
+    warpSoftmaxRow(lt, allowedRow, E, lane, st);
+  for (int e = lane; e < E; e += kWarp) {
+    const bool ok = routing::isAllowed(allowedRow, e);
+    qt[e] = a.sampled ? routing::sampledKey(st[e], load[e], a.penalty, ok, a.seed, a.step, t, e)
+                      : routing::biasKey(st[e], bias, e, ok);
+  }
+  __syncwarp();
+  if (a.limitGroups > 0) {
+    const int groups = a.limitGroups, n = E / groups;
+    double* gs = groupScore + int64_t(t) * groups;
+    for (int g = lane; g < groups; g += kWarp) gs[g] = routing::groupScoreOf(qt + g * n, n);
+    __syncwarp();
+    for (int g = lane; g < groups; g += kWarp)
+      if (!routing::groupKept(gs, groups, a.limitTopGroups, g))
+        for (int e = g * n; e < (g + 1) * n; ++e) qt[e] = -INFINITY;
+    __syncwarp();
+  }
+  int32_t* it = idx + int64_t(t) * a.k;
+  Ranked prev{0.0, -1};
+  int picked = 0;
+  for (; picked < a.k; ++picked) {
+    const Ranked next = warpNextInKeyOrder(qt, E, prev.key, prev.e, lane);
+    if (next.e < 0) break;  // the same on every lane
+    if (lane == 0) it[picked] = next.e;
+    prev = next;
+  }
+  for (int j = picked + lane; j < a.k; j += kWarp) it[j] = 0;  // defined, never a decision: found < k throws
+  if (lane == 0) found[t] = picked;
 }
 
-// One thread per token: R7 over idx, float64 scratch wScratch [T,k], rounded once to f32.
+// One warp per token: R7 over idx, float64 scratch wScratch [T,k], rounded once to f32.
 __global__ void weightsKernel(int T, int E, int k, bool normalize, double scale, const double* s,
                               const int32_t* idx, double* wScratch, float* weights) {
-  const int t = int(blockIdx.x) * int(blockDim.x) + int(threadIdx.x);
-  if (t >= T) return;
-  const int64_t slots = int64_t(t) * k;
-  double* w = wScratch + slots;
-  routing::weightsRow(s + int64_t(t) * E, idx + slots, k, normalize, scale, w);
-  for (int j = 0; j < k; ++j) weights[slots + j] = float(w[j]);
+  const WarpToken w = warpToken();
+  if (w.t >= T) return;  // the whole warp
+  const int64_t slots = int64_t(w.t) * k;
+  const double* st = s + int64_t(w.t) * E;
+  double divisor = 0;
+  if (w.lane == 0) divisor = routing::weightsDivisor(st, idx + slots, k, normalize);
+  divisor = __shfl_sync(kFullWarp, divisor, 0);
+  for (int j = w.lane; j < k; j += kWarp) {
+    const double weight = routing::weightOf(st[idx[slots + j]], divisor, scale);
+    wScratch[slots + j] = weight;
+    weights[slots + j] = float(weight);
+  }
 }
 
 int blocksFor(int64_t n) { return int((n + kThreads - 1) / kThreads); }
+
+// Blocks of kWarpsPerBlock warps for one warp per token.
+int warpBlocksFor(int T) { return (T + kWarpsPerBlock - 1) / kWarpsPerBlock; }
 
 [[noreturn]] void fail(ErrorKind kind, const std::string& message) { throw Error(kind, message); }
 
@@ -151,16 +252,16 @@ void selectExperts(const SelectArgs& a, const double* logits, const uint8_t* all
                    const float* bias, const double* load, double* s, double* q,
                    double* groupScore, int32_t* idx, int32_t* found, cudaStream_t stream) {
   if (a.T == 0) return;
-  checkCuda(launch<selectKernel>(dim3(blocksFor(a.T)), dim3(kThreads), 0, stream, a, logits,
-                                 allowed, bias, load, s, q, groupScore, idx, found),
+  checkCuda(launch<selectKernel>(dim3(warpBlocksFor(a.T)), dim3(kWarpsPerBlock * kWarp), 0, stream,
+                                 a, logits, allowed, bias, load, s, q, groupScore, idx, found),
             "selectKernel");
 }
 
 void routingWeights(int T, int E, int k, bool normalize, double scale, const double* s,
                     const int32_t* idx, double* wScratch, float* weights, cudaStream_t stream) {
   if (T == 0) return;
-  checkCuda(launch<weightsKernel>(dim3(blocksFor(T)), dim3(kThreads), 0, stream, T, E, k, normalize,
-                                  scale, s, idx, wScratch, weights),
+  checkCuda(launch<weightsKernel>(dim3(warpBlocksFor(T)), dim3(kWarpsPerBlock * kWarp), 0, stream, T,
+                                  E, k, normalize, scale, s, idx, wScratch, weights),
             "weightsKernel");
 }
 
