@@ -33,4 +33,4 @@ MOEKIT_ADDON_PATH="$PWD/build-asan/Release/moekit.node" \
 LD_PRELOAD="$libasan" \
 ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=0:exitcode=86" \
 UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:exitcode=86" \
-  npx jest --runInBand --json --outputFile=reports/jest-sanitize.json "${tests[@]}"
+  npx jest --runInBand --selectProjects cpu --json --outputFile=reports/jest-sanitize.json -- "${tests[@]}"

@@ -22,16 +22,22 @@ void checkAdamW(const AdamWConfig& c, int64_t step) {
   if (step < 1) fail("step", "an integer >= 1", double(step));
 }
 
-void adamwStep(float* param, const float* grad, float* m, float* v, int64_t count,
-               const AdamWConfig& c, int64_t step) {
+bool checkAdamWStep(const float* param, const float* grad, const float* m, const float* v,
+                    int64_t count, const AdamWConfig& c, int64_t step) {
   checkAdamW(c, step);
   if (count < 0)
     throw Error(ErrorKind::Shape, "AdamW: count must be >= 0, got " + std::to_string(count));
-  if (count == 0) return;
+  if (count == 0) return false;
   if (!param || !grad || !m || !v)
     throw Error(ErrorKind::Argument, std::string("AdamW: ") +
                                          (!param ? "param" : !grad ? "grad" : !m ? "m" : "v") +
                                          " must not be null");
+  return true;
+}
+
+void adamwStep(float* param, const float* grad, float* m, float* v, int64_t count,
+               const AdamWConfig& c, int64_t step) {
+  if (!checkAdamWStep(param, grad, m, v, count, c, step)) return;
   const adamw::Scalars s = adamw::adamwScalars(c.lr, c.beta1, c.beta2, c.eps, c.weightDecay, step);
   for (int64_t i = 0; i < count; ++i) adamw::adamwUpdate(s, grad[i], param[i], m[i], v[i]);
 }

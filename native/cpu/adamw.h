@@ -18,6 +18,12 @@ struct AdamWConfig {
 // [0, 1); eps > 0; step >= 1.
 void checkAdamW(const AdamWConfig& config, int64_t step);
 
+// checkAdamW, then the buffers: count >= 0 (Error(Shape)), none null when count > 0
+// (Error(Argument)). Returns whether there is anything to update (count > 0). Shared by the CPU
+// and CUDA steps, so both reject the same calls with the same messages.
+bool checkAdamWStep(const float* param, const float* grad, const float* m, const float* v,
+                    int64_t count, const AdamWConfig& config, int64_t step);
+
 // param, grad, m, v [count]; param, m, v updated in place.
 void adamwStep(float* param, const float* grad, float* m, float* v, int64_t count,
                const AdamWConfig& config, int64_t step);

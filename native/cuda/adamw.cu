@@ -31,14 +31,7 @@ __global__ void __launch_bounds__(kThreads)
 
 void adamwStep(float* param, const float* grad, float* m, float* v, int64_t count,
                const cpu::AdamWConfig& c, int64_t step, cudaStream_t stream) {
-  cpu::checkAdamW(c, step);
-  if (count < 0)
-    throw Error(ErrorKind::Shape, "AdamW: count must be >= 0, got " + std::to_string(count));
-  if (count == 0) return;
-  if (!param || !grad || !m || !v)
-    throw Error(ErrorKind::Argument, std::string("AdamW: ") +
-                                         (!param ? "param" : !grad ? "grad" : !m ? "m" : "v") +
-                                         " must not be null");
+  if (!cpu::checkAdamWStep(param, grad, m, v, count, c, step)) return;
   const adamw::Scalars s = adamw::adamwScalars(c.lr, c.beta1, c.beta2, c.eps, c.weightDecay, step);
   const int64_t blocks = std::min<int64_t>((count + kThreads - 1) / kThreads, kMaxBlocks);
   checkCuda(launch<adamwKernel>(dim3(unsigned(blocks)), dim3(kThreads), 0, stream, s, param, grad, m,

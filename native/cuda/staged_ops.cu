@@ -11,8 +11,7 @@ namespace moekit::cuda {
 
 void adamwStepStaged(float* param, const float* grad, float* m, float* v, int64_t count,
                      const cpu::AdamWConfig& config, int64_t step) {
-  cpu::checkAdamW(config, step);
-  if (count <= 0) return;
+  if (!cpu::checkAdamWStep(param, grad, m, v, count, config, step)) return;
   cudaStream_t stream = nullptr;
   checkCuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "adamwStep: cudaStreamCreateWithFlags");
   struct Destroy {
