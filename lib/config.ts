@@ -1,8 +1,10 @@
 /**
  * MoEConfig (DESIGN §2): its types, its validation (MoEConfigError naming the field, unknown
  * fields rejected so typos surface) and the flat spec the addon reads (native/addon/router_spec.h).
+ * `parallel` holds communicators, not JSON: it is validated here but kept out of the config copy.
  */
 import { DeviceSpec, deviceName } from './devices';
+import { Communicator } from './dist';
 import { MoEConfigError } from './errors';
 import { describe } from './validate';
 
@@ -29,6 +31,35 @@ export interface RouterConfig {
   loadDecay?: number;
 }
 
+/**
+ * Multi-process layouts (DESIGN §2; README "Multi-process"). Every rank constructs the layer with
+ * the same config, and calls forward / backward / endStep / allReduceGrads together.
+ */
+export interface ParallelConfig {
+  /**
+   * Expert parallelism: the routed experts are sharded over this group's P ranks, rank r keeping
+   * experts [r·Eg/P, (r+1)·Eg/P) of every group (layer.expertRange()); tokens travel to their
+   * experts' ranks and back (all-to-all). Its ranks hold different tokens.
+   */
+  expert?: Communicator;
+  /** Data parallelism: ranks that hold different tokens and the same parameters (with `expert`: the same expert block). */
+  data?: Communicator;
+  /**
+   * Hierarchical token exchange over `expert`: nodes of this many consecutive ranks; tokens move
+   * inside their node first, then across nodes between ranks of the same local index. With
+   * router.groupLimited, its groups must be the nodes (node-limited routing, R5).
+   */
+  ranksPerNode?: number;
+}
+
+/** The checked `parallel` of a config. */
+export interface ParallelSetup {
+  expert?: Communicator;
+  data?: Communicator;
+  /** 0 = flat exchange. */
+  ranksPerNode: number;
+}
+
 export interface MoEConfig {
   hidden?: number;
   experts: ExpertGroupConfig[];
@@ -37,13 +68,19 @@ export interface MoEConfig {
   router: RouterConfig;
   capacity?: { factor: number; policy?: 'position' | 'score' | 'reroute' };
   losses?: {
-    balance?: { coeff: number; scope?: 'micro' | 'sequence' | 'global' };
+    /**
+     * microFraction (scope 'global' only, in [0, 1], default 0): adds the micro-batch balance
+     * loss (L1 over this rank's micro-batch) at coeff·microFraction — Qwen's "Demons in the Detail"
+     * keeps a small local term (1%) beside the global one.
+     */
+    balance?: { coeff: number; scope?: 'micro' | 'sequence' | 'global'; microFraction?: number };
     z?: { coeff: number };
     orthogonality?: { coeff: number; mode?: 'all' | 'perGroup' | 'crossGroup' };
   };
   precision?: { compute: 'f32' | 'bf16'; experts?: 'same' | 'fp8' };
   device?: DeviceSpec;
   seed?: number;
+  parallel?: ParallelConfig;
 }
 
 /** The flat spec of native/addon/router_spec.h plus the expert fields the layer reads. */
@@ -60,7 +97,7 @@ export interface FlatSpec {
     limitGroups: number; limitTopGroups: number; useBias: boolean; biasUpdateRate: number;
     temperature: number; minAffinity: number | null; loadPenalty: number; loadDecay: number;
     capacityFactor: number; policy: number; balanceCoeff: number; scope: number;
-    zCoeff: number; orthCoeff: number; orthMode: number; seed: number;
+    balanceMicroFraction: number; zCoeff: number; orthCoeff: number; orthMode: number; seed: number;
   };
 }
 
@@ -110,12 +147,51 @@ function boolean(value: unknown, path: string, fallback: boolean): boolean {
   return value;
 }
 
+function communicator(value: unknown, path: string): Communicator | undefined {
+  if (value === undefined) return undefined;
+  if (!(value instanceof Communicator)) fail(path, 'a Communicator from dist.init()', value);
+  if (value.closed) throw new MoEConfigError(`config.${path} is a closed communicator`);
+  return value;
+}
+
+/** `parallel` against the expert groups and the group-limited routing (R5) it must agree with. */
+function validateParallel(value: unknown, groups: { count: number }[], limitGroups: number): ParallelSetup {
+  const p = object(value, 'parallel', ['expert', 'data', 'ranksPerNode']);
+  const expert = communicator(p.expert, 'parallel.expert');
+  const data = communicator(p.data, 'parallel.data');
+  if (expert && expert === data) {
+    throw new MoEConfigError('config.parallel.data must be a group orthogonal to config.parallel.expert, got the same communicator (with experts sharded over every rank, pass parallel.expert alone)');
+  }
+  let ranksPerNode = 0;
+  if (expert) {
+    const P = expert.size;
+    groups.forEach((g, i) => {
+      if (g.count % P !== 0) fail(`experts[${i}].count`, `a multiple of the expert-parallel size ${P} (config.parallel.expert.size)`, g.count);
+    });
+    if (p.ranksPerNode !== undefined) {
+      ranksPerNode = integer(p.ranksPerNode, 'parallel.ranksPerNode', 1, P);
+      if (P % ranksPerNode !== 0) fail('parallel.ranksPerNode', `a divisor of the expert-parallel size ${P}`, p.ranksPerNode);
+      const nodes = P / ranksPerNode;
+      if (limitGroups > 0 && nodes > 1 && ranksPerNode > 1 && (groups.length !== 1 || limitGroups !== nodes)) {
+        throw new MoEConfigError(
+          `config.router.groupLimited.groups must be the ${nodes} nodes of the hierarchical exchange (parallel.ranksPerNode ${ranksPerNode} of ${P} ranks) ` +
+            `over a single expert group, so that node-limited routing (R5) bounds the nodes a token reaches; got ${limitGroups} groups over ${groups.length} expert group(s)`,
+        );
+      }
+    }
+  } else if (p.ranksPerNode !== undefined) {
+    throw new MoEConfigError('config.parallel.ranksPerNode needs config.parallel.expert (it shapes the expert all-to-all)');
+  }
+  return { expert, data, ranksPerNode };
+}
+
 /**
- * Checks a MoEConfig and returns a copy together with the flat spec. `hidden` may come from the
- * first input when the config leaves it out; while it is unknown, spec.hidden is 0.
+ * Checks a MoEConfig and returns a copy (without `parallel`) together with the flat spec and the
+ * checked `parallel`. `hidden` may come from the first input when the config leaves it out; while
+ * it is unknown, spec.hidden is 0.
  */
-export function validateConfig(input: unknown, hiddenFromInput?: number): { config: MoEConfig; spec: FlatSpec } {
-  const c = object(input, 'root', ['hidden', 'experts', 'sharedExperts', 'activation', 'router', 'capacity', 'losses', 'precision', 'device', 'seed']);
+export function validateConfig(input: unknown, hiddenFromInput?: number): { config: MoEConfig; spec: FlatSpec; parallel?: ParallelSetup } {
+  const c = object(input, 'root', ['hidden', 'experts', 'sharedExperts', 'activation', 'router', 'capacity', 'losses', 'precision', 'device', 'seed', 'parallel']);
   const hidden = c.hidden === undefined ? hiddenFromInput ?? 0 : integer(c.hidden, 'hidden', 1);
 
   if (!Array.isArray(c.experts) || c.experts.length === 0) fail('experts', 'a non-empty array of expert groups', c.experts);
@@ -169,10 +245,15 @@ export function validateConfig(input: unknown, hiddenFromInput?: number): { conf
   const l = c.losses === undefined ? {} : object(c.losses, 'losses', ['balance', 'z', 'orthogonality']);
   let balanceCoeff = 0;
   let scope: (typeof SCOPES)[number] = 'micro';
+  let balanceMicroFraction = 0;
   if (l.balance !== undefined) {
-    const b = object(l.balance, 'losses.balance', ['coeff', 'scope']);
+    const b = object(l.balance, 'losses.balance', ['coeff', 'scope', 'microFraction']);
     balanceCoeff = number(b.coeff, 'losses.balance.coeff', 0, 1e6);
     scope = oneOf(b.scope, 'losses.balance.scope', SCOPES, 'micro');
+    if (b.microFraction !== undefined) {
+      balanceMicroFraction = number(b.microFraction, 'losses.balance.microFraction', 0, 1);
+      if (balanceMicroFraction > 0 && scope !== 'global') fail('losses.balance.microFraction', `0 with scope '${scope}' (it mixes a micro-batch term into the 'global' scope)`, b.microFraction);
+    }
     if (type === 'expert-choice') throw new MoEConfigError('config.losses.balance: expert-choice routing is balanced by construction and has no balance loss (R9)');
   }
   let zCoeff = 0;
@@ -196,6 +277,7 @@ export function validateConfig(input: unknown, hiddenFromInput?: number): { conf
   }
   const device = c.device === undefined ? 'cpu' : deviceName(c.device, 'config.device');
   const seed = c.seed === undefined ? 0 : integer(c.seed, 'seed', 0, Number.MAX_SAFE_INTEGER);
+  const parallel = c.parallel === undefined ? undefined : validateParallel(c.parallel, groups, limitGroups);
 
   const spec: FlatSpec = {
     hidden,
@@ -222,6 +304,7 @@ export function validateConfig(input: unknown, hiddenFromInput?: number): { conf
       policy: POLICIES.indexOf(policy),
       balanceCoeff,
       scope: SCOPES.indexOf(scope),
+      balanceMicroFraction,
       zCoeff,
       orthCoeff,
       orthMode: ORTH_MODES.indexOf(orthMode),
@@ -230,6 +313,7 @@ export function validateConfig(input: unknown, hiddenFromInput?: number): { conf
   };
   // The copy is taken once every field has been checked (a field checked later could still hold a
   // value JSON cannot carry, such as a bigint).
-  const config = JSON.parse(JSON.stringify({ ...c, hidden })) as MoEConfig;
-  return { config, spec };
+  const { parallel: _communicators, ...json } = c;
+  const config = JSON.parse(JSON.stringify({ ...json, hidden })) as MoEConfig;
+  return { config, spec, ...(parallel ? { parallel } : {}) };
 }

@@ -16,10 +16,20 @@
  * gradient accumulator ('grad': expert groups, shared, router.weight; the expert from the index),
  * then dx ('dx'). Only 'input' is found before any state changes; after a failed forward no backward
  * may follow. Off, nothing is scanned.
+ *
+ * Parallel (config.parallel, DESIGN §2; README "Multi-process"). Every rank builds the layer with
+ * the same config and calls forward, backward, endStep and allReduceGrads together (collectives).
+ * With `expert` (P ranks) this rank's parameters(), grads() and stateDict() hold its block of
+ * Eg/P experts of every group (expertRange()); initialisation draws the full tensors from the seed
+ * and keeps the block, so every layout starts from the same model. With any group, the balance
+ * window sums its counts over the ranks that hold different tokens, and the losses (and their
+ * gradients) are this rank's token share: Σ over ranks of (Σ y·dy + aux) is the whole batch's
+ * objective, and allReduceGrads() sums the gradients into the whole batch's.
  */
 import { ArgumentError, DeviceError, DTypeError, NumericsDetails, NumericsError, ShapeError } from './errors';
 import { DeviceSpec } from './devices';
-import { FlatSpec, MoEConfig, validateConfig } from './config';
+import { FlatSpec, MoEConfig, ParallelSetup, validateConfig } from './config';
+import { Communicator } from './dist';
 import { NativeForward, NativeMoELayer, NativeTensor, native } from './native';
 import { Tensor } from './tensor';
 import { checkKeys, checkObject, describe } from './validate';
@@ -68,6 +78,24 @@ export interface ExpertStats {
   sharedFlops: number;
 }
 
+/** This rank's experts of one group under expert parallelism: global expert indices [start, end). */
+export interface ExpertRange {
+  group: string;
+  start: number;
+  end: number;
+}
+
+/**
+ * What this rank's expert exchange sent since construction, indexed by destination rank (its own
+ * entry is 0): messages (each hop's row count to each peer, and each non-empty block of rows) and
+ * their bytes (native/layer/row_exchange.h).
+ */
+export interface ExchangeStats {
+  messages: number[];
+  bytes: number[];
+  hierarchical: boolean;
+}
+
 export interface MoEOutput {
   y: Tensor;
   /** Sum of the configured aux losses (coefficients included). */
@@ -97,6 +125,7 @@ export class MoELayer {
   readonly name: string;
   readonly checkFinite: boolean;
   #spec: FlatSpec | undefined;
+  #parallel: ParallelSetup | undefined;
   #native: NativeMoELayer | undefined;
   #params: Record<string, Tensor> = {};
   #state: Record<string, Tensor> = {};
@@ -113,7 +142,50 @@ export class MoELayer {
     this.name = (o.name as string | undefined) ?? 'moe';
     this.checkFinite = (o.checkFinite as boolean | undefined) ?? false;
     this.config = checked.config;
+    this.#parallel = checked.parallel;
     if (checked.spec.hidden > 0) this.#build(checked.spec);
+  }
+
+  /** The communicators of config.parallel (kept out of `config`, which stays JSON). */
+  get parallel(): ParallelSetup | undefined {
+    return this.#parallel && { ...this.#parallel };
+  }
+
+  /** The routed experts this rank holds: all of them, or its block of each group under expert parallelism. */
+  expertRange(): ExpertRange[] {
+    const P = this.#parallel?.expert?.size ?? 1;
+    const rank = this.#parallel?.expert?.rank ?? 0;
+    let first = 0;
+    return this.config.experts.map((g) => {
+      const start = first + (rank * g.count) / P;
+      first += g.count;
+      return { group: g.name, start, end: start + g.count / P };
+    });
+  }
+
+  /** The expert exchange's messages and bytes per destination rank since construction; undefined without parallel.expert. */
+  exchangeStats(): ExchangeStats | undefined {
+    this.#requireBuilt('exchangeStats()');
+    return (this.#native as NativeMoELayer).exchangeStats() ?? undefined;
+  }
+
+  /**
+   * Sums the gradients over the data-parallel ranks (DESIGN §2), in one allReduce per group
+   * (a bucket of every f32 gradient): the replicated parameters' (router, shared experts) over
+   * parallel.expert and the data group, the expert blocks' over the data group. The data group is
+   * `comm` when given, else config.parallel.data. With neither a data group nor parallel.expert
+   * there is nothing to sum over: ArgumentError.
+   */
+  allReduceGrads(comm?: Communicator): void {
+    this.#requireBuilt('allReduceGrads()');
+    if (comm !== undefined && !(comm instanceof Communicator)) throw new ArgumentError(`comm must be a Communicator from dist.init(), got ${describe(comm)}`);
+    if (comm === undefined && !this.#parallel?.data && !this.#parallel?.expert) {
+      throw new ArgumentError('allReduceGrads: pass the data-parallel communicator (the layer has no config.parallel.data or .expert)');
+    }
+    if (comm !== undefined && comm === this.#parallel?.expert) {
+      throw new ArgumentError('allReduceGrads: comm is the layer\'s parallel.expert; pass the data-parallel group (or nothing)');
+    }
+    (this.#native as NativeMoELayer).allReduceGrads(comm ? comm.handle : null);
   }
 
   /** Number of routed experts over all groups. */
@@ -247,7 +319,11 @@ export class MoELayer {
     return out;
   }
 
-  /** Restores parameters and state from a state dict: every name required, shapes checked, nothing written until all pass. */
+  /**
+   * Restores parameters and state from a state dict: every name required, shapes checked, nothing
+   * written until all pass. Under expert parallelism an expert tensor may be the full one (this
+   * rank keeps its block) or the rank's block.
+   */
   loadStateDict(sd: Record<string, Tensor>): void {
     this.#requireBuilt('loadStateDict()');
     const dict = checkObject(sd, 'stateDict');
@@ -260,11 +336,15 @@ export class MoELayer {
     const values: [Tensor, Float32Array][] = Object.entries(targets).map(([name, target]) => {
       const source = dict[name];
       if (!Tensor.isTensor(source)) throw new ArgumentError(`stateDict["${name}"] must be a Tensor, got ${describe(source)}`);
-      if (source.shape.join() !== target.shape.join()) {
-        throw new ShapeError(`stateDict["${name}"] must have shape [${target.shape.join(', ')}], got [${source.shape.join(', ')}]`);
+      const full = this.#fullShape(name, target);
+      const whole = full !== undefined && source.shape.join() === full.join();
+      if (source.shape.join() !== target.shape.join() && !whole) {
+        const either = full ? ` (this rank's block) or [${full.join(', ')}] (the full tensor)` : '';
+        throw new ShapeError(`stateDict["${name}"] must have shape [${target.shape.join(', ')}]${either}, got [${source.shape.join(', ')}]`);
       }
       if (source.dtype === 'i32' || source.dtype === 'u8') throw new DTypeError(`stateDict["${name}"] must be a float tensor, got ${source.dtype}`);
-      return [target, source.toArray() as Float32Array];
+      const values = source.toArray() as Float32Array;
+      return [target, whole ? this.#block(values, full[0]) : values];
     });
     for (const [target, data] of values) (target.view() as Float32Array).set(data);
     (this.#native as NativeMoELayer).step = step as number;
@@ -273,6 +353,22 @@ export class MoELayer {
   /** Frees every parameter, state and gradient tensor; the layer cannot be used afterwards. */
   dispose(): void {
     for (const t of [...Object.values(this.#params), ...Object.values(this.#state), ...Object.values(this.#grads)]) t.dispose();
+  }
+
+  /** The full shape of a routed-expert tensor held as a block under expert parallelism (else undefined). */
+  #fullShape(name: string, target: Tensor): number[] | undefined {
+    const P = this.#parallel?.expert?.size ?? 1;
+    if (P === 1 || !name.startsWith('experts.')) return undefined;
+    return [target.shape[0] * P, ...target.shape.slice(1)];
+  }
+
+  /** This rank's rows of a full routed-expert tensor of `count` experts (row-major values). */
+  #block(values: Float32Array, count: number): Float32Array {
+    const P = this.#parallel?.expert?.size ?? 1;
+    const rank = this.#parallel?.expert?.rank ?? 0;
+    const per = values.length / count;
+    const local = count / P;
+    return values.subarray(rank * local * per, (rank + 1) * local * per);
   }
 
   /** The group name and in-group index of a global expert index. */
@@ -349,10 +445,18 @@ export class MoELayer {
     const seed = spec.router.seed;
     const device = spec.device as DeviceSpec;
     const randn = (shape: number[], fanIn: number) => Tensor.randn(shape, { seed: seed * 1000 + stream++, std: 1 / Math.sqrt(fanIn), device });
-    const expertTensors = (count: number, ffn: number): ExpertTensors => ({
-      w1: randn([count, ffn, H], H),
-      ...(swiglu ? { w3: randn([count, ffn, H], H) } : {}),
-      w2: randn([count, H, ffn], ffn),
+    // Routed experts under expert parallelism: drawn whole (the same stream on every layout), this rank's block kept.
+    const routed = (shape: number[], fanIn: number) => {
+      const full = randn(shape, fanIn);
+      if ((this.#parallel?.expert?.size ?? 1) === 1) return full;
+      const rows = this.#block(full.toArray() as Float32Array, shape[0]);
+      full.dispose();
+      return Tensor.from(rows, [rows.length / (shape[1] * shape[2]), shape[1], shape[2]], { device });
+    };
+    const expertTensors = (count: number, ffn: number, draw = randn): ExpertTensors => ({
+      w1: draw([count, ffn, H], H),
+      ...(swiglu ? { w3: draw([count, ffn, H], H) } : {}),
+      w2: draw([count, H, ffn], ffn),
     });
     const zerosLike = (t: ExpertTensors): ExpertTensors => ({
       w1: Tensor.zeros([...t.w1.shape], { device }),
@@ -360,7 +464,7 @@ export class MoELayer {
       w2: Tensor.zeros([...t.w2.shape], { device }),
     });
     const routerWeight = randn([E, H], H);
-    const groups = spec.groups.map((g) => expertTensors(g.count, g.ffn));
+    const groups = spec.groups.map((g) => expertTensors(g.count, g.ffn, routed));
     const shared = spec.sharedCount > 0 ? expertTensors(spec.sharedCount, spec.sharedFfn) : undefined;
     const gradGroups = groups.map(zerosLike);
     const gradShared = shared ? zerosLike(shared) : undefined;
@@ -376,10 +480,16 @@ export class MoELayer {
     this.#state['router.load'] = routerLoad;
 
     const handles = (t: ExpertTensors) => ({ w1: t.w1.handle, w3: t.w3?.handle, w2: t.w2.handle });
+    const parallel = this.#parallel && {
+      ...(this.#parallel.expert ? { expert: this.#parallel.expert.handle } : {}),
+      ...(this.#parallel.data ? { data: this.#parallel.data.handle } : {}),
+      ranksPerNode: this.#parallel.ranksPerNode,
+    };
     this.#native = new native.NativeMoELayer(
       spec,
       { routerWeight: routerWeight.handle, routerBias: routerBias.handle, routerLoad: routerLoad.handle, groups: groups.map(handles), shared: shared && handles(shared) },
       { routerWeight: gradRouter.handle, groups: gradGroups.map(handles), shared: gradShared && handles(gradShared) },
+      parallel,
     );
   }
 }

@@ -61,6 +61,10 @@ export interface NativeMoELayer {
   forward(x: NativeTensor, modality: NativeTensor | null, seqLens: number[] | null, training: boolean, checkFinite: boolean): NativeForward;
   backward(dy: NativeTensor): NativeTensor;
   endStep(): void;
+  /** comm: the data-parallel group, or null for the layer's own (native/layer/moe_layer.h). */
+  allReduceGrads(comm: NativeCommunicator | null): void;
+  /** Per destination rank, since construction; null without parallel.expert. */
+  exchangeStats(): { messages: number[]; bytes: number[]; hierarchical: boolean } | null;
 }
 
 type ExpertHandles = { w1: NativeTensor; w3?: NativeTensor; w2: NativeTensor };
@@ -70,6 +74,7 @@ export interface NativeMoELayerClass {
     spec: object,
     params: { routerWeight: NativeTensor; routerBias: NativeTensor; routerLoad: NativeTensor; groups: ExpertHandles[]; shared?: ExpertHandles },
     grads: { routerWeight: NativeTensor; groups: ExpertHandles[]; shared?: ExpertHandles },
+    parallel?: { expert?: NativeCommunicator; data?: NativeCommunicator; ranksPerNode?: number },
   ): NativeMoELayer;
 }
 
@@ -130,6 +135,10 @@ export interface NativeAddon {
   ): { dRows: NativeTensor; dWeights: NativeTensor | null };
   groupedGemm(a: NativeTensor, w: NativeTensor, groupSizes: number[]): NativeTensor;
   groupedGemmBackward(dOut: NativeTensor, a: NativeTensor, w: NativeTensor, groupSizes: number[]): { da: NativeTensor; dw: NativeTensor };
+  /** x f32 [M,K] or [G,N,K] → q (e4m3|e5m2, shape of x), scales f32 [(G,) ceil(rows/blockRows), ceil(K/128)]; blockRows 1 or 128. */
+  quantizeFp8(x: NativeTensor, format: 'e4m3' | 'e5m2', blockRows: number): { q: NativeTensor; scales: NativeTensor };
+  /** aq [M,K], aScales [M, ceil(K/128)], bq [G,N,K], bScales [G, ceil(N/128), ceil(K/128)] → f32 [M,N] (F3, float64 accumulation). */
+  groupedGemmFp8(aq: NativeTensor, aScales: NativeTensor, bq: NativeTensor, bScales: NativeTensor, groupSizes: number[]): NativeTensor;
   loadBalance(probs: NativeTensor, counts: NativeTensor, topK: number, coeff: number, tokens: number): { loss: number; dProbs: NativeTensor };
   zLoss(logits: NativeTensor, coeff: number): { loss: number; dLogits: NativeTensor };
   /** mode: 0 all, 1 perGroup, 2 crossGroup. */

@@ -10,10 +10,12 @@
  *   unpermute    y[rowToken[r]] += weights[r] · rows[r]         rows [n,H] → y [T,H]
  *   groupedGemm  out_g = a_g · w_gᵀ, a [M,K] split into consecutive groups of groupSizes rows,
  *                w [G,N,K] (nn.Linear orientation) → out [M,N]
+ *   quantizeFp8, groupedGemmFp8  FP8 block quantisation and the block-scaled grouped GEMM (F1–F3),
+ *                the CPU reference (forward only, no backward): native/cpu/fp8.h
  */
 import { MoEConfig, RouterConfig, validateConfig } from './config';
 import { DType } from './dtype';
-import { ArgumentError, ShapeError } from './errors';
+import { ArgumentError, DTypeError, ShapeError } from './errors';
 import { native } from './native';
 import { Tensor } from './tensor';
 import { checkDim, checkTensor } from './tensor-checks';
@@ -138,6 +140,85 @@ function groupedGemm(a: Tensor, w: Tensor, groupSizes: number[]): GroupedGemmRes
   };
 }
 
+// ---- FP8 (F1–F3) ---------------------------------------------------------------------------------
+
+/** An FP8 tensor with its block scales: each element ≈ decode(q) · the scale of its block. */
+export interface Fp8Quantized {
+  /** e4m3 or e5m2 codes, in the shape of the quantised tensor. */
+  q: Tensor;
+  /** f32 scales, one per block: [M, ceil(K/128)] for 1×128 blocks, [(G,) ceil(N/128), ceil(K/128)] for 128×128. */
+  scales: Tensor;
+}
+
+export interface QuantizeFp8Options {
+  /** Default 'e4m3'. A block's scale is amax / 448 (e4m3) or amax / 57344 (e5m2), 1 when that is 0. */
+  format?: 'e4m3' | 'e5m2';
+  /** [1,128]: activations, per row along K. [128,128]: weights, per 128×128 tile of each matrix. */
+  block: [1, 128] | [128, 128];
+}
+
+const QUANTIZE_FP8_OPTIONS = ['format', 'block'] as const;
+
+/**
+ * Block quantisation (F2) of x f32 [M,K], or [G,N,K] (each of the G matrices on its own):
+ * scale = amax/fmax per block, q = encode(x / scale) computed in fp32, saturating RNE (F1).
+ * A size that is not a multiple of the block gets a partial last block (native/core/fp8_blocks.h).
+ */
+function quantizeFp8(x: Tensor, opts: QuantizeFp8Options): Fp8Quantized {
+  const xt = checkTensor(x, 'x', 'f32', Tensor.isTensor(x) ? x.shape.length : 2);
+  if (xt.shape.length !== 2 && xt.shape.length !== 3) {
+    throw new ShapeError(`x must have 2 dimensions [M,K] or 3 [G,N,K], got shape [${xt.shape.join(', ')}]`);
+  }
+  const o = checkObject(opts, 'opts');
+  checkKeys(o, 'opts', QUANTIZE_FP8_OPTIONS);
+  const format = o.format ?? 'e4m3';
+  if (format !== 'e4m3' && format !== 'e5m2') throw new ArgumentError(`opts.format must be 'e4m3' or 'e5m2', got ${describe(format)}`);
+  const block = o.block;
+  const blockRows = Array.isArray(block) && block.length === 2 && block[1] === 128 && (block[0] === 1 || block[0] === 128) ? block[0] : 0;
+  if (blockRows === 0) {
+    throw new ArgumentError(`opts.block must be [1, 128] or [128, 128], got ${Array.isArray(block) ? `[${block.join(', ')}]` : describe(block)}`);
+  }
+  const r = native.quantizeFp8(xt.handle, format, blockRows);
+  return { q: Tensor.wrap(r.q), scales: Tensor.wrap(r.scales) };
+}
+
+/** `value` as {q: e4m3|e5m2 tensor, scales: f32 tensor}, both of `rank` dimensions. */
+function checkFp8Quantized(value: unknown, name: string, rank: number): Fp8Quantized {
+  const o = checkObject(value, name);
+  const q = o.q;
+  const fp8 = Tensor.isTensor(q) && (q.dtype === 'e4m3' || q.dtype === 'e5m2');
+  if (Tensor.isTensor(q) && !q.disposed && !fp8) throw new DTypeError(`${name}.q must be an e4m3 or e5m2 tensor, got ${q.dtype}`);
+  return {
+    q: checkTensor(q, `${name}.q`, fp8 ? (q as Tensor).dtype : 'e4m3', rank),
+    scales: checkTensor(o.scales, `${name}.scales`, 'f32', rank),
+  };
+}
+
+/**
+ * The block-scaled grouped GEMM (F3), m-grouped contiguous like groupedGemm: a from
+ * quantizeFp8(x [M,K], {block: [1,128]}), b from quantizeFp8(w [G,N,K], {block: [128,128]});
+ * out_g [rows of g, N] = Σ over K blocks of (a·sa)(b_g·sb)ᵀ, accumulated in float64 on the CPU
+ * (exact per K block for e4m3 operands), rounded to f32 once.
+ */
+function groupedGemmFp8(a: Fp8Quantized, b: Fp8Quantized, groupSizes: number[]): Tensor {
+  const at = checkFp8Quantized(a, 'a', 2);
+  const bt = checkFp8Quantized(b, 'b', 3);
+  const [M, K] = at.q.shape;
+  const [G, N] = bt.q.shape;
+  if (K < 1) throw new ShapeError(`a.q has shape [${at.q.shape.join(', ')}]: K = a.q.shape[1] must be at least 1`);
+  if (G < 1 || N < 1) throw new ShapeError(`b.q has shape [${bt.q.shape.join(', ')}]: G and N must be at least 1`);
+  checkDim(bt.q, 'b.q', 2, K, 'K = a.q.shape[1]');
+  const kBlocks = Math.ceil(K / 128);
+  checkDim(at.scales, 'a.scales', 0, M, 'M = a.q.shape[0]');
+  checkDim(at.scales, 'a.scales', 1, kBlocks, 'ceil(K / 128)');
+  checkDim(bt.scales, 'b.scales', 0, G, 'G = b.q.shape[0]');
+  checkDim(bt.scales, 'b.scales', 1, Math.ceil(N / 128), 'ceil(N / 128)');
+  checkDim(bt.scales, 'b.scales', 2, kBlocks, 'ceil(K / 128)');
+  const sizes = checkSizes(groupSizes, 'groupSizes', G, 0, M, 'M = a.q.shape[0]');
+  if (M * N > MAX_ELEMENTS) throw new ShapeError(`the output [${M}, ${N}] exceeds the largest tensor (2^31-1 elements)`);
+  return Tensor.wrap(native.groupedGemmFp8(at.q.handle, at.scales.handle, bt.q.handle, bt.scales.handle, sizes));
+}
+
 // ---- route -----------------------------------------------------------------------------------------
 
 export interface RouteOptions {
@@ -243,4 +324,4 @@ function route(x: Tensor, weight: Tensor, router: RouterConfig, opts: RouteOptio
   };
 }
 
-export const ops = { route, permute, unpermute, groupedGemm };
+export const ops = { route, permute, unpermute, groupedGemm, quantizeFp8, groupedGemmFp8 };

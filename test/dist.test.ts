@@ -9,7 +9,8 @@
  * the CI variable is unset; in CI (which installs Open MPI) a missing mpirun fails.
  */
 import { spawnSync } from 'child_process';
-import { existsSync } from 'fs';
+import { existsSync, mkdtempSync } from 'fs';
+import { tmpdir } from 'os';
 import * as path from 'path';
 import {
   ArgumentError,
@@ -30,7 +31,10 @@ import { ErrorCase, expectTypedError } from './helpers/expect-error';
 const ROOT = path.join(__dirname, '..');
 const REGISTER = path.join(__dirname, 'children', 'register.js');
 const MPI_ENV = { OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1' };
-const RUN_MS = 60_000;
+/** Limit of one child run (and of its jest test): generous, for a loaded machine. */
+const RUN_MS = 120_000;
+/** Where the loaded addon lives: the test programs and the emulated addon are built next to it. */
+const ADDON_DIR = path.dirname(process.env.MOEKIT_ADDON_PATH ?? path.join(ROOT, 'build', 'Release', 'moekit.node'));
 
 function rawValues(t: Tensor): number[] {
   return Array.from(t.view());
@@ -213,6 +217,60 @@ describe('dist: NCCL is compiled with the CUDA backend but cannot run here (no G
   });
 });
 
+interface FakeNcclReport {
+  backend: string;
+  rank: number;
+  size: number;
+  checks: number;
+  failures: string[];
+  error?: { name: string; message: string };
+  after?: { name: string; message: string };
+}
+
+describe('the NCCL backend on the emulated device, with a one-rank stand-in libnccl (test/comm/fake_nccl.cc)', () => {
+  const emulatedAddon = path.join(ADDON_DIR, 'emulated', 'moekit.node');
+  const fakeDir = path.join(ADDON_DIR, 'fake-nccl');
+  if (!existsSync(emulatedAddon) || !existsSync(path.join(fakeDir, 'libnccl.so.2'))) {
+    (process.env.CI ? test : test.skip)('the emulated addon and fake-nccl/libnccl.so.2 are built (they need the CUDA headers)', () => {
+      throw new Error(`${emulatedAddon} or ${fakeDir}/libnccl.so.2 not found`);
+    });
+    return;
+  }
+  const env = { MOEKIT_ADDON_PATH: emulatedAddon, MOEKIT_NCCL_PATH: fakeDir };
+
+  function run(mode: string, extra: Record<string, string> = {}): FakeNcclReport {
+    const child = runChild<FakeNcclReport>('dist-nccl-fake', { env: { ...env, ...MPI_ENV, ...extra }, args: [mode], timeoutMs: RUN_MS });
+    if (child.status !== 0 || !child.report) throw new Error(`exit ${child.status}\n${tail(child.stderr)}`);
+    return child.report;
+  }
+
+  test('every collective for every dtype: host tensors staged through device buffers and back', () => {
+    const report = run('collectives');
+    expect([report.backend, report.rank, report.size]).toEqual(['nccl', 0, 1]);
+    expect(report.failures).toEqual([]);
+    expect(report.checks).toBeGreaterThan(30);
+  }, RUN_MS);
+
+  (buildInfo().commBackends.includes('mpi') ? test : test.skip)('without opts.id the unique id travels over MPI (one MPI rank)', () => {
+    const report = run('over-mpi');
+    expect([report.backend, report.rank, report.size, report.failures]).toEqual(['nccl', 0, 1, []]);
+  }, RUN_MS);
+
+  test('an asynchronous NCCL error fails the collective with CommError and breaks the communicator', () => {
+    const report = run('failure', { FAKE_NCCL_ASYNC_ERROR: '1' });
+    expect(report.error?.name).toBe('CommError');
+    expect(report.error?.message).toMatch(/allReduce: NCCL reported ncclRemoteError: reported by the one-rank stand-in/);
+    expect(report.after?.name).toBe('CommError');
+    expect(report.after?.message).toMatch(/broken by an earlier failure/);
+  }, RUN_MS);
+
+  test('a libnccl older than 2.10 is refused, naming its version', () => {
+    const old = runChild<EnvReport>('dist-env', { env: { ...env, FAKE_NCCL_VERSION: '20800' } });
+    expect(old.report?.nccl.name).toBe('CommError');
+    expect(old.report?.nccl.message).toMatch(/fake-nccl\/libnccl\.so\.2 reports version code 20800; moekit needs NCCL 2\.10 or newer/);
+  });
+});
+
 // ---- MPI ---------------------------------------------------------------------------------------------
 
 interface MpiRun<R> {
@@ -299,7 +357,7 @@ describe('dist.init({backend: "mpi"}) under mpirun', () => {
     expectAllPassed(mpirun<CollectivesReport>(np, nodeChild('dist-collectives')), np);
   }, RUN_MS);
 
-  const cppProgram = path.join(path.dirname(process.env.MOEKIT_ADDON_PATH ?? path.join(ROOT, 'build', 'Release', 'moekit.node')), 'moekit_comm_test');
+  const cppProgram = path.join(ADDON_DIR, 'moekit_comm_test');
 
   test.each([2, 4])('the C++ communicator on %i ranks: f32, f64, i32, i64 and moved-only types (moekit_comm_test)', (np) => {
     if (!existsSync(cppProgram)) throw new Error(`${cppProgram} is not built (CMake builds it next to the addon when it finds MPI)`);
@@ -330,7 +388,8 @@ describe('dist.init({backend: "mpi"}) under mpirun', () => {
     const timeoutMs = 1500;
     // slack above the deadline: process scheduling on a loaded machine, not the algorithm
     const slackMs = 5000;
-    const run = mpirun<FailureReport>(2, nodeChild('dist-failure', 'stall', String(timeoutMs)));
+    const marker = path.join(mkdtempSync(path.join(tmpdir(), 'moekit-dist-')), 'rank0-failed');
+    const run = mpirun<FailureReport>(2, nodeChild('dist-failure', 'stall', String(timeoutMs), marker));
     if (run.status !== 0 || run.reports.length !== 2) throw new Error(explain(run));
     const [waiting, stalled] = [0, 1].map((rank) => run.reports.find((r) => r.rank === rank) as FailureReport);
     expect(waiting.name).toBe('CommError');

@@ -1,6 +1,8 @@
 /**
  * gemm: grouped GEMM GFLOP/s of the expert matmuls of the reference shapes, against the rate of
  * one large single GEMM measured in the same run (the machine's sgemm "peak" for this library).
+ * Column "fp8 (CPU reference)": ops.groupedGemmFp8 on the same shapes (inputs quantised in 1×128 /
+ * 128×128 blocks outside the timing) — the float64 oracle of native/cpu/fp8.h, not a fast path.
  */
 import { ops, Tensor } from '../../lib';
 import { measure } from '../measure';
@@ -18,6 +20,17 @@ function groupedRate(rows: number[], n: number, k: number, seed: number, runs: n
   return (2 * m * n * k) / (timing.medianMs * 1e6);
 }
 
+function fp8Rate(rows: number[], n: number, k: number, seed: number, runs: number): number {
+  const m = rows.reduce((a, b) => a + b, 0);
+  const x = Tensor.randn([m, k], { seed });
+  const w = Tensor.randn([rows.length, n, k], { seed: seed + 1 });
+  const a = ops.quantizeFp8(x, { block: [1, 128] });
+  const b = ops.quantizeFp8(w, { block: [128, 128] });
+  const timing = measure(() => ops.groupedGemmFp8(a, b, rows).dispose(), { runs });
+  for (const t of [x, w, a.q, a.scales, b.q, b.scales]) t.dispose();
+  return (2 * m * n * k) / (timing.medianMs * 1e6);
+}
+
 export function gemmSuite(quick: boolean): Row[] {
   const runs = quick ? 2 : 5;
   const cases = LAYER_SHAPES.flatMap((shape) => {
@@ -28,14 +41,19 @@ export function gemmSuite(quick: boolean): Row[] {
       { label: `${s.name} down (w2)`, rows, n: s.hidden, k: s.ffn },
     ];
   });
-  const progress = new Progress(cases.length + 1, 'gemm');
+  const progress = new Progress(cases.length + 2, 'gemm');
   const peakSize = quick ? 1024 : 2048;
   const peak = groupedRate([peakSize], peakSize, peakSize, 1, runs);
   progress.tick('single GEMM');
-  const result: Row[] = [{ case: `single GEMM ${peakSize}³`, 'rows/group': peakSize, N: peakSize, K: peakSize, 'GFLOP/s': peak, '% of single': 100 }];
+  const fp8Peak = fp8Rate([peakSize], peakSize, peakSize, 1, runs);
+  progress.tick('single GEMM fp8');
+  const result: Row[] = [
+    { case: `single GEMM ${peakSize}³`, 'rows/group': peakSize, N: peakSize, K: peakSize, 'GFLOP/s': peak, '% of single': 100, 'fp8 (CPU reference)': fp8Peak },
+  ];
   for (const c of cases) {
     const rate = groupedRate(c.rows, c.n, c.k, 7, runs);
-    result.push({ case: c.label, 'rows/group': c.rows[0], N: c.n, K: c.k, 'GFLOP/s': rate, '% of single': (100 * rate) / peak });
+    const fp8 = fp8Rate(c.rows, c.n, c.k, 7, runs);
+    result.push({ case: c.label, 'rows/group': c.rows[0], N: c.n, K: c.k, 'GFLOP/s': rate, '% of single': (100 * rate) / peak, 'fp8 (CPU reference)': fp8 });
     progress.tick(c.label);
   }
   progress.finish();

@@ -74,6 +74,7 @@ Options readOptions(const Napi::Object& opts) {
   return o;
 }
 
+#if MOEKIT_HAVE_MPI
 // A rank's own view of rank/size must match what the backend found; on a mismatch this rank
 // aborts (so the others fail at once, not at their deadline) and throws.
 void checkMatches(comm::Communicator& c, const Options& o, const char* what) {
@@ -87,6 +88,7 @@ void checkMatches(comm::Communicator& c, const Options& o, const char* what) {
   c.abort(mismatch);
   throw Error(ErrorKind::Argument, mismatch);
 }
+#endif
 
 #if !MOEKIT_HAVE_MPI || !MOEKIT_HAVE_CUDA
 [[noreturn]] void notCompiled(const std::string& backend, const std::string& why) {
@@ -96,13 +98,13 @@ void checkMatches(comm::Communicator& c, const Options& o, const char* what) {
 
 #if MOEKIT_HAVE_CUDA
 std::unique_ptr<comm::Communicator> openNccl(const Options& o) {
+  if (o.id && (!o.rank || !o.size)) {
+    throw Error(ErrorKind::Argument, "opts.rank and opts.size: backend 'nccl' with opts.id needs both (every rank passes the "
+                                     "same id and size and its own rank)");
+  }
   comm::requireNccl();
   const int device = o.device ? int(*o.device) : -1;
   if (o.id) {
-    if (!o.rank || !o.size) {
-      throw Error(ErrorKind::Argument, "opts.rank and opts.size: backend 'nccl' with opts.id needs both (every rank passes the "
-                                       "same id and size and its own rank)");
-    }
     return comm::createNcclCommunicator(*o.id, int(*o.rank), int(*o.size), device, o.timeoutMs);
   }
 #if MOEKIT_HAVE_MPI

@@ -7,6 +7,7 @@
 #include "../cuda/cuda_backend.h"
 #endif
 #include "args.h"
+#include "comm.h"
 #include "device_arg.h"
 #include "errors.h"
 #include "router_spec.h"
@@ -59,6 +60,8 @@ Napi::Function NativeMoELayer::define(Napi::Env env) {
                      {InstanceMethod("forward", &NativeMoELayer::forward),
                       InstanceMethod("backward", &NativeMoELayer::backward),
                       InstanceMethod("endStep", &NativeMoELayer::endStep),
+                      InstanceMethod("allReduceGrads", &NativeMoELayer::allReduceGrads),
+                      InstanceMethod("exchangeStats", &NativeMoELayer::exchangeStats),
                       InstanceAccessor("step", &NativeMoELayer::getStep, &NativeMoELayer::setStep)});
 }
 
@@ -82,16 +85,33 @@ void NativeMoELayer::checkAlive() const {
   }
 }
 
-// new NativeMoELayer(spec, params, grads)
-//   spec:   the flat spec of router_spec.h plus {activation, groups[g].ffn, sharedCount, sharedFfn}
-//   params: {routerWeight, routerBias, routerLoad, groups: [{w1, w3?, w2}], shared?: {w1, w3?, w2}}
-//   grads:  {routerWeight, groups: [{w1, w3?, w2}], shared?: {…}}
+// new NativeMoELayer(spec, params, grads, parallel?)
+//   spec:     the flat spec of router_spec.h plus {activation, groups[g].ffn, sharedCount, sharedFfn}
+//   params:   {routerWeight, routerBias, routerLoad, groups: [{w1, w3?, w2}], shared?: {w1, w3?, w2}}
+//   grads:    {routerWeight, groups: [{w1, w3?, w2}], shared?: {…}}
+//   parallel: {expert?, data?: NativeCommunicator, ranksPerNode?} (moe_layer.h); with `expert` of
+//             P ranks, groups[g] hold this rank's block of count/P experts
 NativeMoELayer::NativeMoELayer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeMoELayer>(info) {
   Napi::Env env = info.Env();
   guarded(env, [&]() -> Napi::Value {
-    if (info.Length() != 3 || !info[0].IsObject() || !info[1].IsObject() || !info[2].IsObject()) {
-      throw Error(ErrorKind::Argument, "new NativeMoELayer(spec, params, grads) takes three objects");
+    if (info.Length() < 3 || info.Length() > 4 || !info[0].IsObject() || !info[1].IsObject() || !info[2].IsObject()) {
+      throw Error(ErrorKind::Argument, "new NativeMoELayer(spec, params, grads, parallel?) takes three objects and an optional fourth");
     }
+    ParallelGroups parallel;
+    if (info.Length() == 4 && !info[3].IsUndefined() && !info[3].IsNull()) {
+      if (!info[3].IsObject()) throw Error(ErrorKind::Argument, "parallel must be an object, got " + describe(info[3]));
+      const Napi::Object p = info[3].As<Napi::Object>();
+      if (!p.Get("expert").IsUndefined()) {
+        parallel.expert = &NativeCommunicator::unwrap(p.Get("expert"), "parallel.expert");
+        expertComm_ = Napi::Persistent(p.Get("expert").As<Napi::Object>());
+      }
+      if (!p.Get("data").IsUndefined()) {
+        parallel.data = &NativeCommunicator::unwrap(p.Get("data"), "parallel.data");
+        dataComm_ = Napi::Persistent(p.Get("data").As<Napi::Object>());
+      }
+      if (!p.Get("ranksPerNode").IsUndefined()) parallel.ranksPerNode = readIntField(p, "ranksPerNode", 0, 1 << 20, "parallel");
+    }
+    const int ranks = parallel.expert ? parallel.expert->size() : 1;
     const Napi::Object specObj = info[0].As<Napi::Object>();
     const Napi::Object params = info[1].As<Napi::Object>(), grads = info[2].As<Napi::Object>();
     LayerSpec spec;
@@ -139,9 +159,14 @@ NativeMoELayer::NativeMoELayer(const Napi::CallbackInfo& info) : Napi::ObjectWra
     }
     for (uint32_t g = 0; g < groupSpecs.Length(); ++g) {
       const std::string where = "groups[" + std::to_string(g) + "]";
+      const int count = spec.router.groupSizes[g];
+      if (count % ranks != 0) {
+        throw Error(ErrorKind::Config, "experts[" + std::to_string(g) + "].count: expected a multiple of the expert-parallel size " +
+                                           std::to_string(ranks) + " (parallel.expert), got " + std::to_string(count));
+      }
       buffers.groups.push_back(expertGroup(objectField(paramGroups.As<Napi::Object>(), std::to_string(g).c_str(), "params"),
                                            objectField(gradGroups.As<Napi::Object>(), std::to_string(g).c_str(), "grads"),
-                                           "experts." + where, spec.router.groupSizes[g], spec.groupFfn[g]));
+                                           "experts." + where, count / ranks, spec.groupFfn[g]));
     }
     if (spec.sharedCount > 0) {
       buffers.shared = expertGroup(objectField(params, "shared", "params"), objectField(grads, "shared", "grads"), "shared",
@@ -153,7 +178,7 @@ NativeMoELayer::NativeMoELayer(const Napi::CallbackInfo& info) : Napi::ObjectWra
     readDevice(specObj.Get("device"), "spec.device");  // throws for a cuda device
     const Backend& backend = cpu::cpuBackend();
 #endif
-    layer_ = std::make_unique<MoELayer>(backend, std::move(spec), std::move(buffers));
+    layer_ = std::make_unique<MoELayer>(backend, std::move(spec), std::move(buffers), parallel);
     return env.Undefined();
   });
 }
@@ -254,6 +279,35 @@ Napi::Value NativeMoELayer::endStep(const Napi::CallbackInfo& info) {
     checkAlive();
     layer_->endStep();
     return env.Undefined();
+  });
+}
+
+// allReduceGrads(comm | null): MoELayer::allReduceGrads, comm standing for parallel.data.
+Napi::Value NativeMoELayer::allReduceGrads(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (info.Length() != 1) throw Error(ErrorKind::Argument, "allReduceGrads(comm) takes 1 argument (a communicator or null)");
+    checkAlive();
+    comm::Communicator* data = nullptr;
+    if (!info[0].IsNull() && !info[0].IsUndefined()) data = &NativeCommunicator::unwrap(info[0], "comm");
+    layer_->allReduceGrads(data);
+    return env.Undefined();
+  });
+}
+
+// exchangeStats() → {messages, bytes, hierarchical}: what this rank's expert exchange sent to each
+// rank since construction (row_exchange.h), or null for a layer without parallel.expert.
+Napi::Value NativeMoELayer::exchangeStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    checkAlive();
+    const ExpertParallel* parallel = layer_->expertParallel();
+    if (!parallel) return env.Null();
+    Napi::Object stats = Napi::Object::New(env);
+    stats.Set("messages", numberArray(env, parallel->exchange().messages()));
+    stats.Set("bytes", numberArray(env, parallel->exchange().bytes()));
+    stats.Set("hierarchical", parallel->exchange().hierarchical());
+    return stats;
   });
 }
 

@@ -1,6 +1,6 @@
 // NativeMoELayer: the layer of native/layer/moe_layer.h for JavaScript (lib/layer.ts wraps it).
 // It holds its parameter, state and gradient tensors' storage alive and refuses to run when any
-// of them was disposed.
+// of them was disposed; a parallel layer also holds its communicators' JavaScript objects.
 #pragma once
 
 #include <napi.h>
@@ -23,6 +23,8 @@ class NativeMoELayer : public Napi::ObjectWrap<NativeMoELayer> {
   Napi::Value forward(const Napi::CallbackInfo& info);
   Napi::Value backward(const Napi::CallbackInfo& info);
   Napi::Value endStep(const Napi::CallbackInfo& info);
+  Napi::Value allReduceGrads(const Napi::CallbackInfo& info);
+  Napi::Value exchangeStats(const Napi::CallbackInfo& info);
   Napi::Value getStep(const Napi::CallbackInfo& info);
   void setStep(const Napi::CallbackInfo& info, const Napi::Value& value);
 
@@ -32,6 +34,7 @@ class NativeMoELayer : public Napi::ObjectWrap<NativeMoELayer> {
 
   std::unique_ptr<MoELayer> layer_;
   std::vector<std::pair<std::string, std::shared_ptr<cpu::Storage>>> held_;
+  Napi::ObjectReference expertComm_, dataComm_;  // parallel.expert / parallel.data, kept alive
   int hidden_ = 0, experts_ = 0;
 };
 

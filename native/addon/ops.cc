@@ -12,6 +12,7 @@
 #include "../core/shape.h"
 #include "../cpu/adamw.h"
 #include "../cpu/dispatch.h"
+#include "../cpu/fp8.h"
 #include "../cpu/grouped_gemm.h"
 #include "../cpu/losses.h"
 #include "../cpu/router.h"
@@ -306,6 +307,89 @@ Napi::Value groupedGemmBackward(const Napi::CallbackInfo& info) {
   });
 }
 
+// ---- FP8 (F1–F3; cpu/fp8.h) --------------------------------------------------------------------
+
+Fp8Format readFp8Format(const Napi::Value& value, const char* name) {
+  const std::string text = value.IsString() ? value.As<Napi::String>().Utf8Value() : "";
+  if (text == "e4m3") return Fp8Format::E4M3;
+  if (text == "e5m2") return Fp8Format::E5M2;
+  fail(ErrorKind::Argument, std::string(name) + " must be 'e4m3' or 'e5m2', got " +
+                                (value.IsString() ? "\"" + text + "\"" : describe(value)));
+}
+
+DType fp8DType(Fp8Format format) { return format == Fp8Format::E4M3 ? DType::E4M3 : DType::E5M2; }
+
+// `value` as a live e4m3 or e5m2 tensor with `rank` dimensions; its format goes to *format.
+const NativeTensor& fp8TensorArg(const Napi::Value& value, const char* name, size_t rank, Fp8Format* format) {
+  const NativeTensor& t = NativeTensor::unwrap(value, name);
+  t.data(name);
+  if (t.dtype() != DType::E4M3 && t.dtype() != DType::E5M2)
+    fail(ErrorKind::DType, std::string(name) + " must be an e4m3 or e5m2 tensor, got " + dtypeName(t.dtype()));
+  *format = t.dtype() == DType::E4M3 ? Fp8Format::E4M3 : Fp8Format::E5M2;
+  return tensorArg(value, name, t.dtype(), rank);
+}
+
+// quantizeFp8(x f32 [M,K] | [G,N,K], format 'e4m3' | 'e5m2', blockRows 1 | 128)
+//   → {q e4m3|e5m2 (the shape of x), scales f32 [(G,) ceil(rows/blockRows), ceil(K/128)]}:
+//   blockRows × 128 blocks of each matrix, a partial last block where a size is not a multiple.
+Napi::Value quantizeFp8(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    expectArgs(info, 3, "quantizeFp8(x, format, blockRows)");
+    const size_t rank = NativeTensor::unwrap(info[0], "x").shape().size();
+    const NativeTensor& x = tensorArg(info[0], "x", DType::F32, rank);
+    if (rank != 2 && rank != 3)
+      fail(ErrorKind::Shape, "x must have 2 dimensions [M,K] or 3 [G,N,K], got shape " + shapeString(x.shape()));
+    const Fp8Format format = readFp8Format(info[1], "format");
+    const int blockRows = readInt(info[2], "blockRows", 1, kFp8Block);
+    if (blockRows != 1 && blockRows != kFp8Block)
+      fail(ErrorKind::Argument, "blockRows must be 1 or 128, got " + describe(info[2]));
+    const int64_t matrices = rank == 3 ? x.shape()[0] : 1, rows = x.shape()[rank - 2], cols = x.shape()[rank - 1];
+    std::vector<int64_t> scaleShape{fp8BlockCount(rows, blockRows), fp8BlockCount(cols)};
+    if (rank == 3) scaleShape.insert(scaleShape.begin(), matrices);
+    Fresh q = fresh(env, fp8DType(format), x.shape());
+    Fresh scales = fresh(env, DType::F32, scaleShape);
+    cpu::quantizeFp8Blocks(f32(x, "x"), matrices, rows, cols, blockRows, format, static_cast<uint8_t*>(q.data),
+                           static_cast<float*>(scales.data));
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("q", q.handle);
+    out.Set("scales", scales.handle);
+    return out;
+  });
+}
+
+// groupedGemmFp8(a.q e4m3|e5m2 [M,K], a.scales f32 [M, ceil(K/128)], b.q e4m3|e5m2 [G,N,K],
+//   b.scales f32 [G, ceil(N/128), ceil(K/128)], groupSizes: G integers ≥ 0 summing to M)
+//   → out f32 [M,N] = Σ over K blocks of (a·sa)(b_g·sb)ᵀ per group (F3).
+Napi::Value groupedGemmFp8(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    expectArgs(info, 5, "groupedGemmFp8(aq, aScales, bq, bScales, groupSizes)");
+    Fp8Format aFormat, bFormat;
+    const NativeTensor& aq = fp8TensorArg(info[0], "a.q", 2, &aFormat);
+    const NativeTensor& bq = fp8TensorArg(info[2], "b.q", 3, &bFormat);
+    const int64_t m = aq.shape()[0], k = aq.shape()[1], groups = bq.shape()[0], n = bq.shape()[1];
+    if (k < 1) fail(ErrorKind::Shape, "a.q has shape " + shapeString(aq.shape()) + ": K = a.q.shape[1] must be at least 1");
+    if (groups < 1 || n < 1)
+      fail(ErrorKind::Shape, "b.q has shape " + shapeString(bq.shape()) + ": G and N must be at least 1");
+    expectDim(bq, "b.q", 2, k, "K = a.q.shape[1]");
+    const NativeTensor& aScales = tensorArg(info[1], "a.scales", DType::F32, 2);
+    expectDim(aScales, "a.scales", 0, m, "M = a.q.shape[0]");
+    expectDim(aScales, "a.scales", 1, fp8BlockCount(k), "ceil(K / 128)");
+    const NativeTensor& bScales = tensorArg(info[3], "b.scales", DType::F32, 3);
+    expectDim(bScales, "b.scales", 0, groups, "G = b.q.shape[0]");
+    expectDim(bScales, "b.scales", 1, fp8BlockCount(n), "ceil(N / 128)");
+    expectDim(bScales, "b.scales", 2, fp8BlockCount(k), "ceil(K / 128)");
+    const std::vector<int32_t> groupSizes = readSizes(info[4], "groupSizes", groups, 0, m, "M = a.q.shape[0]");
+    if (m * n > kMaxElements) fail(ErrorKind::Shape, "the output [" + str(m) + ", " + str(n) + "] exceeds the largest tensor");
+    Fresh out = fresh(env, DType::F32, {m, n});
+    cpu::groupedGemmFp8Reference(static_cast<const uint8_t*>(aq.data("a.q")), aFormat, f32(aScales, "a.scales"),
+                                 static_cast<const uint8_t*>(bq.data("b.q")), bFormat, f32(bScales, "b.scales"),
+                                 groupSizes.data(), int(groups), m, int(n), int(k), static_cast<float*>(out.data));
+    return out.handle;
+  });
+}
+
 // ---- losses (L1, L4, L5) -----------------------------------------------------------------------
 
 // loadBalance(probs f32 [T,E], counts i32 [E], topK, coeff, tokens) → {loss, dProbs f32 [T,E]}.
@@ -525,6 +609,8 @@ void registerOps(Napi::Env env, Napi::Object exports) {
       {"unpermuteBackward", unpermuteBackward},
       {"groupedGemm", groupedGemm},
       {"groupedGemmBackward", groupedGemmBackward},
+      {"quantizeFp8", quantizeFp8},
+      {"groupedGemmFp8", groupedGemmFp8},
       {"loadBalance", loadBalance},
       {"zLoss", zLoss},
       {"routerOrthogonality", routerOrthogonality},

@@ -77,6 +77,7 @@ RouterSpec readRouterSpec(const Napi::Object& obj) {
   spec.policy = RouterSpec::Policy(readIntField(r, "policy", 0, 2, where));
   spec.balanceCoeff = readField(r, "balanceCoeff", where);
   spec.scope = RouterSpec::Scope(readIntField(r, "scope", 0, 2, where));
+  if (!r.Get("balanceMicroFraction").IsUndefined()) spec.balanceMicroFraction = readField(r, "balanceMicroFraction", where);
   spec.zCoeff = readField(r, "zCoeff", where);
   spec.orthCoeff = readField(r, "orthCoeff", where);
   spec.orthMode = OrthMode(readIntField(r, "orthMode", 0, 2, where));

@@ -11,7 +11,8 @@ namespace moekit::addon {
 // obj: { hidden, groups: [{count, modality}], router: {type, topK, score, normalize, scale,
 //        limitGroups, limitTopGroups, useBias, biasUpdateRate, temperature, minAffinity,
 //        loadPenalty, loadDecay, capacityFactor, policy, balanceCoeff, scope, zCoeff, orthCoeff,
-//        orthMode, seed} } — enums as their integer codes in declaration order.
+//        orthMode, seed, balanceMicroFraction?} } — enums as their integer codes in declaration
+//        order; balanceMicroFraction may be left out (0).
 RouterSpec readRouterSpec(const Napi::Object& obj);
 
 // Small typed readers of object fields; errors name `where.key`.

@@ -4,8 +4,8 @@
 // Memory: device (or managed) pointers are used as they are; host pointers are staged through
 // device buffers the communicator keeps (copied in before the collective, out after it).
 //
-// Waiting: a collective is enqueued on the stream, then the stream is polled (cudaStreamQuery)
-// together with ncclCommGetAsyncError against the deadline. A failure or a timeout calls
+// Waiting: a collective is enqueued on the stream, then ncclCommGetAsyncError and the stream
+// (cudaStreamQuery) are polled against the deadline. A failure or a timeout calls
 // ncclCommAbort, which ends the kernels still waiting on this rank. NCCL has no side channel for
 // abort notices: the peers fail when NCCL reports the remote failure or at their own deadline.
 #include <cstring>
@@ -178,18 +178,19 @@ class NcclCommunicator final : public Communicator {
     const Deadline deadline(timeoutMs());
     Backoff backoff;
     for (;;) {
-      const cudaError_t state = cudaStreamQuery(stream_);
-      if (state == cudaSuccess) return;
-      if (state != cudaErrorNotReady) {
-        abortComm();
-        cuda::checkCuda(state, std::string(op) + ": the NCCL stream");
-      }
+      // NCCL's verdict first: a collective whose peer failed may never complete.
       nccl::Result async = nccl::Success;
       const nccl::Result queried = lib_.commGetAsyncError(comm_, &async);
       if (queried != nccl::Success || (async != nccl::Success && async != nccl::InProgress)) {
         abortComm();
         throw Error(ErrorKind::Comm, std::string(op) + ": NCCL reported " +
                                          nccl::describe(lib_, queried != nccl::Success ? queried : async));
+      }
+      const cudaError_t state = cudaStreamQuery(stream_);
+      if (state == cudaSuccess) return;
+      if (state != cudaErrorNotReady) {
+        abortComm();
+        cuda::checkCuda(state, std::string(op) + ": the NCCL stream");
       }
       if (deadline.expired()) {
         abortComm();

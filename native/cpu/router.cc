@@ -195,7 +195,8 @@ void Router::selectExpertChoice(int T) {
 // L1 micro / L2 global / L3 sequence: the value into out.balance, its gradient (through s̃, then
 // s) into dLogitsAux_. Balance groups are the expert groups when tokens carry a modality (tokens
 // S_g = those the group accepts, combined with weight |S_g|/n), else all experts. Global scope
-// reads the window, which already holds this forward.
+// reads the window, which already holds this forward, and adds L1 micro at microFraction of the
+// coefficient. Everything is weighted by this rank's token share (CountWindow::tokenShare).
 void Router::computeBalance(const std::vector<int>& seqLens, Routing& out) {
   const int T = T_, k = k_;
   const bool sigmoid = scoreFn() == ScoreFn::Sigmoid;
@@ -243,13 +244,17 @@ void Router::computeBalance(const std::vector<int>& seqLens, Routing& out) {
     }
     return value;
   };
+  const double share = window_.tokenShare();
   switch (spec_.scope) {
-    case RouterSpec::Scope::Micro: out.balance = balanceOver(0, T, 1.0, false); break;
-    case RouterSpec::Scope::Global: out.balance = balanceOver(0, T, 1.0, true); break;
+    case RouterSpec::Scope::Micro: out.balance = balanceOver(0, T, share, false); break;
+    case RouterSpec::Scope::Global:
+      out.balance = balanceOver(0, T, share, true);
+      if (spec_.balanceMicroFraction > 0) out.balance += balanceOver(0, T, share * spec_.balanceMicroFraction, false);
+      break;
     case RouterSpec::Scope::Sequence:
       out.balance = 0;
       for (int i = 0, t0 = 0; i < int(seqLens.size()); t0 += seqLens[i], ++i)
-        out.balance += balanceOver(t0, t0 + seqLens[i], 1.0 / double(seqLens.size()), false);
+        out.balance += balanceOver(t0, t0 + seqLens[i], share / double(seqLens.size()), false);
       break;
   }
   // s̃ → s, then s → logits (R3 backward).
@@ -362,10 +367,9 @@ void Router::forward(const float* x, int T, const int32_t* modality,
 
   // ---- window (L2, B1): this forward's counts and token totals, summed over data parallelism.
   // An evaluation forward sees the window with its batch included but leaves it as it was.
-  CountWindow::Saved saved = window_.add(out.counts, T, allowed_, reducer_,
-                                         sp.scope == RouterSpec::Scope::Global || sp.useBias);
+  CountWindow::Saved saved = window_.add(out.counts, T, allowed_, reducer_);
 
-  // ---- losses; their gradients are kept for backward.
+  // ---- losses (this rank's token share of each); their gradients are kept for backward.
   dLogitsAux_.assign(size_t(T) * E_, 0.0);
   dWeightOrth_.clear();
   if (sp.balanceCoeff != 0 && !expertChoice && T > 0) computeBalance(seqLens, out);
@@ -374,14 +378,14 @@ void Router::forward(const float* x, int T, const int32_t* modality,
     for (int t = 0; t < T; ++t)
       for (int e = 0; e < E_; ++e)
         if (!routing::isAllowed(allowedRow(t), e)) masked[size_t(t) * E_ + e] = -INFINITY;
-    out.z = zLoss(masked.data(), T, E_, sp.zCoeff, grad.data());
+    out.z = zLoss(masked.data(), T, E_, sp.zCoeff * window_.tokenShare(), grad.data());
     for (size_t i = 0; i < grad.size(); ++i) dLogitsAux_[i] += grad[i];
   }
   if (sp.orthCoeff != 0) {
     const std::vector<double> w(w_.begin(), w_.end());
     dWeightOrth_.assign(size_t(E_) * H_, 0.0);
     out.orthogonality = routerOrthogonality(w.data(), E_, H_, sp.groupSizes.data(), G_,
-                                            sp.orthMode, sp.orthCoeff, dWeightOrth_.data());
+                                            sp.orthMode, sp.orthCoeff * window_.tokenShare(), dWeightOrth_.data());
   }
   out.aux = out.balance + out.z + out.orthogonality;
   fillStats(out);

@@ -42,7 +42,8 @@ class Router : public RouterStage {
   void endStep(float* bias) override;
 
   // Optional: sums a count vector over the data-parallel group in place (L2, B1). Called once per
-  // forward with [E counts, total tokens, tokens per group] before it enters the window.
+  // forward with [E counts, total tokens, tokens per group, 1] before it enters the window; the
+  // losses are then this rank's token share (stages.h).
   void setCountReducer(std::function<void(int64_t* values, size_t n)> reducer) override {
     reducer_ = std::move(reducer);
   }

@@ -178,9 +178,11 @@ void Router::selectExpertChoice(Routing& out) {
   out.accepted = out.counts;
 }
 
-// L1–L5 values; their gradients stay on the device (dLogitsAux_, dWeightOrth_) for backward.
+// L1–L5 values (this rank's token share of each, CountWindow::tokenShare; global balance with its
+// micro-batch term); their gradients stay on the device (dLogitsAux_, dWeightOrth_) for backward.
 void Router::computeLosses(const std::vector<int>& seqLens, Routing& out) {
   const int T = T_, E = E_;
+  const double share = window_.tokenShare();
   double* dLogits = dLogitsAux_.reserve(size_t(T) * E + 1, "aux-loss logit gradients");
   checkCuda(cudaMemsetAsync(dLogits, 0, size_t(T) * E * sizeof(double), stream_),
             "cuda::Router: cudaMemsetAsync of the aux-loss logit gradients");
@@ -191,19 +193,24 @@ void Router::computeLosses(const std::vector<int>& seqLens, Routing& out) {
     b.E = E;
     b.k = k_;
     b.sigmoid = scoreFn() == routing::ScoreFn::Sigmoid;
-    b.coeff = spec_.balanceCoeff;
+    b.coeff = spec_.balanceCoeff * share;
     b.scope = spec_.scope;
     b.groupStart = byGroup ? layout_.groupStart : std::vector<int>{0, E};
     b.seqLens = seqLens;
     b.windowCounts = window_.counts();
     b.windowGroupTokens = byGroup ? window_.groupTokens() : std::vector<int64_t>{window_.tokens()};
     out.balance = balanceLoss(b, s_.get(), allowedDevice(), selIdx_.get(), dLogits, stream_);
+    if (spec_.scope == RouterSpec::Scope::Global && spec_.balanceMicroFraction > 0) {
+      b.coeff = spec_.balanceCoeff * spec_.balanceMicroFraction * share;
+      b.scope = RouterSpec::Scope::Micro;
+      out.balance += balanceLoss(b, s_.get(), allowedDevice(), selIdx_.get(), dLogits, stream_);
+    }
   }
   if (spec_.zCoeff != 0 && T > 0)
-    out.z = zLoss(T, E, spec_.zCoeff, logits_.get(), allowedDevice(), dLogits, stream_);
+    out.z = zLoss(T, E, spec_.zCoeff * share, logits_.get(), allowedDevice(), dLogits, stream_);
   haveOrthogonality_ = spec_.orthCoeff != 0;
   if (haveOrthogonality_)
-    out.orthogonality = orthogonalityLoss(E, H_, spec_.groupSizes, spec_.orthMode, spec_.orthCoeff,
+    out.orthogonality = orthogonalityLoss(E, H_, spec_.groupSizes, spec_.orthMode, spec_.orthCoeff * share,
                                           w_.get(), dWeightOrth_.reserve(size_t(E) * H_, "orthogonality gradient"),
                                           stream_);
   out.aux = out.balance + out.z + out.orthogonality;
@@ -257,8 +264,7 @@ void Router::forward(const float* x, int T, const int32_t* modality, const std::
   }
 
   // ---- window (L2, B1); an evaluation forward restores it below.
-  CountWindow::Saved saved = window_.add(out.counts, T, allowed_, reducer_,
-                                         spec_.scope == RouterSpec::Scope::Global || spec_.useBias);
+  CountWindow::Saved saved = window_.add(out.counts, T, allowed_, reducer_);
   computeLosses(seqLens, out);
   computeStats(out);
   if (!training) {

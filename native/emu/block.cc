@@ -24,6 +24,13 @@ namespace {
 
 enum class State : uint8_t { Ready, Running, AtBarrier, AtWarpOp, Exited };
 
+struct AsyncCopy {
+  void* dst;
+  const void* src;
+  unsigned copyBytes, srcBytes;
+  uint64_t group;
+};
+
 struct Thread {
   State state = State::Ready;
   FiberSp sp = nullptr;
@@ -39,6 +46,10 @@ struct Thread {
   int width = 32;
   uint64_t value = 0;
   WarpResult result{0, 0};
+  // cp.async copies not yet landed, in issue order; group = the commit count when issued, so the
+  // open (uncommitted) copies have group == asyncCommits.
+  std::vector<AsyncCopy> asyncCopies;
+  uint64_t asyncCommits = 0;
 };
 
 // splitmix64: a small, good generator; one per block, seeded from (seed, launch, block).
@@ -93,6 +104,12 @@ std::string hex(unsigned v) {
   return buf;
 }
 
+std::string hex(const void* p) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%p", p);
+  return buf;
+}
+
 // "0-15,32,40-47" for a sorted list of indices.
 std::string ranges(const std::vector<int>& ids) {
   std::string out;
@@ -134,6 +151,9 @@ class BlockRunner {
   WarpResult warpCollective(WarpOp op, unsigned mask, uint64_t value, int arg, int width, const Site& site);
   unsigned activeMask() const;
   void yield();
+  void asyncCopyIssue(void* dst, const void* src, unsigned copyBytes, unsigned srcBytes, const Site& site);
+  void asyncCopyCommit() { ++threads_[size_t(current_)].asyncCommits; }
+  void asyncCopyWait(int pendingGroups, const Site& site);
   void* dynamicShared() { return smem_; }
   const LaunchSpec* spec() const { return spec_; }
   bool inKernel() const { return current_ >= 0; }
@@ -273,6 +293,7 @@ void BlockRunner::fail(const std::string& message) {
 void BlockRunner::exitCurrent() {
   Thread& me = threads_[size_t(current_)];
   me.state = State::Exited;
+  me.asyncCopies.clear();  // cp.async copies it never waited for never land
   --live_;
   const int lane = current_ & 31;
   const int base = current_ - lane;
@@ -470,6 +491,36 @@ void BlockRunner::yield() {
   park();
 }
 
+void BlockRunner::asyncCopyIssue(void* dst, const void* src, unsigned copyBytes, unsigned srcBytes,
+                                 const Site& site) {
+  const auto misaligned = [copyBytes](const void* p) { return reinterpret_cast<uintptr_t>(p) % copyBytes != 0; };
+  if ((copyBytes != 4 && copyBytes != 8 && copyBytes != 16) || srcBytes > copyBytes) {
+    fail("cp.async at " + where(site) + ": copies 4, 8 or 16 bytes reading at most that many, got " +
+         std::to_string(copyBytes) + " reading " + std::to_string(srcBytes));
+  }
+  if (misaligned(dst) || (srcBytes > 0 && misaligned(src))) {
+    fail("cp.async at " + where(site) + " (thread " + std::to_string(current_) + "): destination " + hex(dst) +
+         " and source " + hex(src) + " must be aligned to the " + std::to_string(copyBytes) + "-byte copy");
+  }
+  Thread& me = threads_[size_t(current_)];
+  std::memset(dst, 0xff, copyBytes);
+  me.asyncCopies.push_back(AsyncCopy{dst, src, copyBytes, srcBytes, me.asyncCommits});
+}
+
+void BlockRunner::asyncCopyWait(int pendingGroups, const Site& site) {
+  if (pendingGroups < 0) fail("cp.async.wait_group at " + where(site) + ": negative group count");
+  Thread& me = threads_[size_t(current_)];
+  size_t landed = 0;
+  for (; landed < me.asyncCopies.size(); ++landed) {
+    const AsyncCopy& c = me.asyncCopies[landed];
+    if (c.group + uint64_t(pendingGroups) >= me.asyncCommits) break;
+    unsigned char* dst = static_cast<unsigned char*>(c.dst);
+    if (c.srcBytes > 0) std::memcpy(dst, c.src, c.srcBytes);
+    std::memset(dst + c.srcBytes, 0, c.copyBytes - c.srcBytes);
+  }
+  me.asyncCopies.erase(me.asyncCopies.begin(), me.asyncCopies.begin() + std::ptrdiff_t(landed));
+}
+
 // Where every lane of the warp at `base` is: "lanes 0-15 at __shfl_sync ... ; lanes 16-31 at ...".
 std::string BlockRunner::describeWarp(int base) const {
   std::vector<bool> done(32, false);
@@ -553,6 +604,16 @@ unsigned activeMask() { return runner("__activemask", Site{}).activeMask(); }
 void yieldThread() { runner("__nanosleep", Site{}).yield(); }
 
 void* dynamicSharedBase() { return runner("moekit::dynamicShared", Site{}).dynamicShared(); }
+
+void asyncCopyIssue(void* dst, const void* src, unsigned copyBytes, unsigned srcBytes, const Site& site) {
+  runner("cp.async", site).asyncCopyIssue(dst, src, copyBytes, srcBytes, site);
+}
+
+void asyncCopyCommit(const Site& site) { runner("cp.async.commit_group", site).asyncCopyCommit(); }
+
+void asyncCopyWait(int pendingGroups, const Site& site) {
+  runner("cp.async.wait_group", site).asyncCopyWait(pendingGroups, site);
+}
 
 void misuse(const char* what, const Site& site) {
   std::fprintf(stderr, "moekit emulator: %s called outside a kernel launched by moekit::launch, at %s:%d (in %s)\n",

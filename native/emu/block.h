@@ -7,10 +7,14 @@
 // every synchronisation point is random too. A missing __syncthreads therefore lets some thread
 // read shared memory before its producer ran, for most seeds.
 //
+// cp.async: each thread keeps its pending copies; the destination is poisoned (0xFF bytes) at
+// issue and written when a wait_group completes the copy's group (runtime.h).
+//
 // Detection, each ending the block with a KernelFault message:
 // - a warp collective whose mask names a lane that has exited or does not exist (partial warp), or
 //   omits the calling lane, or a lane exiting while named in a pending collective's mask;
 // - a width that is not a power of two in [1, 32];
+// - a cp.async whose addresses are not aligned to its size;
 // - __syncthreads reached at two different source lines in one barrier phase;
 // - no thread runnable while some have not exited: the lanes a collective waits for are at another
 //   collective (divergent _sync call) or at __syncthreads (deadlock). The message lists where each

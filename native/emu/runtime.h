@@ -73,6 +73,17 @@ enum class BarrierOp : uint8_t { Sync, Count, And, Or };
 // __syncthreads and its counting forms; exited threads count as arrived.
 int syncThreads(BarrierOp op, int predicate, const Site& site);
 
+// cp.async, per thread (cuda/tensor_core.h's cpAsync16*, cpAsyncCommit, cpAsyncWait). Issue fills
+// dst[0, copyBytes) with 0xFF bytes at once and records the copy in the thread's open group; it
+// lands — srcBytes read from src, the rest of copyBytes zero-filled — only when a wait completes
+// its group, so a read before the wait sees the poison. Commit closes the open group (it may be
+// empty); wait(n) completes every group except the n most recently committed (open copies stay
+// pending). Copies still pending when the thread exits are dropped. Addresses must be aligned to
+// copyBytes (4, 8 or 16) and srcBytes ≤ copyBytes, else KernelFault.
+void asyncCopyIssue(void* dst, const void* src, unsigned copyBytes, unsigned srcBytes, const Site& site);
+void asyncCopyCommit(const Site& site);
+void asyncCopyWait(int pendingGroups, const Site& site);
+
 // Lanes of the calling thread's warp that have not exited.
 unsigned activeMask();
 

@@ -34,15 +34,31 @@ int firstNonFiniteExpert(ExpertStage& stage, const float* x, int t, int H, const
 
 }  // namespace
 
-MoELayer::MoELayer(const Backend& backend, LayerSpec spec, LayerBuffers buffers)
-    : spec_(std::move(spec)), buffers_(std::move(buffers)) {
+MoELayer::MoELayer(const Backend& backend, LayerSpec spec, LayerBuffers buffers, ParallelGroups parallel)
+    : spec_(std::move(spec)), buffers_(std::move(buffers)), parallel_(parallel) {
   if (spec_.groupFfn.size() != spec_.router.groupSizes.size() || buffers_.groups.size() != spec_.groupFfn.size()) {
     throw Error(ErrorKind::Config, "experts: every group needs its ffnHidden and its weights");
   }
+  if (parallel_.expert && parallel_.expert == parallel_.data)
+    throw Error(ErrorKind::Config, "parallel.data: expected a group orthogonal to parallel.expert, got the same communicator "
+                                   "(with experts sharded over every rank, pass parallel.expert alone)");
   router_ = backend.makeRouter(spec_.router);
-  experts_ = backend.makeExperts(spec_.router.hidden, spec_.activation, buffers_.groups);
+  const int H = spec_.router.hidden, G = int(spec_.groupFfn.size());
+  for (comm::Communicator* group : {parallel_.expert, parallel_.data})
+    if (group) group->checkAgreement("new MoELayer: hidden", H, comm::ElemType::F32, "expert count", experts());
+  std::unique_ptr<ExpertStage> routed = backend.makeExperts(H, spec_.activation, buffers_.groups);
+  if (parallel_.expert) {
+    parallel_.expert->checkAgreement("new MoELayer: expert groups", G, comm::ElemType::I32, "parallel.ranksPerNode",
+                                     parallel_.ranksPerNode);
+    auto wrapped = std::make_unique<ExpertParallel>(*parallel_.expert, parallel_.ranksPerNode, H, spec_.activation,
+                                                    spec_.router.groupSizes, spec_.groupFfn, std::move(routed));
+    expertParallel_ = wrapped.get();
+    routed = std::move(wrapped);
+  }
+  experts_ = std::move(routed);
+  router_->setCountReducer(countReducer(parallel_));
   if (spec_.sharedCount > 0) {
-    shared_ = backend.makeExperts(spec_.router.hidden, spec_.activation, {buffers_.shared});
+    shared_ = backend.makeExperts(H, spec_.activation, {buffers_.shared});
   }
 }
 
@@ -108,7 +124,9 @@ void MoELayer::forward(const float* x, int T, const int32_t* modality, const std
     std::vector<int32_t> candidates;
     for (size_t a = 0; a < assignments_; ++a)
       if (r.assignToken[a] == badAfterExperts) candidates.push_back(r.assignExpert[a]);
-    out.nonFinite = {Stage::Expert, badAfterExperts, firstNonFiniteExpert(*experts_, x, badAfterExperts, H, candidates)};
+    out.nonFinite = {Stage::Expert, badAfterExperts,
+                     expertParallel_ ? expertParallel_->firstNonFiniteExpert(badAfterExperts)
+                                     : firstNonFiniteExpert(*experts_, x, badAfterExperts, H, candidates)};
   } else if (checkFinite && shared_ && out.nonFinite.stage == Stage::None) {
     const int t = firstNonFiniteRow(y, T, H);
     if (t >= 0) {
@@ -131,5 +149,28 @@ void MoELayer::backward(const float* dy, float* dx) {
 }
 
 void MoELayer::endStep() { router_->endStep(buffers_.routerBias); }
+
+void MoELayer::allReduceGrads(comm::Communicator* data) {
+  comm::Communicator* dataGroup = data ? data : parallel_.data;
+  if (!dataGroup && !parallel_.expert)
+    throw Error(ErrorKind::Argument, "allReduceGrads: comm: expected a communicator (the layer has no parallel.data or parallel.expert)");
+  if (dataGroup && dataGroup == parallel_.expert)
+    throw Error(ErrorKind::Argument, "allReduceGrads: comm: expected the data-parallel group, got the layer's parallel.expert");
+  const int64_t H = spec_.router.hidden;
+  std::vector<GradBuffer> replicated, blocks;
+  auto add = [&](std::vector<GradBuffer>& to, const ExpertGroup& g) {
+    const int64_t n = int64_t(g.count) * g.ffn * H;
+    for (float* grad : {g.g1, spec_.activation == Activation::Swiglu ? g.g3 : nullptr, g.g2})
+      if (grad) to.push_back({grad, n});
+  };
+  if (buffers_.routerWeightGrad) replicated.push_back({buffers_.routerWeightGrad, int64_t(experts()) * H});
+  if (spec_.sharedCount > 0) add(replicated, buffers_.shared);
+  for (const ExpertGroup& g : buffers_.groups) add(parallel_.expert ? blocks : replicated, g);
+  if (parallel_.expert) allReduceBucket(*parallel_.expert, replicated);
+  if (dataGroup) {
+    replicated.insert(replicated.end(), blocks.begin(), blocks.end());
+    allReduceBucket(*dataGroup, replicated);
+  }
+}
 
 }  // namespace moekit

@@ -7,11 +7,18 @@
 // backward runs the same stages in reverse: experts give dx and ∂/∂weight of each assignment,
 // the router turns those (plus its aux losses) into dx and the router-weight gradient.
 // The layer borrows its parameter and gradient buffers (the addon owns them).
+//
+// Parallel (parallel_groups.h): with an expert group the routed-expert stage is ExpertParallel
+// around the backend's stage over this rank's expert blocks (LayerBuffers.groups then hold the
+// blocks, Eg/P experts each); with any group the router sums its window counts over the token
+// group and reports this rank's token share of the losses.
 #pragma once
 
 #include <memory>
 #include <vector>
 
+#include "expert_parallel.h"
+#include "parallel_groups.h"
 #include "stages.h"
 
 namespace moekit {
@@ -28,7 +35,7 @@ struct LayerBuffers {              // parameters, state and gradient accumulator
   float* routerBias = nullptr;          // [E] state (R4, B1)
   float* routerLoad = nullptr;          // [E] state (R10)
   float* routerWeightGrad = nullptr;    // [E,H]
-  std::vector<ExpertGroup> groups;      // per expert group
+  std::vector<ExpertGroup> groups;      // per expert group (this rank's block when expert-parallel)
   ExpertGroup shared;                   // count 0 when there are no shared experts
 };
 
@@ -53,7 +60,10 @@ struct LayerForward {
 
 class MoELayer {
  public:
-  MoELayer(const Backend& backend, LayerSpec spec, LayerBuffers buffers);
+  // With parallel groups the constructor is a collective of each group: the ranks check that
+  // they agree on hidden, the expert count, the groups and ranksPerNode (Error(Shape/Argument) on
+  // every rank otherwise). parallel.expert and parallel.data must differ (Error(Config)).
+  MoELayer(const Backend& backend, LayerSpec spec, LayerBuffers buffers, ParallelGroups parallel = {});
 
   // x [T,H]; y [T,H] is overwritten. modality [T] or null; seqLens for the sequence scope.
   // checkFinite: fills out.nonFinite; a forward that found one allows no backward.
@@ -63,18 +73,25 @@ class MoELayer {
   void backward(const float* dy, float* dx);
   // B1 bias update with the window counts; closes the L2 window.
   void endStep();
+  // DESIGN §2 allReduceGrads: sums the gradients of the replicated parameters (router, shared
+  // experts) over the expert group and the data group, and the expert blocks' over the data group;
+  // `data` (when not null) stands for parallel.data. Error(Argument) when there is no group.
+  void allReduceGrads(comm::Communicator* data);
 
   const LayerSpec& spec() const { return spec_; }
   int experts() const;
   uint64_t step() const { return router_->step(); }
   int tokens() const { return T_; }  // T of the last forward
   RouterStage& router() { return *router_; }
+  const ExpertParallel* expertParallel() const { return expertParallel_; }  // null unless expert-parallel
 
  private:
   LayerSpec spec_;
   LayerBuffers buffers_;
   std::unique_ptr<RouterStage> router_;
   std::unique_ptr<ExpertStage> experts_, shared_;
+  ParallelGroups parallel_;
+  ExpertParallel* expertParallel_ = nullptr;  // experts_, when expert-parallel
   int T_ = 0;
   bool haveForward_ = false;
   std::vector<int32_t> sharedToken_, sharedExpert_;

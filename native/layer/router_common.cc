@@ -68,6 +68,11 @@ RouterLayout checkRouterSpec(RouterSpec& s) {
   if (!finite(s.balanceCoeff) || !finite(s.zCoeff) || !finite(s.orthCoeff))
     fail(ErrorKind::Config, "losses: expected finite coefficients");
   if (!finite(s.biasUpdateRate)) fail(ErrorKind::Config, "router.biasUpdateRate: expected a finite number");
+  if (!(s.balanceMicroFraction >= 0) || !finite(s.balanceMicroFraction))
+    fail(ErrorKind::Config, "losses.balance.microFraction: expected a non-negative number");
+  if (s.balanceMicroFraction > 0 && s.scope != RouterSpec::Scope::Global)
+    fail(ErrorKind::Config, "losses.balance.microFraction: mixes a micro-batch term into the 'global' scope; "
+                            "expected 0 with another scope");
   return l;
 }
 
@@ -125,10 +130,10 @@ CountWindow::CountWindow(const RouterLayout& layout)
 
 CountWindow::Saved CountWindow::add(const std::vector<int32_t>& counts, int T,
                                     const std::vector<uint8_t>& allowed,
-                                    const std::function<void(int64_t*, size_t)>& reducer, bool reduce) {
+                                    const std::function<void(int64_t*, size_t)>& reducer) {
   Saved saved{counts_, groupTokens_, tokens_};
   const int E = layout_.E, G = layout_.G;
-  std::vector<int64_t> update(size_t(E) + 1 + G, 0);
+  std::vector<int64_t> update(size_t(E) + 2 + G, 0);
   std::copy(counts.begin(), counts.end(), update.begin());
   update[E] = T;
   for (int g = 0; g < G; ++g) {
@@ -137,7 +142,9 @@ CountWindow::Saved CountWindow::add(const std::vector<int32_t>& counts, int T,
     for (int t = 0; t < T; ++t) accepted += allowed.empty() || allowed[size_t(t) * E + e0];
     update[E + 1 + g] = accepted;
   }
-  if (reducer && reduce) reducer(update.data(), update.size());
+  update[E + 1 + G] = 1;  // ranks
+  if (reducer) reducer(update.data(), update.size());
+  share_ = update[E] > 0 ? double(T) / double(update[E]) : 1.0 / double(update[E + 1 + G]);
   for (int e = 0; e < E; ++e) counts_[e] += update[e];
   tokens_ += update[E];
   for (int g = 0; g < G; ++g) groupTokens_[g] += update[E + 1 + g];

@@ -39,25 +39,31 @@ class CountWindow {
   explicit CountWindow(const RouterLayout& layout);
 
   // Adds one forward: counts [E] (R6 selections), T tokens, and per expert group the tokens it
-  // accepts (allowed empty = all). The reducer, when set and `reduce`, sums [E counts, T, G group
-  // tokens] over the group first. Returns the window as it was before, for restore().
+  // accepts (allowed empty = all). The reducer, when set, sums [E counts, T, G group tokens, 1]
+  // over the data-parallel group first (every forward: the last entry counts the ranks). Returns
+  // the window as it was before, for restore().
   struct Saved {
     std::vector<int64_t> counts, groupTokens;
     int64_t tokens = 0;
   };
   Saved add(const std::vector<int32_t>& counts, int T, const std::vector<uint8_t>& allowed,
-            const std::function<void(int64_t*, size_t)>& reducer, bool reduce);
+            const std::function<void(int64_t*, size_t)>& reducer);
   void restore(Saved saved);
   void reset();
 
   const std::vector<int64_t>& counts() const { return counts_; }            // [E]
   const std::vector<int64_t>& groupTokens() const { return groupTokens_; }  // [G]
   int64_t tokens() const { return tokens_; }
+  // This rank's share of the last add's tokens over the group: T / (Σ_ranks T), or 1/ranks when
+  // no rank had a token; 1 without a reducer. The router scales its loss values and gradients by
+  // it, so the ranks' objectives sum to the objective of the whole batch (DESIGN L2).
+  double tokenShare() const { return share_; }
 
  private:
   RouterLayout layout_;
   std::vector<int64_t> counts_, groupTokens_;
   int64_t tokens_ = 0;
+  double share_ = 1.0;
 };
 
 }  // namespace moekit

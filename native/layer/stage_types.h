@@ -44,6 +44,7 @@ struct RouterSpec {  // flat, validated again by Router's constructor
   enum class Policy { Position, Score, Reroute } policy = Policy::Position;
   double balanceCoeff = 0;  // 0 = no balance loss (never for expert-choice, R9)
   enum class Scope { Micro, Sequence, Global } scope = Scope::Micro;
+  double balanceMicroFraction = 0;  // Global scope: adds L1 micro at balanceCoeff·this (0 = off)
   double zCoeff = 0;
   double orthCoeff = 0;
   using Orth = OrthMode;  // All, PerGroup, CrossGroup

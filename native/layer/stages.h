@@ -26,7 +26,9 @@ class RouterStage {
   virtual void backward(const float* dAssignWeight, float* dx, float* dWeight) = 0;
   // B1 with the window counts, then closes the window (L2).
   virtual void endStep(float* bias) = 0;
-  // Sums [E counts, tokens, tokens per group] over the data-parallel group (L2, B1).
+  // Sums [E counts, tokens, tokens per group, ranks] over the data-parallel group at every forward
+  // (L2, B1). With it, the loss values and their gradients are this rank's share: scaled by its
+  // tokens over the group's (CountWindow::tokenShare).
   virtual void setCountReducer(std::function<void(int64_t* values, size_t n)> reducer) = 0;
   virtual uint64_t step() const = 0;
   // Restores the step (R10's noise counter) from a state dict.

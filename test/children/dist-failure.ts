@@ -3,15 +3,28 @@
  * argv[2] is the failure mode; every rank runs allReduce steps with timeoutMs = argv[3]:
  *   throw  rank 1 throws (uncaught) at step 3, so its process exits with code 1: the others'
  *          step-3 allReduce must fail with CommError naming rank 1 (the exit hook's abort notice).
- *   stall  rank 1 sleeps for timeoutMs + 2500 ms before step 3: the others time out; rank 1's own
- *          step 3 then fails at once (their notices).
+ *   stall  rank 1 stops before step 3 until rank 0 has failed (rank 0 creates the file argv[4]
+ *          once it caught its error; at most 30 s): the others time out; rank 1's own step 3
+ *          then fails at once (their notices).
  * Each rank that catches the failure prints "DIST-REPORT {rank, step, name, message, ms, after}"
  * with `ms` the duration of the failing call and `after` the error of one more call.
  */
+import { existsSync, writeFileSync } from 'fs';
 import { Tensor, dist } from '../../lib';
 
 const mode = process.argv[2];
 const timeoutMs = Number(process.argv[3]);
+const marker = process.argv[4];
+
+function sleep(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+// The ranks start at different times (a loaded machine can spread them by seconds): a first
+// communicator with a generous deadline lines them up, so the short one below is only tested on
+// the failure it is meant for.
+const startup = dist.init({ backend: 'mpi', timeoutMs: 120_000 });
+startup.barrier();
+startup.close();
 const comm = dist.init({ backend: 'mpi', timeoutMs });
 const x = Tensor.from(new Float32Array(64).fill(comm.rank + 1), [64]);
 
@@ -27,7 +40,7 @@ function describeError(call: () => unknown): { name: string; message: string } {
 for (let step = 0; step < 6; step++) {
   if (step === 3 && comm.rank === 1) {
     if (mode === 'throw') throw new Error('rank 1 fails mid-step');
-    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, timeoutMs + 2500);
+    for (let waited = 0; !existsSync(marker) && waited < 30_000; waited += 50) sleep(50);
   }
   const started = performance.now();
   try {
@@ -35,6 +48,7 @@ for (let step = 0; step < 6; step++) {
   } catch (error) {
     const ms = performance.now() - started;
     const after = describeError(() => comm.barrier());
+    if (mode === 'stall' && comm.rank === 0) writeFileSync(marker, 'failed');
     const report = { rank: comm.rank, step, name: (error as Error).name, message: (error as Error).message, ms, after };
     process.stdout.write(`DIST-REPORT ${JSON.stringify(report)}\n`);
     process.exit(0);
