@@ -24,7 +24,7 @@ export { MoELayer } from './layer';
 export type { ForwardOptions, LayerOptions, MoEOutput, ExpertStats } from './layer';
 export type { MoEConfig, ExpertGroupConfig, RouterConfig } from './config';
 export { ops } from './ops';
-export type { PermuteResult, UnpermuteResult, GroupedGemmResult, RouteOptions, RouteResult } from './ops';
+export type { PermuteResult, UnpermuteResult, GroupedGemmResult, RouteOptions, RouteResult, Fp8Quantized, QuantizeFp8Options } from './ops';
 export { losses } from './losses';
 export type { LoadBalanceOptions, OrthogonalityOptions, OrthogonalityMode } from './losses';
 export { AdamW } from './optim';

@@ -11,7 +11,7 @@
 import { spawnSync } from 'child_process';
 import { existsSync } from 'fs';
 import * as path from 'path';
-import { ArgumentError, Communicator, MoEConfig, MoEConfigError, MoELayer, Tensor, buildInfo, dist } from '../lib';
+import { ArgumentError, Communicator, DisposedError, MoEConfig, MoEConfigError, MoELayer, Tensor, buildInfo, dist } from '../lib';
 import { native } from '../lib/native';
 import { ErrorCase, expectTypedError } from './helpers/expect-error';
 import { relativeError } from './helpers/golden';
@@ -109,18 +109,18 @@ describe('parallel layer on one rank (local communicators)', () => {
   closed.close();
   const plain = new MoELayer(config);
   const cases: ErrorCase[] = [
-    ['parallel.expert not a communicator', () => new MoELayer({ ...config, parallel: { expert: {} as Communicator } }), MoEConfigError, /config\.parallel\.expert must be a Communicator from dist\.init\(\), got object/],
+    ['parallel.expert not a communicator', () => new MoELayer({ ...config, parallel: { expert: {} as Communicator } }), MoEConfigError, /config\.parallel\.expert must be a Communicator from dist\.init\(\), got Object/],
     ['parallel.data closed', () => new MoELayer({ ...config, parallel: { data: closed } }), MoEConfigError, /config\.parallel\.data is a closed communicator/],
     ['data and expert the same communicator', () => new MoELayer({ ...config, parallel: { expert: local, data: local } }), MoEConfigError, /config\.parallel\.data must be a group orthogonal to config\.parallel\.expert/],
     ['ranksPerNode without expert', () => new MoELayer({ ...config, parallel: { data: local, ranksPerNode: 1 } }), MoEConfigError, /config\.parallel\.ranksPerNode needs config\.parallel\.expert/],
     ['ranksPerNode above the group size', () => new MoELayer({ ...config, parallel: { expert: local, ranksPerNode: 2 } }), MoEConfigError, /config\.parallel\.ranksPerNode must be an integer in \[1, 1\], got number 2/],
-    ['unknown parallel field', () => new MoELayer({ ...config, parallel: { experts: local } as never }), MoEConfigError, /config\.parallel\.experts is not a MoEConfig field \(did you mean expert\?\)/],
+    ['misspelt parallel field', () => new MoELayer({ ...config, parallel: { Expert: local } as never }), MoEConfigError, /config\.parallel\.Expert is not a MoEConfig field \(did you mean expert\?\)/],
     ['microFraction above 1', () => new MoELayer({ ...config, losses: { balance: { coeff: 0.1, scope: 'global', microFraction: 2 } } }), MoEConfigError, /config\.losses\.balance\.microFraction must be a number in \[0, 1\], got number 2/],
     ['microFraction with scope micro', () => new MoELayer({ ...config, losses: { balance: { coeff: 0.1, microFraction: 0.01 } } }), MoEConfigError, /config\.losses\.balance\.microFraction must be 0 with scope 'micro'/],
     ['allReduceGrads without a group', () => plain.allReduceGrads(), ArgumentError, /allReduceGrads: pass the data-parallel communicator/],
     ['allReduceGrads of a non-communicator', () => plain.allReduceGrads('world' as never), ArgumentError, /comm must be a Communicator from dist\.init\(\), got string/],
     ['allReduceGrads over the expert group', () => new MoELayer({ ...config, parallel: { expert: local } }).allReduceGrads(local), ArgumentError, /comm is the layer's parallel\.expert/],
-    ['allReduceGrads over a closed communicator', () => plain.allReduceGrads(closed), Error, /the communicator was closed/],
+    ['allReduceGrads over a closed communicator', () => plain.allReduceGrads(closed), DisposedError, /the communicator was closed/],
   ];
   test.each(cases)('%s', (_name, call, errorClass, message) => expectTypedError(call, errorClass, message));
 
