@@ -21,8 +21,8 @@ export {
 export type { NumericsStage, NumericsDetails } from './errors';
 export { liveBytes } from './memory';
 export { MoELayer } from './layer';
-export type { ForwardOptions, LayerOptions, MoEOutput, ExpertStats } from './layer';
-export type { MoEConfig, ExpertGroupConfig, RouterConfig } from './config';
+export type { ForwardOptions, LayerOptions, MoEOutput, ExpertStats, ExpertRange, ExchangeStats } from './layer';
+export type { MoEConfig, ExpertGroupConfig, RouterConfig, ParallelConfig, ParallelSetup } from './config';
 export { ops } from './ops';
 export type { PermuteResult, UnpermuteResult, GroupedGemmResult, RouteOptions, RouteResult, Fp8Quantized, QuantizeFp8Options } from './ops';
 export { losses } from './losses';

@@ -74,14 +74,18 @@ describe('parallel layer on one rank (local communicators)', () => {
   });
 
   test('allReduceGrads over one rank leaves the gradients as they are; the layer keeps its communicators out of config', () => {
-    const layer = new MoELayer({ ...config, parallel: { data: local } });
-    const before = step(layer).grads;
-    layer.allReduceGrads();
-    layer.allReduceGrads(local);
-    for (const [name, g] of Object.entries(layer.grads())) expect(values(g)).toEqual(before[name]);
-    expect('parallel' in layer.config).toBe(false);
-    expect(JSON.parse(JSON.stringify(layer.config))).toEqual(layer.config);
-    expect(layer.parallel?.data).toBe(local);
+    const other = dist.init({ backend: 'local' });
+    for (const parallel of [{ data: local }, { expert: local, data: other }]) {
+      const layer = new MoELayer({ ...config, parallel });
+      const before = step(layer).grads;
+      layer.allReduceGrads();
+      if (!('expert' in parallel)) layer.allReduceGrads(local);
+      for (const [name, g] of Object.entries(layer.grads())) expect(values(g)).toEqual(before[name]);
+      expect('parallel' in layer.config).toBe(false);
+      expect(JSON.parse(JSON.stringify(layer.config))).toEqual(layer.config);
+      expect(layer.parallel?.data).toBe(parallel.data);
+    }
+    other.close();
   });
 
   test('losses.balance.microFraction adds the micro-batch balance at coeff·microFraction: value and gradients', () => {

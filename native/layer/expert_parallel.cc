@@ -56,10 +56,6 @@ ExpertParallel::ExpertParallel(comm::Communicator& comm, int ranksPerNode, int h
   E_ = groupStart_.back();
 }
 
-int ExpertParallel::blockStart(int group) const {
-  return groupStart_[size_t(group)] + comm_.rank() * (groupSizes_[size_t(group)] / comm_.size());
-}
-
 int ExpertParallel::owner(int expert) const {
   const int g = groupOf_[size_t(expert)];
   return (expert - groupStart_[size_t(g)]) / (groupSizes_[size_t(g)] / comm_.size());

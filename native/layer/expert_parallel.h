@@ -51,8 +51,6 @@ class ExpertParallel final : public ExpertStage {
   // weight·E_e(x_t) holds a NaN or an Inf, or −1.
   int firstNonFiniteExpert(int token) const;
 
-  // First global expert of this rank's block of group g.
-  int blockStart(int group) const;
   const RowExchange& exchange() const { return exchange_; }
 
  private:

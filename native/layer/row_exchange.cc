@@ -1,6 +1,5 @@
 #include "row_exchange.h"
 
-#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -10,8 +9,8 @@ namespace moekit {
 
 namespace {
 
-// Words in front of each row while dispatch() plans: destination, origin rank, origin row.
-constexpr int kHeader = 3;
+// Words in front of each row while dispatch() plans: its destination rank.
+constexpr int kHeader = 1;
 
 std::string str(int64_t v) { return std::to_string(v); }
 
@@ -106,8 +105,6 @@ void RowExchange::dispatch(const int32_t* dest, int n, const uint32_t* rows, int
   for (int i = 0; i < n; ++i) {
     uint32_t* row = &current[size_t(i) * stride];
     row[0] = uint32_t(dest[i]);
-    row[1] = uint32_t(self);
-    row[2] = uint32_t(i);
     std::memcpy(row + kHeader, rows + size_t(i) * width, size_t(width) * sizeof(uint32_t));
   }
   int64_t count = n;
@@ -134,45 +131,31 @@ void RowExchange::dispatch(const int32_t* dest, int n, const uint32_t* rows, int
     if (int32_t(current[size_t(i) * stride]) != self)
       throw Error(ErrorKind::Comm, "RowExchange.dispatch: received a row bound for rank " +
                                        str(int32_t(current[size_t(i) * stride])) + " (the ranks disagree on the plan)");
-  canonical_.resize(size_t(count));
-  for (int64_t i = 0; i < count; ++i) canonical_[size_t(i)] = int32_t(i);
-  auto key = [&](int32_t i) {
-    const uint32_t* row = &current[size_t(i) * stride];
-    return std::make_pair(row[1], row[2]);
-  };
-  std::sort(canonical_.begin(), canonical_.end(), [&](int32_t a, int32_t b) { return key(a) < key(b); });
   received_ = int(count);
   out.resize(size_t(count) * width);
-  for (int64_t c = 0; c < count; ++c)
-    std::memcpy(&out[size_t(c) * width], &current[size_t(canonical_[size_t(c)]) * stride + kHeader],
-                size_t(width) * sizeof(uint32_t));
+  for (int64_t i = 0; i < count; ++i)
+    std::memcpy(&out[size_t(i) * width], &current[size_t(i) * stride + kHeader], size_t(width) * sizeof(uint32_t));
 }
 
 void RowExchange::forward(const uint32_t* rows, int width, std::vector<uint32_t>& out) {
   checkWidth(width, "forward");
-  std::vector<uint32_t>& current = buffer_;
-  current.assign(rows, rows + size_t(rows_) * width);
+  out.assign(rows, rows + size_t(rows_) * width);
   for (const Hop& h : plan_) {
-    gatherRows(current, h.order, width, staging_);
-    allToAll(staging_, h.send, current, h.recv, width);
+    gatherRows(out, h.order, width, staging_);
+    allToAll(staging_, h.send, out, h.recv, width);
   }
-  gatherRows(current, canonical_, width, out);
 }
 
 void RowExchange::reverse(const uint32_t* rows, int width, std::vector<uint32_t>& out) {
   checkWidth(width, "reverse");
-  std::vector<uint32_t>& current = buffer_;
-  current.resize(size_t(received_) * width);
-  for (int c = 0; c < received_; ++c)
-    std::memcpy(&current[size_t(canonical_[size_t(c)]) * width], rows + size_t(c) * width, size_t(width) * sizeof(uint32_t));
+  out.assign(rows, rows + size_t(received_) * width);
   for (auto h = plan_.rbegin(); h != plan_.rend(); ++h) {
     // What arrived from each rank goes back to it; it lands in send order, which order[] undoes.
-    allToAll(current, h->recv, staging_, h->send, width);
-    current.resize(h->order.size() * size_t(width));
+    allToAll(out, h->recv, staging_, h->send, width);
+    out.resize(h->order.size() * size_t(width));
     for (size_t i = 0; i < h->order.size(); ++i)
-      std::memcpy(&current[size_t(h->order[i]) * width], &staging_[i * width], size_t(width) * sizeof(uint32_t));
+      std::memcpy(&out[size_t(h->order[i]) * width], &staging_[i * width], size_t(width) * sizeof(uint32_t));
   }
-  out.assign(current.begin(), current.end());
 }
 
 }  // namespace moekit

@@ -11,9 +11,12 @@
 //                 other nodes.
 //
 // Each hop first sends its row counts to the hop's peers (flat: every rank; hierarchical: the
-// node's ranks, then the rail's), then the rows. dispatch() plans the routes (rows carry their
-// destination, origin rank and origin row through the hops) and delivers the rows ordered by
-// origin rank, then origin row — the same order in both modes, so what the destination computes
+// node's ranks, then the rail's), then the rows, grouped by target rank in rank order and in their
+// own order within a group; what a rank receives is grouped by source rank in rank order.
+// dispatch() plans the routes (rows carry their destination through the hops) and delivers the
+// rows ordered by origin rank, then origin row, in both modes: flat, directly; hierarchical,
+// because the second hop's sources (one per node, nodes in rank order) each pass on their node's
+// rows in the order they received them (by origin rank, then row). So what a destination computes
 // does not depend on the mode. forward() and reverse() move other rows along the same plan
 // without counts or headers.
 //
@@ -66,8 +69,7 @@ class RowExchange {
   comm::Communicator& comm_;
   int nodeRanks_ = 0;
   std::vector<Hop> plan_;
-  std::vector<int32_t> canonical_;  // delivered row c is the last hop's received row canonical_[c]
-  int rows_ = 0, received_ = 0;     // n of the last dispatch, and what it delivered
+  int rows_ = 0, received_ = 0;  // n of the last dispatch, and what it delivered
   std::vector<int64_t> messages_, bytes_;
   std::vector<uint32_t> buffer_, staging_;
 };

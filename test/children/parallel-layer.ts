@@ -1,7 +1,7 @@
 /**
  * The parallel MoE layer under MPI, run by test/parallel-layer.test.ts as
  * `mpirun -np N node -r register.js parallel-layer.ts <mode> [device]`. Each rank holds the
- * rank-th of N equal, consecutive slices of every batch and builds, besides the parallel layer, a
+ * rank-th of N consecutive slices of every batch and builds, besides the parallel layer, a
  * single-process reference layer from the same config and seed, which it runs itself on what the
  * mode says; every rank then compares what it can see and prints one line
  * "PARALLEL-REPORT {rank, size, checks, failures, worst, extra}".
@@ -9,7 +9,8 @@
  * Modes:
  *   equivalence   expert parallelism + global balance (window counts all-reduced, bias B1), z and
  *                 orthogonality, dropless, softmax and sigmoid routers, two micro-batches per
- *                 window, two expert groups and a shared expert: y and dx (this rank's slice),
+ *                 window (slices of 4 + 2r tokens, then 8 with rank 0 empty: unequal token
+ *                 shares), two expert groups and a shared expert: y and dx (this rank's slice),
  *                 losses (Σ over ranks of the rank shares), counts (Σ over ranks), grads after
  *                 allReduceGrads, router.bias after endStep and one more step, against one
  *                 process running each whole batch.
@@ -76,11 +77,13 @@ function onDevice(t: Tensor): Tensor {
   return device === 'cpu' ? t : t.to(device);
 }
 
-/** A whole batch (the same on every rank) and this rank's slice of it. */
-function batch(seed: number, rowsPerRank = ROWS): { whole: Tensor; mine: Tensor } {
-  const whole = uniformTensor([rowsPerRank * size, H], seed);
-  const mine = Tensor.from(Float32Array.from(rowsOf(whole, rank * rowsPerRank, rowsPerRank)), [rowsPerRank, H]);
-  return { whole: onDevice(whole), mine: onDevice(mine) };
+/** A whole batch (the same on every rank) of rows[r] tokens per rank r, and this rank's slice of it. */
+function batch(seed: number, rows: number[] = new Array<number>(size).fill(ROWS)): { whole: Tensor; mine: Tensor; start: number; count: number } {
+  const whole = uniformTensor([rows.reduce((a, b) => a + b, 0), H], seed);
+  const start = rows.slice(0, rank).reduce((a, b) => a + b, 0);
+  const count = rows[rank];
+  const mine = Tensor.from(Float32Array.from(rowsOf(whole, start, count)), [count, H]);
+  return { whole: onDevice(whole), mine: onDevice(mine), start, count };
 }
 
 /** Σ over ranks of a few numbers (f32 allReduce: ~6e-8 relative, far below TOL). */
@@ -135,19 +138,22 @@ function equivalence(score: 'softmax' | 'sigmoid'): void {
     { group: 'b', start: 8 + (rank * 4) / size, end: 8 + ((rank + 1) * 4) / size },
   ]), `${tag} expertRange ${JSON.stringify(range)}`);
 
+  // Slices of different sizes (so the token shares differ), and in one micro-batch rank 0 holds none.
+  const rows = [Array.from({ length: size }, (_, r) => 4 + 2 * r), Array.from({ length: size }, (_, r) => (r === 0 ? 0 : 8))];
   for (let step = 0; step < 2; step++) {
     for (let micro = 0; micro < 2; micro++) {
       const where = `${tag} step ${step} micro-batch ${micro}`;
-      const x = batch(100 + 10 * step + micro);
-      const dy = batch(200 + 10 * step + micro);
+      const x = batch(100 + 10 * step + micro, rows[micro]);
+      const dy = batch(200 + 10 * step + micro, rows[micro]);
       const want = ref.forward(x.whole);
       const got = par.forward(x.mine);
-      close(values(got.y), rowsOf(want.y, rank * ROWS, ROWS), `${where} y`);
-      same(values(got.routing.indices), rowsOf(want.routing.indices, rank * ROWS, ROWS), `${where} indices`);
+      check(got.y.device === device && want.y.device === device, `${where} y on ${got.y.device} and ${want.y.device}, not ${device}`);
+      close(values(got.y), rowsOf(want.y, x.start, x.count), `${where} y`);
+      same(values(got.routing.indices), rowsOf(want.routing.indices, x.start, x.count), `${where} indices`);
       same(sumOverRanks(Array.from(got.stats.counts)), Array.from(want.stats.counts), `${where} counts (Σ ranks)`);
       const summed = sumOverRanks(lossesOf(got));
       lossesOf(want).forEach((v, i) => close([summed[i]], [v], `${where} loss ${['balance', 'z', 'orthogonality', 'aux'][i]} (Σ ranks)`));
-      close(values(par.backward(dy.mine).dx), rowsOf(ref.backward(dy.whole).dx, rank * ROWS, ROWS), `${where} dx`);
+      close(values(par.backward(dy.mine).dx), rowsOf(ref.backward(dy.whole).dx, x.start, x.count), `${where} dx`);
     }
     par.allReduceGrads();
     compareGrads(par, ref, `${tag} step ${step}`);
@@ -184,8 +190,8 @@ function capacity(policy: 'position' | 'score'): void {
   });
   const ref = new MoELayer(config(shareOfCoeff));
   const par = new MoELayer({ ...config(1), parallel: { expert: comm } });
-  const x = batch(400, 10);
-  const dy = batch(401, 10);
+  const x = batch(400, new Array<number>(size).fill(10));
+  const dy = batch(401, new Array<number>(size).fill(10));
   const got = par.forward(x.mine);
   const { dx } = par.backward(dy.mine);
   let dropped = 0;
