@@ -34,6 +34,7 @@
 #include "cuda_check.h"
 #include "emu/launch.h"
 #include "stream_buffer.h"
+#include "padded_groups.h"
 #include "tensor_core.h"
 
 #if defined(__CUDACC__)
@@ -63,14 +64,7 @@ static_assert(kTileM * kChunksPerRow % kThreads == 0, "every thread copies the s
 
 enum class Epilogue { Store, Swiglu, Combine };
 
-// One output tile: rows [row0, row0 + rows) of the padded layout (rows ≤ 64 real rows), columns
-// [col0, col0 + 64) of group `group`.
-struct Tile {
-  int64_t row0;
-  int group;
-  int rows;
-  int col0;
-};
+using Tile = PaddedTile;
 
 struct Outputs {
   float* out = nullptr;  // Store: out; Swiglu: h; Combine: y
@@ -206,14 +200,6 @@ __global__ void __launch_bounds__(kThreads)
   throw Error(kind, std::string(api) + ": " + message);
 }
 
-// The operands cp.async reads in 16-byte chunks.
-void checkPointer(const char* api, const char* name, const void* p) {
-  if (!p) fail(ErrorKind::Argument, api, std::string(name) + ": expected a 16-byte aligned device pointer, got null");
-  if (reinterpret_cast<uintptr_t>(p) % 16 != 0) {
-    fail(ErrorKind::Argument, api, std::string(name) + ": expected a 16-byte aligned device pointer, got one at " +
-                                       std::to_string(reinterpret_cast<uintptr_t>(p) % 16) + " bytes past a 16-byte boundary");
-  }
-}
 
 // The checks shared by every epilogue; returns Mpad. ld / ldName: out's (or y's) row stride.
 int64_t checkGroups(const char* api, const uint16_t* a, int lda, const std::vector<Bf16GemmGroup>& groups,
@@ -233,26 +219,16 @@ int64_t checkGroups(const char* api, const uint16_t* a, int lda, const std::vect
                                       std::to_string(G.n));
     }
     if (G.rows == 0) continue;
-    checkPointer(api, (name + ".w").c_str(), G.w);
-    if (needW3) checkPointer(api, (name + ".w3").c_str(), G.w3);
+    checkChunkPointer(api, name + ".w", G.w);
+    if (needW3) checkChunkPointer(api, name + ".w3", G.w3);
   }
   const int64_t mPad = bf16GemmRowStarts(groups).back();
-  if (mPad > 0) checkPointer(api, "a", a);
+  if (mPad > 0) checkChunkPointer(api, "a", a);
   return mPad;
 }
 
 std::vector<Tile> listTiles(const std::vector<Bf16GemmGroup>& groups, const char* api) {
-  const std::vector<int64_t> start = bf16GemmRowStarts(groups);
-  std::vector<Tile> tiles;
-  for (size_t g = 0; g < groups.size(); ++g) {
-    for (int r = 0; r < groups[g].rows; r += kTileM) {
-      for (int c = 0; c < groups[g].n; c += kTileN) {
-        tiles.push_back(Tile{start[g] + r, int(g), groups[g].rows - r < kTileM ? groups[g].rows - r : kTileM, c});
-      }
-    }
-    if (tiles.size() > size_t(INT_MAX)) fail(ErrorKind::Shape, api, "groups: more than 2^31 − 1 output tiles of 64×64");
-  }
-  return tiles;
+  return paddedTiles<kTileM, kTileN>(groups, api);
 }
 
 template <Epilogue kEpilogue>
@@ -279,12 +255,7 @@ void launch(const char* api, const uint16_t* a, int lda, const std::vector<Bf16G
 }  // namespace
 
 std::vector<int64_t> bf16GemmRowStarts(const std::vector<Bf16GemmGroup>& groups) {
-  std::vector<int64_t> start(groups.size() + 1, 0);
-  for (size_t g = 0; g < groups.size(); ++g) {
-    const int64_t rows = groups[g].rows > 0 ? groups[g].rows : 0;
-    start[g + 1] = start[g] + (rows + kTileM - 1) / kTileM * kTileM;
-  }
-  return start;
+  return paddedRowStarts<kTileM>(groups);
 }
 
 void groupedGemmBf16(const uint16_t* a, int lda, const std::vector<Bf16GemmGroup>& groups, float* out, int ldOut,

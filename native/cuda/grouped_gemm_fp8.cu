@@ -36,6 +36,7 @@
 #include "cuda_check.h"
 #include "emu/launch.h"
 #include "stream_buffer.h"
+#include "padded_groups.h"
 #include "tensor_core.h"
 
 #if defined(__CUDACC__)
@@ -67,14 +68,7 @@ static_assert(kFp8Block % kTileN == 0, "a column tile lies inside one 128-wide w
 static_assert(kFp8Block % kTileK == 0, "a stage lies inside one 128-wide K scale block");
 static_assert(kTileM * kChunksPerRow % kThreads == 0, "every thread copies the same number of chunks");
 
-// One output tile: rows [row0, row0 + rows) of the padded layout (rows ≤ 64 real rows), columns
-// [col0, col0 + 64) of group `group`.
-struct Tile {
-  int64_t row0;
-  int group;
-  int rows;
-  int col0;
-};
+using Tile = PaddedTile;
 
 __device__ __forceinline__ void loadStage(uint8_t* stage, const uint8_t* aTile, int64_t lda, int rows, const uint8_t* w,
                                           int k, int cols, int k0, const uint8_t* anyValid) {
@@ -203,14 +197,6 @@ __global__ void __launch_bounds__(kThreads)
   throw Error(kind, std::string(api) + ": " + message);
 }
 
-// The operands cp.async reads in 16-byte chunks.
-void checkChunkPointer(const char* api, const std::string& name, const void* p) {
-  if (!p) fail(ErrorKind::Argument, api, name + ": expected a 16-byte aligned device pointer, got null");
-  if (reinterpret_cast<uintptr_t>(p) % 16 != 0) {
-    fail(ErrorKind::Argument, api, name + ": expected a 16-byte aligned device pointer, got one at " +
-                                       std::to_string(reinterpret_cast<uintptr_t>(p) % 16) + " bytes past a 16-byte boundary");
-  }
-}
 
 void checkNotNull(const char* api, const std::string& name, const void* p) {
   if (!p) fail(ErrorKind::Argument, api, name + ": expected a device pointer, got null");
@@ -252,28 +238,13 @@ int64_t checkArguments(const char* api, const uint8_t* a, int lda, const float* 
 }
 
 std::vector<Tile> listTiles(const std::vector<Fp8GemmGroup>& groups, const char* api) {
-  const std::vector<int64_t> start = fp8GemmRowStarts(groups);
-  std::vector<Tile> tiles;
-  for (size_t g = 0; g < groups.size(); ++g) {
-    for (int r = 0; r < groups[g].rows; r += kTileM) {
-      for (int c = 0; c < groups[g].n; c += kTileN) {
-        tiles.push_back(Tile{start[g] + r, int(g), groups[g].rows - r < kTileM ? groups[g].rows - r : kTileM, c});
-      }
-    }
-    if (tiles.size() > size_t(INT_MAX)) fail(ErrorKind::Shape, api, "groups: more than 2^31 − 1 output tiles of 64×64");
-  }
-  return tiles;
+  return paddedTiles<kTileM, kTileN>(groups, api);
 }
 
 }  // namespace
 
 std::vector<int64_t> fp8GemmRowStarts(const std::vector<Fp8GemmGroup>& groups) {
-  std::vector<int64_t> start(groups.size() + 1, 0);
-  for (size_t g = 0; g < groups.size(); ++g) {
-    const int64_t rows = groups[g].rows > 0 ? groups[g].rows : 0;
-    start[g + 1] = start[g] + (rows + kTileM - 1) / kTileM * kTileM;
-  }
-  return start;
+  return paddedRowStarts<kTileM>(groups);
 }
 
 void groupedGemmFp8(const uint8_t* a, int lda, const float* aScales, int ldaScales,
