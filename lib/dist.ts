@@ -24,6 +24,14 @@
  *                           order → {tensor: the rows received, grouped by source rank in rank
  *                           order, recvCounts: rows from each rank}; any dtype
  *
+ * comm.split(color, key = rank) is collective too: every rank calls it, and the ranks passing the
+ * same color (an integer ≥ 0) get a new Communicator of the same backend and timeout, ranked by
+ * (key, rank here) — e.g. a data × expert grid of 4 ranks: split(rank >> 1) gives the expert
+ * groups {0, 1} and {2, 3}, split(rank & 1) the data groups {0, 2} and {1, 3}. A color < 0 on
+ * any rank throws ArgumentError on every rank. local: a new one-rank communicator; mpi:
+ * MPI_Comm_split; nccl: ncclCommSplit (NCCL 2.18+, else CommError). The new communicator is
+ * independent of its parent: close each one.
+ *
  * Failure (mpi, nccl). Each collective waits at most `timeoutMs` (opts.timeoutMs, else
  * MOEKIT_COMM_TIMEOUT_MS, else 600000 ms). A rank whose collective fails — timed out, backend
  * error, or a peer's abort notice — throws CommError, and the communicator is broken: every later
@@ -182,6 +190,21 @@ export class Communicator {
   /** Returns once every rank has called barrier(). */
   barrier(): void {
     this.#live('barrier').barrier();
+  }
+
+  /**
+   * A new communicator over the ranks passing the same color (an integer ≥ 0), ranked by
+   * (key, this rank); collective: every rank calls it (see the file comment).
+   */
+  split(color: number, key: number = this.rank): Communicator {
+    const handle = this.#live('split');
+    // A color < 0 is refused by every rank alike after they exchanged colors (native/comm), so
+    // here only the type and the int32 range are checked.
+    const c = checkInteger(color, 'color', -(2 ** 31), 2 ** 31 - 1);
+    const k = checkInteger(key, 'key', -(2 ** 31), 2 ** 31 - 1);
+    const comm = new Communicator(handle.split(c, k));
+    open.add(comm);
+    return comm;
   }
 
   /** Breaks the communicator here and tells the peers, whose collectives fail with CommError. */

@@ -91,6 +91,7 @@ export interface NativeCommunicator {
   broadcast(t: NativeTensor, root: number): NativeTensor;
   allToAllV(t: NativeTensor, sendCounts: number[]): { tensor: NativeTensor; recvCounts: number[] };
   barrier(): void;
+  split(color: number, key: number): NativeCommunicator;
   abort(reason: string): void;
   close(): void;
 }

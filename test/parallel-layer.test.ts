@@ -235,6 +235,10 @@ describe('parallel layer under mpirun: each rank holds a slice of the batch', ()
     passed(mpirun(4, ['micro']), 4, 1);
   }, RUN_MS);
 
+  test('data × expert grid from comm.split (2 replicas × 2 expert ranks on 4): = one process on the whole batch: y, dx, losses, counts, grads after allReduceGrads, bias (softmax, dropless, global balance, 1e-5)', () => {
+    passed(mpirun(4, ['grid']), 4, 60);
+  }, RUN_MS);
+
   test.each([2, 4])('misuse on %i ranks: typed errors on every rank, and the communicator still works', (np) => {
     passed(mpirun(np, ['errors']), np, np >= 4 ? 6 : 5);
   }, RUN_MS);

@@ -12,6 +12,7 @@ namespace moekit::addon {
 
 struct AddonData {
   Napi::FunctionReference tensorConstructor;
+  Napi::FunctionReference communicatorConstructor;  // set by NativeCommunicator::define (split)
   std::array<Napi::FunctionReference, 8> errorClasses;  // indexed by ErrorKind
 };
 

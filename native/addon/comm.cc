@@ -8,6 +8,7 @@
 
 #include "../comm/backends.h"
 #include "../core/shape.h"
+#include "addon_data.h"
 #include "args.h"
 #include "errors.h"
 #include "tensor.h"
@@ -198,7 +199,7 @@ Napi::Object newTensor(Napi::Env env, DType dtype, const std::vector<int64_t>& s
 }  // namespace
 
 Napi::Function NativeCommunicator::define(Napi::Env env) {
-  return DefineClass(env, "NativeCommunicator",
+  Napi::Function constructor = DefineClass(env, "NativeCommunicator",
                      {StaticMethod("ncclUniqueId", &NativeCommunicator::ncclUniqueId),
                       InstanceAccessor("rank", &NativeCommunicator::getRank, nullptr),
                       InstanceAccessor("size", &NativeCommunicator::getSize, nullptr),
@@ -211,8 +212,11 @@ Napi::Function NativeCommunicator::define(Napi::Env env) {
                       InstanceMethod("broadcast", &NativeCommunicator::broadcast),
                       InstanceMethod("allToAllV", &NativeCommunicator::allToAllV),
                       InstanceMethod("barrier", &NativeCommunicator::barrier),
+                      InstanceMethod("split", &NativeCommunicator::split),
                       InstanceMethod("abort", &NativeCommunicator::abort),
                       InstanceMethod("close", &NativeCommunicator::close)});
+  addonData(env).communicatorConstructor = Napi::Persistent(constructor);
+  return constructor;
 }
 
 comm::Communicator& NativeCommunicator::unwrap(const Napi::Value& value, const char* name) {
@@ -223,10 +227,16 @@ comm::Communicator& NativeCommunicator::unwrap(const Napi::Value& value, const c
   throw Error(ErrorKind::Argument, std::string(name) + ": expected a communicator from dist.init(), got " + describe(value));
 }
 
-// new NativeCommunicator({backend, rank?, size?, id?, timeoutMs?, device?})
+// new NativeCommunicator({backend, rank?, size?, id?, timeoutMs?, device?}); split() passes an
+// External holding the communicator it made (JavaScript cannot make one).
 NativeCommunicator::NativeCommunicator(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeCommunicator>(info) {
   Napi::Env env = info.Env();
   guarded(env, [&]() -> Napi::Value {
+    if (info.Length() == 1 && info[0].IsExternal()) {
+      comm_.reset(info[0].As<Napi::External<comm::Communicator>>().Data());
+      info.This().As<Napi::Object>().TypeTag(&kCommunicatorTag);
+      return env.Undefined();
+    }
     if (info.Length() != 1 || !info[0].IsObject()) {
       throw Error(ErrorKind::Argument, "opts: expected an object {backend, rank?, size?, id?, timeoutMs?, device?}, got " +
                                            describe(info.Length() > 0 ? info[0] : env.Undefined()));
@@ -425,6 +435,29 @@ Napi::Value NativeCommunicator::barrier(const Napi::CallbackInfo& info) {
     checkArgs(info, 0, "barrier()");
     communicator().barrier();
     return env.Undefined();
+  });
+}
+
+// split(color, key): a new communicator over the ranks passing this color, ranked by (key, rank);
+// collective (communicator.h, "Splitting").
+Napi::Value NativeCommunicator::split(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    checkArgs(info, 2, "split(color, key)");
+    // int32 here; a color < 0 is refused by Communicator::split on every rank alike.
+    const char* names[2] = {"color", "key"};
+    int values[2] = {0, 0};
+    for (int i = 0; i < 2; ++i) {
+      const double d = info[size_t(i)].IsNumber() ? info[size_t(i)].As<Napi::Number>().DoubleValue() : 0.5;
+      if (!info[size_t(i)].IsNumber() || !(d >= -2147483648.0 && d <= 2147483647.0) || double(int64_t(d)) != d) {
+        throw Error(ErrorKind::Argument, std::string(names[i]) + ": expected an integer in [-2147483648, 2147483647], got " +
+                                             describe(info[size_t(i)]));
+      }
+      values[i] = int(d);
+    }
+    // The new object's constructor takes ownership first thing.
+    comm::Communicator* part = communicator().split(values[0], values[1]).release();
+    return addonData(env).communicatorConstructor.New({Napi::External<comm::Communicator>::New(env, part)});
   });
 }
 

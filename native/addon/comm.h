@@ -34,6 +34,7 @@ class NativeCommunicator : public Napi::ObjectWrap<NativeCommunicator> {
   Napi::Value broadcast(const Napi::CallbackInfo& info);
   Napi::Value allToAllV(const Napi::CallbackInfo& info);
   Napi::Value barrier(const Napi::CallbackInfo& info);
+  Napi::Value split(const Napi::CallbackInfo& info);
   Napi::Value abort(const Napi::CallbackInfo& info);
   Napi::Value close(const Napi::CallbackInfo& info);
   comm::Communicator& communicator() const;

@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <exception>
+#include <vector>
 
 #include "../core/shape.h"
 
@@ -209,6 +210,33 @@ Counts Communicator::exchangeCounts(const Counts& sendCounts) {
 }
 
 void Communicator::barrier() { run("barrier", [&] { doBarrier(); }); }
+
+std::unique_ptr<Communicator> Communicator::split(int color, int key) {
+  checkUsable("split");
+  checkSplit();
+  // Every rank's (color, key), so that a bad color fails alike everywhere and each rank knows
+  // where it lands before the backend is asked.
+  const int64_t mine[2] = {color, key};
+  std::vector<int64_t> table(size_t(2 * size_));
+  run("split", [&] { doAllGather(mine, table.data(), 2, ElemType::I64); });
+  for (int r = 0; r < size_; ++r) {
+    if (table[size_t(2 * r)] < 0) {
+      throw Error(ErrorKind::Argument, "split: color: expected an integer ≥ 0 on every rank, got " +
+                                           str(table[size_t(2 * r)]) + " on rank " + str(r) + " (this rank " + str(color) + ")");
+    }
+  }
+  // New rank: the ranks of this color ordered by (key, old rank).
+  int newRank = 0, newSize = 0;
+  for (int r = 0; r < size_; ++r) {
+    if (table[size_t(2 * r)] != color) continue;
+    ++newSize;
+    const int64_t k = table[size_t(2 * r + 1)];
+    if (k < key || (k == key && r < rank_)) ++newRank;
+  }
+  std::unique_ptr<Communicator> out;
+  run("split", [&] { out = doSplit(color, key, newRank, newSize); });
+  return out;
+}
 
 void Communicator::checkAgreement(const char* op, int64_t elements, ElemType type, const char* detailName, int64_t detail) {
   checkUsable(op);

@@ -30,10 +30,19 @@
 // deadline. abort(reason) breaks the communicator on purpose and sends the notice. Argument
 // errors are thrown before anything is sent and leave the communicator usable. After close()
 // every call throws Error(Disposed).
+//
+// Splitting. split(color, key) is collective: every rank of the communicator calls it. The ranks
+// passing the same color form a new communicator, ranked by (key, rank here). It first gathers
+// every rank's (color, key) under the deadline, so a color < 0 on any rank throws the same
+// Error(Argument) on every rank (naming the rank) and leaves the communicator usable; then the
+// backend builds the new communicator (MPI: MPI_Comm_split, NCCL: ncclCommSplit, local: one
+// rank). The new one has the parent's backend, timeout and failure semantics, its own abort
+// notices, and lives independently of the parent (closing either leaves the other usable).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -85,6 +94,8 @@ class Communicator {
   // recvCounts for allToAllV: element r is what rank r sends to this rank.
   Counts exchangeCounts(const Counts& sendCounts);
   void barrier();
+  // A new communicator over the ranks with this color (see "Splitting"); collective.
+  std::unique_ptr<Communicator> split(int color, int key);
 
   // What each rank passes to collective `op`: every rank must pass the same values. One small
   // allReduce; a mismatch throws on every rank alike — Error(Shape) for `elements`,
@@ -108,6 +119,11 @@ class Communicator {
   virtual void doAllToAllV(const void* send, const Counts& sendCounts, void* recv, const Counts& recvCounts,
                            ElemType type) = 0;
   virtual void doBarrier() = 0;
+  // The backend's new communicator for split(): every rank calls it after the arguments were
+  // checked, and `rank` of `size` is where this rank lands (from the gathered colors and keys).
+  virtual std::unique_ptr<Communicator> doSplit(int color, int key, int rank, int size) = 0;
+  // Throws Error(Comm) before anything is sent when the backend cannot split (NCCL before 2.18).
+  virtual void checkSplit() const {}
   // Best effort, never throws: tells every peer that this communicator failed here.
   virtual void notifyPeers(const std::string& reason) = 0;
   virtual void doClose() = 0;

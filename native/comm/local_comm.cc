@@ -1,5 +1,6 @@
 // The local backend: a communicator of one rank. Reductions over one rank are the identity (avg
-// divides by 1), so every collective is a copy from the send buffer to the receive buffer.
+// divides by 1), so every collective is a copy from the send buffer to the receive buffer, and
+// split gives another one-rank communicator.
 #include <cstring>
 
 #include "backends.h"
@@ -24,6 +25,10 @@ class LocalCommunicator final : public Communicator {
     copy(send, recv, sendCounts[0], type);
   }
   void doBarrier() override {}
+  // One rank splits into itself, whatever the color.
+  std::unique_ptr<Communicator> doSplit(int, int, int, int) override {
+    return std::make_unique<LocalCommunicator>(timeoutMs());
+  }
   void notifyPeers(const std::string&) override {}
   void doClose() override {}
 

@@ -283,6 +283,26 @@ class MpiCommunicator final : public Communicator {
     wait(posted, "barrier");
   }
 
+  // MPI_Comm_split blocks (MPI has no non-blocking split), but it runs only after split()'s
+  // allGather, under the deadline, showed every rank here; a peer's notice ends it first.
+  std::unique_ptr<Communicator> doSplit(int color, int key, int rank, int size) override {
+    if (std::optional<std::string> notice = receiveNotice(comm_)) throw PeerFailure("split: " + *notice);
+    MPI_Comm part = MPI_COMM_NULL;
+    CallLock lock;
+    check(MPI_Comm_split(comm_, color, key, &part), "split", "MPI_Comm_split");
+    MPI_Comm_set_errhandler(part, MPI_ERRORS_RETURN);
+    int partRank = 0, partSize = 0;
+    MPI_Comm_rank(part, &partRank);
+    MPI_Comm_size(part, &partSize);
+    if (partRank != rank || partSize != size) {
+      MPI_Comm_free(&part);
+      throw Error(ErrorKind::Comm, "split: MPI_Comm_split placed this rank at " + std::to_string(partRank) + " of " +
+                                       std::to_string(partSize) + ", expected " + std::to_string(rank) + " of " +
+                                       std::to_string(size));
+    }
+    return std::make_unique<MpiCommunicator>(part, rank, size, timeoutMs());
+  }
+
   void notifyPeers(const std::string& reason) override {
     try {
       auto text = std::make_shared<std::string>(reason);

@@ -73,6 +73,9 @@ struct Library {
   Result (*commAbort)(Comm comm);
   Result (*commGetAsyncError)(Comm comm, Result* asyncError);
   const char* (*getErrorString)(Result result);
+  // ncclCommSplit (2.18 and later; null when the loaded library lacks it). config: an
+  // ncclConfig_t*, passed as null (the new communicator inherits the parent's).
+  Result (*commSplit)(Comm comm, int color, int key, Comm* newComm, void* config);
 };
 
 // The library, loaded on first use from (in order) MOEKIT_NCCL_PATH (the file, or a folder that

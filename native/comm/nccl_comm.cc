@@ -126,6 +126,29 @@ class NcclCommunicator final : public Communicator {
     doAllReduce(&token, 1, ElemType::I32, ReduceOp::Sum);
   }
 
+  void checkSplit() const override {
+    if (lib_.commSplit == nullptr) {
+      throw Error(ErrorKind::Comm, "split: " + lib_.path + " (version code " + std::to_string(lib_.version) +
+                                       ") has no ncclCommSplit; splitting an NCCL communicator needs NCCL 2.18 or newer");
+    }
+  }
+
+  // ncclCommSplit blocks until every rank of the parent called it (split()'s allGather, under the
+  // deadline, showed they all did). The new communicator gets its own stream on this device.
+  std::unique_ptr<Communicator> doSplit(int color, int key, int rank, int size) override {
+    cuda::checkCuda(cudaSetDevice(device_), "split: cudaSetDevice(" + std::to_string(device_) + ")");
+    cudaStream_t stream = nullptr;
+    cuda::checkCuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "split: cudaStreamCreateWithFlags");
+    nccl::Comm part = nullptr;
+    const nccl::Result result = lib_.commSplit(comm_, color, key, &part, nullptr);
+    if (result != nccl::Success) {
+      cudaStreamDestroy(stream);
+      throw Error(ErrorKind::Comm, "split: ncclCommSplit(color " + std::to_string(color) + ", key " + std::to_string(key) +
+                                       ") failed: " + nccl::describe(lib_, result));
+    }
+    return std::make_unique<NcclCommunicator>(lib_, part, stream, device_, rank, size, timeoutMs());
+  }
+
   void notifyPeers(const std::string&) override { abortComm(); }
 
   void doClose() override {

@@ -103,6 +103,7 @@ std::unique_ptr<Library> load() {
   resolve(handle, path, "ncclCommAbort", &lib->commAbort);
   resolve(handle, path, "ncclCommGetAsyncError", &lib->commGetAsyncError);
   resolve(handle, path, "ncclGetErrorString", &lib->getErrorString);
+  lib->commSplit = reinterpret_cast<decltype(lib->commSplit)>(dlsym(handle, "ncclCommSplit"));
   if (lib->getVersion(&lib->version) != Success || lib->version < kMinVersion) {
     throw Error(ErrorKind::Comm, "backend 'nccl': " + path + " reports version code " + std::to_string(lib->version) +
                                      "; moekit needs NCCL 2.10 or newer (code ≥ " + std::to_string(kMinVersion) + ")");

@@ -31,6 +31,7 @@
 #include "../core/capacity.h"
 #include "block_select.cuh"
 #include "emu/launch.h"
+#include "grid.h"
 
 namespace moekit::cuda {
 
@@ -42,15 +43,7 @@ constexpr unsigned kFullWarp = 0xffffffffu;
 
 [[noreturn]] void fail(ErrorKind kind, const std::string& message) { throw Error(kind, message); }
 
-unsigned blocksFor(int64_t count) {
-  const int64_t blocks = (count + kThreads - 1) / kThreads;
-  return unsigned(blocks < 1 ? 1 : (blocks > kMaxBlocks ? kMaxBlocks : blocks));
-}
-
-__device__ __forceinline__ int64_t globalThread() {
-  return int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-__device__ __forceinline__ int64_t gridThreads() { return int64_t(gridDim.x) * blockDim.x; }
+unsigned blocksFor(int64_t count) { return gridBlocks(count, kThreads, kMaxBlocks); }
 
 // C4; kept null = no per-expert count.
 __global__ void keepAboveAffinityKernel(int64_t slots, int k, int E, const int32_t* idx,

@@ -28,12 +28,7 @@
 #include "../core/errors.h"
 #include "cuda_check.h"
 #include "emu/launch.h"
-
-#if defined(__CUDACC__)
-#define MOEKIT_UNROLL _Pragma("unroll")
-#else
-#define MOEKIT_UNROLL
-#endif
+#include "grid.h"
 
 namespace moekit::cuda {
 

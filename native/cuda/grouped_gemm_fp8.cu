@@ -35,15 +35,10 @@
 #include "../core/fp8_blocks.h"
 #include "cuda_check.h"
 #include "emu/launch.h"
+#include "grid.h"
 #include "stream_buffer.h"
 #include "padded_groups.h"
 #include "tensor_core.h"
-
-#if defined(__CUDACC__)
-#define MOEKIT_UNROLL _Pragma("unroll")
-#else
-#define MOEKIT_UNROLL
-#endif
 
 namespace moekit::cuda {
 

@@ -27,6 +27,7 @@
 #include <utility>
 
 #include "emu/launch.h"
+#include "grid.h"
 
 namespace moekit::cuda {
 
@@ -45,15 +46,7 @@ void checkLaunch(cudaError_t err, const char* kernel) {
 }
 
 // Blocks of kThreads for `count` elements, grid-striding above kMaxBlocks.
-unsigned blocksFor(int64_t count) {
-  const int64_t blocks = (count + kThreads - 1) / kThreads;
-  return unsigned(blocks < 1 ? 1 : (blocks > kMaxBlocks ? kMaxBlocks : blocks));
-}
-
-__device__ __forceinline__ int64_t globalThread() {
-  return int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-__device__ __forceinline__ int64_t gridThreads() { return int64_t(gridDim.x) * blockDim.x; }
+unsigned blocksFor(int64_t count) { return gridBlocks(count, kThreads, kMaxBlocks); }
 
 // ---- stable radix sort -----------------------------------------------------------------------
 

@@ -10,6 +10,7 @@
 #include "../core/capacity.h"
 #include "../core/errors.h"
 #include "emu/launch.h"
+#include "grid.h"
 #include "router_backward.h"
 #include "router_losses.h"
 #include "router_stats.h"
@@ -28,7 +29,7 @@ __global__ void gatherScoresKernel(int64_t n, int E, const double* s, const int3
   weight[a] = float(s[int64_t(token[a]) * E + expert[a]]);
 }
 
-int blocksFor(int64_t n) { return int((n + kThreads - 1) / kThreads); }
+unsigned blocksFor(int64_t n) { return gridBlocks(n, kThreads); }
 
 }  // namespace
 

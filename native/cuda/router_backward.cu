@@ -29,6 +29,7 @@
 #include "column_sums.h"
 #include "cuda_check.h"
 #include "emu/launch.h"
+#include "grid.h"
 #include "grouped_gemm.h"
 #include "stream_buffer.h"
 
@@ -42,7 +43,7 @@ constexpr int kThreads = 128;
 
 std::string str(int64_t v) { return std::to_string(v); }
 
-unsigned blocksFor(int64_t n) { return unsigned((n + kThreads - 1) / kThreads); }
+unsigned blocksFor(int64_t n) { return gridBlocks(n, kThreads); }
 
 void checkLaunch(cudaError_t err, const char* kernel) {
   checkCuda(err, std::string("launch of ") + kernel);

@@ -36,6 +36,7 @@
 #include "column_sums.h"
 #include "cuda_check.h"
 #include "emu/launch.h"
+#include "grid.h"
 #include "stream_buffer.h"
 
 namespace moekit::cuda {
@@ -48,7 +49,7 @@ constexpr int kThreads = 128;
 
 std::string str(int64_t v) { return std::to_string(v); }
 
-unsigned blocksFor(int64_t n) { return unsigned((n + kThreads - 1) / kThreads); }
+unsigned blocksFor(int64_t n) { return gridBlocks(n, kThreads); }
 
 void checkLaunch(cudaError_t err, const char* kernel) {
   checkCuda(err, std::string("launch of ") + kernel);

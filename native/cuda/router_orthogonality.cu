@@ -25,6 +25,7 @@
 #include "column_sums.h"
 #include "cuda_check.h"
 #include "emu/launch.h"
+#include "grid.h"
 #include "stream_buffer.h"
 
 namespace moekit::cuda {
@@ -39,7 +40,7 @@ constexpr int kTile = 16;         // productKernel tile
 
 std::string str(int64_t v) { return std::to_string(v); }
 
-unsigned blocksFor(int64_t n) { return unsigned((n + kThreads - 1) / kThreads); }
+unsigned blocksFor(int64_t n) { return gridBlocks(n, kThreads); }
 
 void checkLaunch(cudaError_t err, const char* kernel) {
   checkCuda(err, std::string("launch of ") + kernel);

@@ -26,6 +26,7 @@
 #include "../core/capacity.h"
 #include "cuda_check.h"
 #include "emu/launch.h"
+#include "grid.h"
 
 namespace moekit::cuda {
 
@@ -40,15 +41,7 @@ constexpr unsigned kFullWarp = 0xffffffffu;
 
 std::string str(int64_t v) { return std::to_string(v); }
 
-unsigned blocksFor(int64_t count) {
-  const int64_t blocks = (count + kThreads - 1) / kThreads;
-  return unsigned(blocks < 1 ? 1 : (blocks > kMaxBlocks ? kMaxBlocks : blocks));
-}
-
-__device__ __forceinline__ int64_t globalThread() {
-  return int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-__device__ __forceinline__ int64_t gridThreads() { return int64_t(gridDim.x) * blockDim.x; }
+unsigned blocksFor(int64_t count) { return gridBlocks(count, kThreads, kMaxBlocks); }
 
 // op over the kThreads values of a block, as a tree in a fixed order; every thread gets the
 // result. Called by every thread of a kThreads block.

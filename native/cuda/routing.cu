@@ -44,6 +44,7 @@
 #include "../core/routing.h"
 #include "cuda_check.h"
 #include "emu/launch.h"
+#include "grid.h"
 
 namespace moekit::cuda {
 
@@ -195,7 +196,7 @@ __global__ void weightsKernel(int T, int E, int k, bool normalize, double scale,
   }
 }
 
-int blocksFor(int64_t n) { return int((n + kThreads - 1) / kThreads); }
+unsigned blocksFor(int64_t n) { return gridBlocks(n, kThreads); }
 
 // Blocks of kWarpsPerBlock warps for one warp per token.
 int warpBlocksFor(int T) { return (T + kWarpsPerBlock - 1) / kWarpsPerBlock; }

@@ -23,6 +23,13 @@
  *   micro         losses.balance.microFraction under data parallelism: Σ ranks' balance = the
  *                 whole batch's global balance + microFraction·Σ_r (1/N)·(micro balance of slice r).
  *   errors        misuse that needs real ranks: typed errors, and the communicator still works.
+ *   grid          N = 4 as 2 data replicas × 2 expert ranks, from comm.split: expert groups
+ *                 split(rank >> 1) = {0, 1}, {2, 3}, data groups split(rank & 1) = {0, 2}, {1, 3}.
+ *                 Replica d (ranks 2d, 2d + 1) holds half d of every batch, split between its two
+ *                 expert ranks (so rank r still holds slice r); each expert rank holds half of
+ *                 every group's experts, the same half in both replicas. Softmax, dropless, global
+ *                 balance, unequal slices as in equivalence: y, dx, indices, counts and losses
+ *                 (Σ ranks), grads after allReduceGrads() (expert then data group), router.bias.
  *
  * Comparisons use ‖got − want‖₂ / ‖want‖₂ ≤ 1e-5 (the brief's relative tolerance: float32 sums in
  * another order — a rank's slice, the exchange's row order, the owner's own GEMMs — differ from the
@@ -303,6 +310,52 @@ function errors(): void {
   check(grads.shape[0] === 2, `experts.e.w1 grad is this rank's block of 2 experts, got [${grads.shape}]`);
 }
 
+function grid(): void {
+  if (size !== 4) throw new Error(`grid runs on 4 ranks, got ${size}`);
+  const expert = comm.split(rank >> 1);
+  const data = comm.split(rank & 1);
+  check(expert.size === 2 && expert.rank === (rank & 1) && data.size === 2 && data.rank === rank >> 1,
+    `grid: expert rank ${expert.rank} of ${expert.size}, data rank ${data.rank} of ${data.size}`);
+  /** This rank's expert block: half expert.rank of the experts (the expert group has 2 ranks). */
+  const half = (full: Tensor) => rowsOf(full, expert.rank * (full.shape[0] / 2), full.shape[0] / 2);
+  const config = base('softmax');
+  const ref = new MoELayer(config);
+  const par = new MoELayer({ ...config, parallel: { expert, data } });
+  const refParams = ref.parameters();
+  for (const [name, p] of Object.entries(par.parameters())) {
+    same(values(p), name.startsWith('experts.') ? half(refParams[name]) : values(refParams[name]), `grid: initial ${name}`);
+  }
+  const rows = [[4, 6, 8, 10], [0, 8, 8, 8]];
+  for (let step = 0; step < 2; step++) {
+    for (let micro = 0; micro < 2; micro++) {
+      const where = `grid: step ${step} micro-batch ${micro}`;
+      const x = batch(900 + 10 * step + micro, rows[micro]);
+      const dy = batch(950 + 10 * step + micro, rows[micro]);
+      const want = ref.forward(x.whole);
+      const got = par.forward(x.mine);
+      close(values(got.y), rowsOf(want.y, x.start, x.count), `${where} y`);
+      same(values(got.routing.indices), rowsOf(want.routing.indices, x.start, x.count), `${where} indices`);
+      same(sumOverRanks(Array.from(got.stats.counts)), Array.from(want.stats.counts), `${where} counts (Σ ranks)`);
+      const summed = sumOverRanks(lossesOf(got));
+      lossesOf(want).forEach((v, i) => close([summed[i]], [v], `${where} loss ${['balance', 'z', 'orthogonality', 'aux'][i]} (Σ ranks)`));
+      close(values(par.backward(dy.mine).dx), rowsOf(ref.backward(dy.whole).dx, x.start, x.count), `${where} dx`);
+    }
+    par.allReduceGrads();
+    const mine = par.grads();
+    for (const [name, g] of Object.entries(ref.grads())) {
+      close(values(mine[name]), name.startsWith('experts.') ? half(g) : values(g), `grid: step ${step} grad ${name}`);
+    }
+    ref.endStep();
+    par.endStep();
+    same(values(par.stateDict()['router.bias']), values(ref.stateDict()['router.bias']), `grid: step ${step} router.bias after endStep`);
+    ref.zeroGrad();
+    par.zeroGrad();
+  }
+  for (const layer of [ref, par]) layer.dispose();
+  expert.close();
+  data.close();
+}
+
 switch (mode) {
   case 'equivalence':
     equivalence('softmax');
@@ -320,6 +373,9 @@ switch (mode) {
     break;
   case 'errors':
     errors();
+    break;
+  case 'grid':
+    grid();
     break;
   default:
     throw new Error(`unknown mode ${mode}`);
