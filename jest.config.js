@@ -12,7 +12,7 @@ const common = {
 };
 
 /** The suites written against layerDevices(): they run on every device of both projects. */
-const perDevice = ['golden-layer', 'layer-gradcheck', 'layer-behaviour', 'training-device', 'checkpoint'];
+const perDevice = ['golden-layer', 'layer-gradcheck', 'layer-behaviour', 'training-device', 'checkpoint', 'precision'];
 
 module.exports = {
   projects: [

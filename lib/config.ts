@@ -92,6 +92,8 @@ export interface FlatSpec {
   sharedCount: number;
   sharedFfn: number;
   activation: number;
+  /** Expert GEMM numerics: compute 0 f32 | 1 bf16, experts 0 same | 1 fp8 (native stage_types.h Precision). */
+  precision: { compute: number; experts: number };
   router: {
     type: number; topK: number; score: number; normalize: boolean; scale: number;
     limitGroups: number; limitTopGroups: number; useBias: boolean; biasUpdateRate: number;
@@ -267,13 +269,14 @@ export function validateConfig(input: unknown, hiddenFromInput?: number): { conf
     if (orthMode === 'crossGroup' && groups.length < 2) fail('losses.orthogonality.mode', "'all' or 'perGroup' with a single expert group ('crossGroup' needs two)", o.mode);
   }
 
+  const precision = { compute: 0, experts: 0 };
   if (c.precision !== undefined) {
     const p = object(c.precision, 'precision', ['compute', 'experts']);
     const compute = oneOf(p.compute, 'precision.compute', ['f32', 'bf16'] as const, 'f32');
     const experts = oneOf(p.experts, 'precision.experts', ['same', 'fp8'] as const, 'same');
-    if (compute !== 'f32' || experts !== 'same') {
-      throw new MoEConfigError(`config.precision ${JSON.stringify(p)}: this build runs the layer in f32 only (bf16 and fp8 expert paths are not built yet)`);
-    }
+    if (experts === 'fp8' && compute !== 'bf16') fail('precision.compute', "'bf16' with fp8 experts (their backward runs in bf16)", p.compute);
+    precision.compute = compute === 'bf16' ? 1 : 0;
+    precision.experts = experts === 'fp8' ? 1 : 0;
   }
   const device = c.device === undefined ? 'cpu' : deviceName(c.device, 'config.device');
   const seed = c.seed === undefined ? 0 : integer(c.seed, 'seed', 0, Number.MAX_SAFE_INTEGER);
@@ -286,6 +289,7 @@ export function validateConfig(input: unknown, hiddenFromInput?: number): { conf
     sharedCount: shared?.count ?? 0,
     sharedFfn: shared?.ffnHidden ?? 0,
     activation: ACTIVATIONS.indexOf(activation),
+    precision,
     router: {
       type: ROUTER_TYPES.indexOf(type),
       topK,

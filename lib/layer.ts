@@ -30,7 +30,7 @@ import { ArgumentError, DeviceError, DTypeError, NumericsDetails, NumericsError,
 import { DeviceSpec } from './devices';
 import { FlatSpec, MoEConfig, ParallelSetup, validateConfig } from './config';
 import { Communicator } from './dist';
-import { NativeForward, NativeMoELayer, NativeTensor, native } from './native';
+import { ExpertPrecision, NativeForward, NativeMoELayer, NativeTensor, native } from './native';
 import { Tensor } from './tensor';
 import { checkKeys, checkObject, describe } from './validate';
 
@@ -112,6 +112,12 @@ export interface MoEOutput {
     assignments: { token: Tensor; expert: Tensor; weight: Tensor };
   };
   stats: ExpertStats;
+  /**
+   * The expert path this forward ran (config.precision on this device): bf16 = bf16 operands with
+   * f32 accumulation, fp8 = e4m3 block-scaled forward GEMMs (README "The MoE layer"). The router is
+   * f32/float64 in every mode.
+   */
+  precision: ExpertPrecision;
 }
 
 interface ExpertTensors {
@@ -256,6 +262,7 @@ export class MoELayer {
         flops: r.flops,
         sharedFlops: r.sharedFlops,
       },
+      precision: r.precision,
     };
   }
 

@@ -54,6 +54,16 @@ export interface NativeForward {
   aux: number;
   /** checkFinite: the first stage of the forward that produced a NaN or Inf (native/layer/moe_layer.h). */
   nonFinite: { stage: 'router.weight' | 'router' | 'expert' | 'shared'; token: number; expert: number } | null;
+  /** The expert path that ran (native/addon/layer.cc precisionObject). */
+  precision: ExpertPrecision;
+}
+
+/** Numerics of the expert GEMMs in a forward (README "The MoE layer", precision). */
+export interface ExpertPrecision {
+  compute: 'f32' | 'bf16';
+  experts: 'same' | 'fp8';
+  /** The backend that ran them. */
+  device: 'cpu' | 'cuda';
 }
 
 export interface NativeMoELayer {

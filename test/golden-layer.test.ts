@@ -2,18 +2,33 @@
  * Every golden case (test/fixtures/golden, PyTorch float64 reference of DESIGN §3) through the
  * public API: forward y, aux, each loss, routing decisions, counts, dx, every gradient, the B1
  * bias update and the R10 load state. Integer outputs must match exactly. Runs on every device
- * (test/helpers/devices.ts) with the same tolerances.
+ * (test/helpers/devices.ts) with the same tolerances, in every precision mode (f32, bf16, fp8):
+ * the outputs the experts reach (y, dx, every gradient — the router's through dWeight) take the
+ * mode's tolerance (test/helpers/tolerances.ts), the router's own outputs (losses, routing
+ * weights, bias, load) keep f32's, and the decisions (indices, keep, counts) stay exact: the
+ * router reads the same f32 x in every mode.
  */
 import * as fs from 'fs';
 import * as path from 'path';
 import { MoEConfig, MoELayer } from '../lib';
 import { describeOnDevices } from './helpers/devices';
 import { GOLDEN_DIR, loadGolden, relativeError } from './helpers/golden';
-import { scalarError, TOLERANCE } from './helpers/tolerances';
+import { PRECISION_MODES, PrecisionMode, scalarError, TOLERANCE } from './helpers/tolerances';
 
 const cases: string[] = JSON.parse(fs.readFileSync(path.join(GOLDEN_DIR, 'index.json'), 'utf8')).cases;
 
-describeOnDevices((device) => describe.each(cases)('golden case %s', (name) => {
+/**
+ * relu experts in bf16 / fp8: relu' is a step, so a pre-activation that rounding moves across 0
+ * switches its unit's whole contribution to the backward on or off. y is continuous and meets the
+ * mode's tolerance, but dx and the gradients (w1 directly, the router weight through dWeight) take
+ * those jumps: sequence_balance (the relu case) gives dx 3.4e-2 / w1 3.4e-2 in bf16 and
+ * 1.6e-1 / 1.7e-1 in fp8, while the same case with gelu gives 3.8e-3 in bf16 (measured on the cpu).
+ * Their bounds are widened by this factor; every other output keeps the mode's tolerance.
+ */
+const RELU_BACKWARD_FACTOR = 2.5;
+
+describeOnDevices((device) => describe.each(Object.keys(PRECISION_MODES) as PrecisionMode[])('%s', (mode) => describe.each(cases)('golden case %s', (name) => {
+  const tolerance = TOLERANCE[mode];
   const golden = loadGolden(name);
   const metadata = golden.metadata;
   const tensors = Object.fromEntries(Object.entries(golden.tensors).map(([k, t]) => [k, t.to(device)]));
@@ -23,7 +38,7 @@ describeOnDevices((device) => describe.each(cases)('golden case %s', (name) => {
   const key = (base: string, m: number) => (micro > 1 ? `${base}.${m}` : base);
   const get = (base: string, m: number) => tensors[key(base, m)];
   const x0 = get('input.x', 0);
-  const layer = new MoELayer({ ...config, hidden: x0.shape[1], device });
+  const layer = new MoELayer({ ...config, hidden: x0.shape[1], device, precision: PRECISION_MODES[mode] });
 
   test('has the parameters the case has, and takes their values', () => {
     const params = layer.parameters();
@@ -44,7 +59,8 @@ describeOnDevices((device) => describe.each(cases)('golden case %s', (name) => {
         modality,
         seqLens: seqLens ? Array.from(seqLens.toArray()) : undefined,
       });
-      expect(relativeError(out.y.toArray(), get('expect.y', m).toArray())).toBeLessThan(TOLERANCE.f32);
+      expect(out.precision).toEqual({ ...PRECISION_MODES[mode], experts: mode === 'fp8' ? 'fp8' : 'same', device: device === 'cpu' ? 'cpu' : 'cuda' });
+      expect(relativeError(out.y.toArray(), get('expect.y', m).toArray())).toBeLessThan(tolerance);
       expect(scalarError(out.aux, get('expect.aux', m).toArray()[0])).toBeLessThan(TOLERANCE.f32);
       for (const loss of ['balance', 'z', 'orthogonality'] as const) {
         const want = get(`expect.loss.${loss}`, m);
@@ -63,14 +79,15 @@ describeOnDevices((device) => describe.each(cases)('golden case %s', (name) => {
       }
 
       const { dx } = layer.backward(get('input.dy', m));
-      expect(relativeError(dx.toArray(), get('expect.dx', m).toArray())).toBeLessThan(TOLERANCE.f32);
+      const backwardTolerance = mode !== 'f32' && config.activation === 'relu' ? tolerance * RELU_BACKWARD_FACTOR : tolerance;
+      expect(relativeError(dx.toArray(), get('expect.dx', m).toArray())).toBeLessThan(backwardTolerance);
       const grads = layer.grads();
       const expected = Object.keys(tensors).filter((k) => k.startsWith('expect.grad.') && (micro === 1 || k.endsWith(`.${m}`)));
       expect(expected.length).toBe(Object.keys(grads).length);
       for (const k of expected) {
         const paramName = k.slice('expect.grad.'.length).replace(micro > 1 ? /\.\d+$/ : /$^/, '');
         expect(grads[paramName]).toBeDefined();
-        expect(relativeError(grads[paramName].toArray(), tensors[k].toArray())).toBeLessThan(TOLERANCE.f32);
+        expect(relativeError(grads[paramName].toArray(), tensors[k].toArray())).toBeLessThan(backwardTolerance);
       }
     });
   }
@@ -86,7 +103,7 @@ describeOnDevices((device) => describe.each(cases)('golden case %s', (name) => {
       expect(relativeError(layer.stateDict()['router.load'].toArray(), tensors['expect.loadAfter'].toArray())).toBeLessThan(TOLERANCE.f32);
     });
   }
-}));
+})));
 
 test('every golden case is in the index', () => {
   const files = fs.readdirSync(GOLDEN_DIR).filter((f) => f.endsWith('.safetensors') && f !== 'fp8.safetensors').map((f) => f.replace('.safetensors', ''));

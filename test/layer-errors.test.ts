@@ -49,7 +49,7 @@ const cases: ErrorCase[] = [
   ['negative coefficient', () => new MoELayer({ ...config, losses: { z: { coeff: -1 } } }), MoEConfigError, /losses\.z\.coeff/],
   ['balance loss with expert choice', () => new MoELayer({ ...config, router: { type: 'expert-choice', topK: 1 } }), MoEConfigError, /no balance loss \(R9\)/],
   ['crossGroup with one group', () => new MoELayer({ ...config, losses: { orthogonality: { coeff: 1, mode: 'crossGroup' } } }), MoEConfigError, /crossGroup/],
-  ['fp8 experts in this build', () => new MoELayer({ ...config, precision: { compute: 'bf16', experts: 'fp8' } }), MoEConfigError, /f32 only/],
+  ['fp8 experts with f32 compute', () => new MoELayer({ ...config, precision: { compute: 'f32', experts: 'fp8' } }), MoEConfigError, /precision\.compute must be 'bf16' with fp8 experts/],
   ['a cuda device', () => new MoELayer({ ...config, device: 'cuda:0' }), DeviceError, /cuda:0/],
   ['backward before forward', () => new MoELayer(config).backward(x), ArgumentError, /training forward first/],
   ['backward twice', () => { const l = new MoELayer(config); l.forward(x, { seqLens: [6] }); l.backward(x); return l.backward(x); }, ArgumentError, /training forward first/],

@@ -53,6 +53,26 @@ Napi::Value nonFiniteObject(Napi::Env env, const NonFinite& found) {
   return object;
 }
 
+// spec.precision {compute: 0 f32 | 1 bf16, experts: 0 same | 1 fp8}; absent = f32/same. The
+// experts stage rejects fp8 with f32 compute.
+Precision readPrecision(const Napi::Object& spec) {
+  Precision precision;
+  if (spec.Get("precision").IsUndefined()) return precision;
+  const Napi::Object p = objectField(spec, "precision", "spec");
+  precision.compute = Precision::Compute(readIntField(p, "compute", 0, 1, "spec.precision"));
+  precision.experts = Precision::Experts(readIntField(p, "experts", 0, 1, "spec.precision"));
+  return precision;
+}
+
+// The expert path a forward ran: {compute: 'f32'|'bf16', experts: 'same'|'fp8', device: 'cpu'|'cuda'}.
+Napi::Object precisionObject(Napi::Env env, Precision precision, const char* device) {
+  Napi::Object object = Napi::Object::New(env);
+  object.Set("compute", precision.compute == Precision::Compute::Bf16 ? "bf16" : "f32");
+  object.Set("experts", precision.experts == Precision::Experts::Fp8 ? "fp8" : "same");
+  object.Set("device", device);
+  return object;
+}
+
 }  // namespace
 
 Napi::Function NativeMoELayer::define(Napi::Env env) {
@@ -86,7 +106,8 @@ void NativeMoELayer::checkAlive() const {
 }
 
 // new NativeMoELayer(spec, params, grads, parallel?)
-//   spec:     the flat spec of router_spec.h plus {activation, groups[g].ffn, sharedCount, sharedFfn}
+//   spec:     the flat spec of router_spec.h plus {activation, groups[g].ffn, sharedCount, sharedFfn,
+//             precision?: {compute, experts}}
 //   params:   {routerWeight, routerBias, routerLoad, groups: [{w1, w3?, w2}], shared?: {w1, w3?, w2}}
 //   grads:    {routerWeight, groups: [{w1, w3?, w2}], shared?: {…}}
 //   parallel: {expert?, data?: NativeCommunicator, ranksPerNode?} (moe_layer.h); with `expert` of
@@ -128,6 +149,7 @@ NativeMoELayer::NativeMoELayer(const Napi::CallbackInfo& info) : Napi::ObjectWra
     }
     spec.sharedCount = readIntField(specObj, "sharedCount", 0, 1 << 20, "spec");
     spec.sharedFfn = spec.sharedCount > 0 ? readIntField(specObj, "sharedFfn", 1, 1 << 30, "spec") : 0;
+    spec.precision = readPrecision(specObj);
 
     const int64_t E = experts_;
     LayerBuffers buffers;
@@ -178,6 +200,7 @@ NativeMoELayer::NativeMoELayer(const Napi::CallbackInfo& info) : Napi::ObjectWra
     readDevice(specObj.Get("device"), "spec.device");  // throws for a cuda device
     const Backend& backend = cpu::cpuBackend();
 #endif
+    device_ = backend.name();
     layer_ = std::make_unique<MoELayer>(backend, std::move(spec), std::move(buffers), parallel);
     return env.Undefined();
   });
@@ -185,7 +208,8 @@ NativeMoELayer::NativeMoELayer(const Napi::CallbackInfo& info) : Napi::ObjectWra
 
 // forward(x, modality | null, seqLens | null, training, checkFinite) → { y, indices, weights, keep,
 // counts, accepted, dropped, assignToken, assignExpert, assignWeight, flops, sharedFlops, f, P,
-// maxVio, cv, entropy, balance, z, orthogonality, aux, nonFinite }
+// maxVio, cv, entropy, balance, z, orthogonality, aux, nonFinite, precision }
+// precision: the expert path that ran (precisionObject).
 // nonFinite: null, or {stage: 'router.weight'|'router'|'expert'|'shared', token, expert} (moe_layer.h).
 Napi::Value NativeMoELayer::forward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -250,6 +274,7 @@ Napi::Value NativeMoELayer::forward(const Napi::CallbackInfo& info) {
     result.Set("orthogonality", r.orthogonality);
     result.Set("aux", r.aux);
     result.Set("nonFinite", nonFiniteObject(env, out.nonFinite));
+    result.Set("precision", precisionObject(env, layer_->spec().precision, device_));
     return result;
   });
 }

@@ -36,6 +36,7 @@ class NativeMoELayer : public Napi::ObjectWrap<NativeMoELayer> {
   std::vector<std::pair<std::string, std::shared_ptr<cpu::Storage>>> held_;
   Napi::ObjectReference expertComm_, dataComm_;  // parallel.expert / parallel.data, kept alive
   int hidden_ = 0, experts_ = 0;
+  const char* device_ = "cpu";  // the backend's name, reported with the precision mode
 };
 
 }  // namespace moekit::addon

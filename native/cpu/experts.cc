@@ -4,16 +4,38 @@
 
 #include "../core/activation.h"
 #include "../core/errors.h"
+#include "../core/fp8_blocks.h"
 #include "../layer/expert_common.h"
 #include "grouped_gemm.h"
+#include "precision_operands.h"
 #include "thread_pool.h"
 
 namespace moekit::cpu {
 
 namespace {
 
-// Rows per parallel chunk of the backward's row pass (fixed: results do not depend on threads).
+// Chunks of the parallel loops, fixed so results do not depend on the thread count: elements of
+// the activation, rows of the backward's row pass.
+constexpr int64_t kElementGrain = 1 << 14;
 constexpr int64_t kRowGrain = 16;
+
+// X1 activation, h = act(a1) (⊙ a3 for swiglu), over `count` elements (core/activation.h). A pass
+// of its own: in the GEMM's epilogue it measured slower (README, CPU speed), as expf dominates it.
+void activate(Activation act, const float* a1, const float* a3, float* h, int64_t count) {
+  parallelFor(0, count, kElementGrain, [&](int64_t begin, int64_t end) {
+    switch (act) {
+      case Activation::Swiglu:
+        for (int64_t i = begin; i < end; ++i) h[i] = activation::swiglu(a1[i], a3[i]);
+        break;
+      case Activation::Gelu:
+        for (int64_t i = begin; i < end; ++i) h[i] = activation::gelu(a1[i]);
+        break;
+      case Activation::Relu:
+        for (int64_t i = begin; i < end; ++i) h[i] = activation::relu(a1[i]);
+        break;
+    }
+  });
+}
 
 // The row pass of the backward over rows [0, rows) of one group, g [rows,F] = dy[token]·w2 in
 // (unweighted), overwritten with da1:
@@ -47,11 +69,25 @@ void rowBackward(Activation act, int64_t rows, int F, const float* a1, const flo
   });
 }
 
+// Weights [count,rows,cols] as the mode's GEMMs read them: bf16 into `b` (the backward's), and
+// into `f` the forward's (fp8: 128×128 blocks; bf16: not written, the forward reads `b`).
+void lowWeights(const float* w, int count, int rows, int cols, bool fp8, std::vector<float>& b,
+                std::vector<float>& f) {
+  const int64_t n = int64_t(count) * rows * cols;
+  b.resize(size_t(n));
+  roundBf16(w, n, b.data());
+  if (fp8) {
+    f.resize(size_t(n));
+    fp8RoundTrip(w, count, rows, cols, kFp8Block, f.data());
+  }
+}
+
 }  // namespace
 
-Experts::Experts(int hidden, Activation act, std::vector<ExpertGroup> groups)
-    : H_(hidden), act_(act), groups_(std::move(groups)) {
+Experts::Experts(int hidden, Activation act, std::vector<ExpertGroup> groups, Precision precision)
+    : H_(hidden), act_(act), precision_(precision), groups_(std::move(groups)) {
   E_ = checkExpertGroups(hidden, act, groups_);
+  checkExpertPrecision(precision_);
   cache_.resize(groups_.size());
   for (size_t g = 1; g < groups_.size(); ++g) cache_[g].firstExpert = cache_[g - 1].firstExpert + groups_[g - 1].count;
 }
@@ -66,6 +102,14 @@ void Experts::forward(const float* x, int T, int n, const int32_t* token, const 
   // The experts read x's rows through the row map: the permute is fused into the GEMMs' packing
   // (no [n,H] permuted copy); x itself is kept for the backward.
   x_.assign(x, x + size_t(T) * H_);
+  const bool low = precision_.compute == Precision::Compute::Bf16;
+  const bool fp8 = precision_.experts == Precision::Experts::Fp8;
+  if (fp8) {
+    xf_.resize(x_.size());
+    fp8RoundTrip(x, 1, T, H_, 1, xf_.data());
+  }
+  if (low) roundBf16(x_.data(), int64_t(x_.size()), x_.data());
+  const float* xForward = fp8 ? xf_.data() : x_.data();
   rowWeight_.resize(size_t(n));
   for (int r = 0; r < n; ++r) rowWeight_[size_t(r)] = weight[plan_.rowAssignment[size_t(r)]];
 
@@ -80,9 +124,28 @@ void Experts::forward(const float* x, int T, int n, const int32_t* token, const 
     c.a1.resize(size);
     c.h.resize(size);
     if (act_ == Activation::Swiglu) c.a3.resize(size);
-    groupedGemmNTActivation(act_, x_.data(), grp.w1, grp.w3, rows, grp.count, c.rows, grp.ffn, H_,
-                            c.a1.data(), c.a3.data(), c.h.data(), rowMap);
-    groupedGemmNTCombine(c.h.data(), grp.w2, rows, grp.count, c.rows, H_, grp.ffn, rowMap,
+    const float *w1 = grp.w1, *w3 = grp.w3, *w2 = grp.w2;
+    if (low) {
+      const bool swiglu = act_ == Activation::Swiglu;
+      lowWeights(grp.w1, grp.count, grp.ffn, H_, fp8, c.w1b, c.w1f);
+      if (swiglu) lowWeights(grp.w3, grp.count, grp.ffn, H_, fp8, c.w3b, c.w3f);
+      lowWeights(grp.w2, grp.count, H_, grp.ffn, fp8, c.w2b, c.w2f);
+      w1 = fp8 ? c.w1f.data() : c.w1b.data();
+      w3 = swiglu ? (fp8 ? c.w3f.data() : c.w3b.data()) : nullptr;
+      w2 = fp8 ? c.w2f.data() : c.w2b.data();
+    }
+    groupedGemmNT(xForward, w1, rows, grp.count, c.rows, grp.ffn, H_, c.a1.data(), rowMap);
+    if (act_ == Activation::Swiglu)
+      groupedGemmNT(xForward, w3, rows, grp.count, c.rows, grp.ffn, H_, c.a3.data(), rowMap);
+    activate(act_, c.a1.data(), c.a3.data(), c.h.data(), int64_t(size));
+    const float* h = c.h.data();
+    if (fp8) {  // the down projection reads h in 1×128 blocks; the backward bf16(h)
+      c.hf.resize(size);
+      fp8RoundTrip(c.h.data(), 1, c.rows, grp.ffn, 1, c.hf.data());
+      h = c.hf.data();
+    }
+    if (low) roundBf16(c.h.data(), int64_t(size), c.h.data());
+    groupedGemmNTCombine(h, w2, rows, grp.count, c.rows, H_, grp.ffn, rowMap,
                          rowWeight_.data() + c.firstRow, T, y);
   }
   haveForward_ = true;
@@ -96,6 +159,12 @@ void Experts::backward(const float* dy, float* dx, float* dWeight) {
   if (!dy) throw Error(ErrorKind::Argument, "Experts.backward: dy must not be null");
 
   if (dWeight) dRowWeight_.resize(size_t(n));
+  const bool low = precision_.compute == Precision::Compute::Bf16;
+  if (low) {
+    dyLow_.resize(size_t(T_) * H_);
+    roundBf16(dy, int64_t(dyLow_.size()), dyLow_.data());
+    dy = dyLow_.data();
+  }
   for (size_t g = 0; g < groups_.size(); ++g) {
     const ExpertGroup& grp = groups_[g];
     const GroupCache& c = cache_[g];
@@ -105,15 +174,23 @@ void Experts::backward(const float* dy, float* dx, float* dWeight) {
     const size_t size = size_t(c.rows) * grp.ffn;
     da1_.resize(size);
     if (act_ == Activation::Swiglu) da3_.resize(size);
-    groupedGemmNTCombineBackward(dy, c.h.data(), grp.w2, rows, grp.count, c.rows, H_, grp.ffn,
+    const bool swiglu = act_ == Activation::Swiglu;
+    const float* w1 = low ? c.w1b.data() : grp.w1;
+    const float* w3 = !swiglu ? nullptr : low ? c.w3b.data() : grp.w3;
+    const float* w2 = low ? c.w2b.data() : grp.w2;
+    groupedGemmNTCombineBackward(dy, c.h.data(), w2, rows, grp.count, c.rows, H_, grp.ffn,
                                  rowMap, rowWeight_.data() + c.firstRow, T_, da1_.data(), grp.g2);
     rowBackward(act_, c.rows, grp.ffn, c.a1.data(), c.a3.data(), c.h.data(),
                 rowWeight_.data() + c.firstRow, da1_.data(), da3_.data(),
                 dWeight ? dRowWeight_.data() + c.firstRow : nullptr);
-    groupedGemmNTBackward(da1_.data(), x_.data(), grp.w1, rows, grp.count, c.rows, grp.ffn, H_, dx,
+    if (low) {
+      roundBf16(da1_.data(), int64_t(size), da1_.data());
+      if (swiglu) roundBf16(da3_.data(), int64_t(size), da3_.data());
+    }
+    groupedGemmNTBackward(da1_.data(), x_.data(), w1, rows, grp.count, c.rows, grp.ffn, H_, dx,
                           grp.g1, rowMap);
-    if (act_ == Activation::Swiglu)
-      groupedGemmNTBackward(da3_.data(), x_.data(), grp.w3, rows, grp.count, c.rows, grp.ffn, H_,
+    if (swiglu)
+      groupedGemmNTBackward(da3_.data(), x_.data(), w3, rows, grp.count, c.rows, grp.ffn, H_,
                             dx, grp.g3, rowMap);
   }
   if (dWeight)

@@ -9,17 +9,27 @@
 // w1, w3 [Eg,Fg,H], w2 [Eg,H,Fg]. Shared experts are a second instance with every token assigned
 // to each shared expert at weight 1.
 //
-// Stages: plan the permutation (dispatch.h) → per group two grouped GEMMs (grouped_gemm.h) with
-// the other stages fused into them, so no pass of their own goes over [n,H] or [n,F]:
-//   groupedGemmNTActivation  reads x through the row map (the permute in the packing), stores
-//                            a1 (and a3) and h = act(a1[, a3]) from each finished tile
-//   groupedGemmNTCombine     adds weight · (h·w2ᵀ) into the token's row of y from each finished
-//                            tile (the combine in the epilogue; no [n,H] expert output)
-// y's elements receive their rows in ascending permuted row order (expert, then token, then
-// assignment) on one thread each, so y is bit-identical for any MOEKIT_NUM_THREADS.
+// Stages: plan the permutation (dispatch.h) → per group (grouped_gemm.h)
+//   groupedGemmNT (w1; w3 for swiglu)  reads x through the row map (the permute fused into the
+//                                      packing; no [n,H] permuted copy)
+//   activation pass                    h = act(a1[, a3]) over [rows,F]
+//   groupedGemmNTCombine (w2)          adds weight · (h·w2ᵀ) into the token's row of y from each
+//                                      finished tile (the combine fused into the epilogue; no
+//                                      [n,H] expert output, no unpermute pass)
+// Each element of y receives its rows in ascending permuted row order (expert, then token, then
+// assignment) on one thread, so y is bit-identical for any MOEKIT_NUM_THREADS.
 // Backward per group: g = dy[token]·w2 (groupedGemmNTCombineBackward, with dW2 from the weighted
-// dy rows), one pass over [rows,F] for dWeight = g·h, dh = weight·g and the activation's
-// backward, then dx and dW1/dW3 (groupedGemmNTBackward, dx scattered into the token rows).
+// dy rows; no [n,H] dy copy), one pass over [rows,F] for dWeight = g·h, dh = weight·g and the
+// activation's backward, then dx and dW1/dW3 (groupedGemmNTBackward, dx scattered into the
+// token rows in the same fixed order; no [n,H] dx copy, no permute-backward pass).
+//
+// Precision (layer/stage_types.h): the same f32 GEMMs fed with the mode's operand values
+// (precision_operands.h), products exact in f32, f32 accumulation:
+//   Bf16        x, the weights, h, dy and da1/da3 are RNE-rounded to bf16 before every GEMM that
+//               reads them; the cached h is the rounded one (dW2 and dWeight read it)
+//   Bf16 + Fp8  the forward GEMMs read x and h as their 1×128 e4m3 block values and the weights
+//               as their 128×128 ones (F2, F3 up to the f32 summation order); the backward is the
+//               Bf16 one, with bf16(x), bf16(w) and bf16(h) (straight-through)
 #pragma once
 
 #include <cstdint>
@@ -36,7 +46,8 @@ class Experts : public ExpertStage {
  public:
   // Throws Error(Argument/Shape) on a non-positive size, no group, or a missing weight. The
   // weight and gradient buffers are borrowed: they must outlive every forward/backward.
-  Experts(int hidden, Activation act, std::vector<ExpertGroup> groups);
+  // precision: F32/Same by default; Fp8 experts need Bf16 compute (Error(Argument) otherwise).
+  Experts(int hidden, Activation act, std::vector<ExpertGroup> groups, Precision precision = {});
 
   // x [T,H]; n assignments token[a] in [0,T), expert[a] in [0,E), weight[a]. y [T,H] is ADDED
   // to. n = 0 (every token dropped) leaves y alone. Keeps what backward needs (x is copied).
@@ -54,6 +65,7 @@ class Experts : public ExpertStage {
   int experts() const { return E_; }
   int hidden() const { return H_; }
   Activation activation() const { return act_; }
+  Precision precision() const { return precision_; }
   // Rows each expert received in the last forward ([E]).
   const std::vector<int32_t>& counts() const { return plan_.counts; }
 
@@ -62,10 +74,14 @@ class Experts : public ExpertStage {
     int firstExpert = 0;
     int64_t firstRow = 0, rows = 0;
     std::vector<float> a1, a3, h;  // [rows,Fg] pre-activations (a3 swiglu only), activation
+    // Low-precision modes: the weights as the backward (bf16) and the forward (bf16 or fp8) read
+    // them, and fp8's h operand [rows,Fg].
+    std::vector<float> w1b, w3b, w2b, w1f, w3f, w2f, hf;
   };
 
   int H_ = 0, E_ = 0;
   Activation act_;
+  Precision precision_;
   std::vector<ExpertGroup> groups_;
   std::vector<GroupCache> cache_;
 
@@ -73,11 +89,13 @@ class Experts : public ExpertStage {
   bool haveForward_ = false;
   int T_ = 0;
   PermutationPlan plan_;
-  std::vector<float> x_;          // [T,H] the input, read through the row map
+  std::vector<float> x_;          // [T,H] the input (bf16-rounded in the low modes), read through the row map
+  std::vector<float> xf_;         // [T,H] fp8 mode: x as the forward GEMM reads it
   std::vector<float> rowWeight_;  // [n] weight of each permuted row
   // Backward scratch, kept across calls so steady-state steps allocate nothing.
   std::vector<float> da1_, da3_;  // [rows,Fg]; da1_ holds g = dy[token]·w2 first
   std::vector<float> dRowWeight_;  // [n] dWeight in permuted row order
+  std::vector<float> dyLow_;       // [T,H] bf16(dy) in the low modes
 };
 
 }  // namespace moekit::cpu

@@ -3,7 +3,6 @@
 #include <string>
 #include <vector>
 
-#include "../core/activation.h"
 #include "../core/errors.h"
 #include "sgemm.h"
 
@@ -13,42 +12,13 @@ namespace {
 
 // rowToken [m] must lie in [0, T).
 void checkRowTokens(const char* op, const int32_t* rowToken, int64_t m, int T) {
-  if (m > 0 && !rowToken) throw Error(ErrorKind::Argument, std::string(op) + ": rowToken must not be null");
+  if (m > 0 && !rowToken)
+    throw Error(ErrorKind::Argument, std::string(op) + ": rowToken must not be null");
   for (int64_t r = 0; r < m; ++r)
     if (rowToken[r] < 0 || rowToken[r] >= T)
       throw Error(ErrorKind::Argument, std::string(op) + ": rowToken[" + std::to_string(r) +
                                            "] must be in [0, T = " + std::to_string(T) + "), got " +
                                            std::to_string(rowToken[r]));
-}
-
-// One group's outputs for the activation epilogue: rows of a1, a3, h with stride ld.
-struct ActivationTiles {
-  Activation act;
-  const float* a1;
-  const float* a3;
-  float* h;
-  int64_t ld;
-};
-
-// h = act(a1[, a3]) over one finished tile (a GemmTileEpilogue).
-void activateTile(const void* context, int64_t i, int64_t j, int64_t rows, int64_t cols) {
-  const ActivationTiles& t = *static_cast<const ActivationTiles*>(context);
-  for (int64_t r = i; r < i + rows; ++r) {
-    const float* a1 = t.a1 + r * t.ld + j;
-    const float* a3 = t.a3 ? t.a3 + r * t.ld + j : nullptr;
-    float* h = t.h + r * t.ld + j;
-    switch (t.act) {
-      case Activation::Swiglu:
-        for (int64_t c = 0; c < cols; ++c) h[c] = activation::swiglu(a1[c], a3[c]);
-        break;
-      case Activation::Gelu:
-        for (int64_t c = 0; c < cols; ++c) h[c] = activation::gelu(a1[c]);
-        break;
-      case Activation::Relu:
-        for (int64_t c = 0; c < cols; ++c) h[c] = activation::relu(a1[c]);
-        break;
-    }
-  }
 }
 
 // Checks sizes and group row counts; pointers must be non-null wherever data is read or written.
@@ -161,48 +131,15 @@ void groupedGemmNTBackward(const float* dOut, const float* a, const float* w,
     const float* dOutG = dOut + row * n;
     const float* aG = aRowMap ? a : a + row * k;
     const float* wG = w + int64_t(g) * n * k;
-    if (rows > 0 && dA) {  // dA_g [rows,K] = dOut_g [rows,N] · w_g [N,K], or scattered through the map
-      GemmProblem problem{GemmLayout::NN, rows, k, n, dOutG, n, wG, k, aRowMap ? dA : dA + row * k, k,
-                          aRowMap != nullptr};
+    if (rows > 0 && dA) {  // dA_g [rows,K] = dOut_g [rows,N] · w_g [N,K] (scattered with a map)
+      GemmProblem problem{GemmLayout::NN, rows, k, n, dOutG, n, wG, k,
+                          aRowMap ? dA : dA + row * k, k, aRowMap != nullptr};
       problem.cRows = aRowMap ? aRowMap + row : nullptr;
       problems.push_back(problem);
     }
     if (rows > 0 && dW) {  // dW_g [N,K] += dOut_g [rows,N]ᵀ · a_g [rows,K]
       GemmProblem problem{GemmLayout::TN, n, k, rows, dOutG, n, aG, k, dW + int64_t(g) * n * k, k, true};
       problem.bRows = aRowMap ? aRowMap + row : nullptr;
-      problems.push_back(problem);
-    }
-    row += rows;
-  }
-  sgemmBatch(problems.data(), int(problems.size()));
-}
-
-void groupedGemmNTActivation(Activation act, const float* a, const float* w1, const float* w3,
-                             const int32_t* groupRows, int groups, int64_t m, int n, int k,
-                             float* a1, float* a3, float* h, const int32_t* aRowMap) {
-  checkGroupedGemm(a, w1, groupRows, groups, m, n, k);
-  const bool swiglu = act == Activation::Swiglu;
-  if (swiglu && !w3) throw Error(ErrorKind::Argument, "groupedGemm: w3 must not be null for swiglu");
-  if (m > 0 && (!a1 || !h || (swiglu && !a3)))
-    throw Error(ErrorKind::Argument, "groupedGemm: a1, h (and a3 for swiglu) must not be null");
-  std::vector<ActivationTiles> tiles;
-  std::vector<GemmProblem> problems;
-  tiles.reserve(size_t(groups));  // the problems point into it
-  int64_t row = 0;
-  for (int g = 0; g < groups; ++g) {
-    const int64_t rows = groupRows[g];
-    if (rows > 0) {
-      const int64_t at = row * n, weights = int64_t(g) * n * k;
-      tiles.push_back({act, a1 + at, swiglu ? a3 + at : nullptr, h + at, n});
-      GemmProblem problem{GemmLayout::NT, rows, n, k, aRowMap ? a : a + row * k, k, w1 + weights, k,
-                          a1 + at, n, false};
-      problem.aRows = aRowMap ? aRowMap + row : nullptr;
-      if (swiglu) {
-        problem.b2 = w3 + weights;
-        problem.c2 = a3 + at;
-      }
-      problem.epilogue = activateTile;
-      problem.epilogueContext = &tiles.back();
       problems.push_back(problem);
     }
     row += rows;
@@ -251,7 +188,8 @@ void groupedGemmNTCombineBackward(const float* dy, const float* a, const float* 
       problems.push_back(problem);
     }
     if (rows > 0 && dW) {  // dW_q [N,K] += (rowWeight ⊙ dy[rowToken])ᵀ [N,rows] · a_q [rows,K]
-      GemmProblem problem{GemmLayout::TN, n, k, rows, dy, n, a + row * k, k, dW + int64_t(q) * n * k, k, true};
+      GemmProblem problem{GemmLayout::TN, n, k, rows, dy, n, a + row * k, k,
+                          dW + int64_t(q) * n * k, k, true};
       problem.aRows = rowToken + row;
       problem.aScale = rowWeight ? rowWeight + row : nullptr;
       problems.push_back(problem);

@@ -15,21 +15,16 @@
 // The two agree to fp32 rounding, not bitwise (K blocking and FMA change the rounding).
 // Every entry point validates its shapes and throws moekit::Error naming the argument.
 //
-// The expert FFN's fused forms (experts.h), same layout and sgemm.h's fusions:
-//   groupedGemmNTActivation  up projection, the activation in the epilogue: a1 = a·w1ᵀ
-//                            (a3 = a·w3ᵀ on the same packed A), h = act(a1[, a3]) per finished
-//                            tile (core/activation.h), no pass of its own over [M,N]
-//   groupedGemmNTCombine     down projection, the weighted combine in the epilogue:
-//                            y[rowToken[r]] += rowWeight[r]·out[r], no [M,N] out
+// The expert FFN's fused forms (experts.h), through sgemm.h's row maps and scatter:
+//   groupedGemmNTCombine          down projection with the weighted combine in the epilogue:
+//                                 y[rowToken[r]] += rowWeight[r]·out[r], no [M,N] out
 //   groupedGemmNTCombineBackward  its backward: the NN product through the row map, unweighted,
-//                            and dW of the weighted rows
+//                                 and dW of the weighted rows
 // Each element of y (and of the un-permuted dA of groupedGemmNTBackward) receives its rows in
 // ascending r, whatever the thread count.
 #pragma once
 
 #include <cstdint>
-
-#include "../layer/stage_types.h"
 
 namespace moekit::cpu {
 
@@ -46,12 +41,6 @@ void groupedGemmNTReference(const float* a, const float* w, const int32_t* group
 void groupedGemmNTBackward(const float* dOut, const float* a, const float* w,
                            const int32_t* groupRows, int groups, int64_t m, int n, int k,
                            float* dA, float* dW, const int32_t* aRowMap = nullptr);
-
-// w1, w3 [G,N,K]; a1, a3, h [M,N] overwritten. w3 and a3 are for swiglu only (null otherwise).
-// aRowMap as for groupedGemmNT.
-void groupedGemmNTActivation(Activation act, const float* a, const float* w1, const float* w3,
-                             const int32_t* groupRows, int groups, int64_t m, int n, int k,
-                             float* a1, float* a3, float* h, const int32_t* aRowMap = nullptr);
 
 // y [T,N] is added to: y[rowToken[r]] += rowWeight[r] · (a_g · w_gᵀ)[r]; rowWeight null = 1.
 // rowToken [M] in [0,T).

@@ -19,17 +19,16 @@
 // rows into as many equal blocks as needed. The split never touches K: it changes speed, never
 // bits.
 //
-// Fusions (sgemm.h): gathered or scaled rows of A are copied next to each other in L1 and packed
-// from there; a twin product (B2, C2) packs a second B panel and runs a second micro-kernel on
-// the same A sliver, so its tasks are half as wide (two panels share the L2); the tile epilogue
-// runs after the micro-kernel's last K block on that tile.
-// Scatter (cRows): the scattering problems of a batch are cut into column strips that span all
-// of them, one task per strip. A strip task walks the problems in batch order and their rows in
+// Row maps (sgemm.h): gathered or scaled rows of A are copied next to each other in L1 and packed
+// from there.
+// Scatter (cRows): the scattering problems of a batch are cut into column strips that span all of
+// them, one task per strip. A strip task walks the problems in batch order and their rows in
 // order, in blocks of rows whose C lives in a thread-local scratch (at most 4 MiB), and adds each
 // finished micro tile, row by row, into the rows of c. So every element of c receives its rows in
 // problem order, then row order, on one thread: fixed whatever the thread count or strip width.
-// The strip count follows the thread count (about kScatterStripsPerThread each, never narrower
-// than NR); each strip re-packs all of A, which is what the combine costs.
+// The strip count follows the thread count (kScatterStripsPerThread each, strips no wider than NC
+// nor narrower than 64 columns): each strip re-packs all of A, which is what the combine costs,
+// and also why its parallelism stops at N/64 threads.
 #include "sgemm.h"
 
 #include <algorithm>
@@ -58,6 +57,7 @@ constexpr int64_t kMC = 144;  // multiple of MR
 constexpr double kMinTaskFlops = 2e6;
 constexpr int kTasksPerThread = 4;
 constexpr int kScatterStripsPerThread = 1;
+constexpr int64_t kScatterMinColumns = 4 * kNR;  // narrower strips re-pack A for too few flops
 constexpr int64_t kScatterScratch = int64_t(1) << 20;  // floats of a strip task's C block
 
 int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -176,7 +176,9 @@ void packA(const GemmProblem& pr, int64_t i0, int64_t mc, int64_t p0, int64_t kc
   const int64_t rowStride = tn ? 1 : pr.lda, stepStride = tn ? pr.lda : 1;
   const bool mapped = pr.aRows || pr.aScale;
   // Stored row s of A (a row for NT/NN, a K step for TN) and its scale.
-  const auto stored = [&](int64_t s) { return pr.a + (pr.aRows ? int64_t(pr.aRows[s]) : s) * pr.lda; };
+  const auto stored = [&](int64_t s) {
+    return pr.a + (pr.aRows ? int64_t(pr.aRows[s]) : s) * pr.lda;
+  };
   const auto scale = [&](int64_t s) { return pr.aScale ? pr.aScale[s] : 1.0f; };
   for (int64_t s = 0; s < mc; s += kMR, out += kc * kMR) {
     const int64_t lanes = std::min(kMR, mc - s);
@@ -204,21 +206,19 @@ void packA(const GemmProblem& pr, int64_t i0, int64_t mc, int64_t p0, int64_t kc
   }
 }
 
-// Packs B (b or b2, laid out as pr.b) K steps [p0, p0+kc) × columns [j0, j0+nc) into ⌈nc/NR⌉
-// slivers of kc × NR.
-void packB(const GemmProblem& pr, const float* b, int64_t j0, int64_t nc, int64_t p0, int64_t kc,
-           float* out) {
+// Packs B K steps [p0, p0+kc) × columns [j0, j0+nc) into ⌈nc/NR⌉ slivers of kc × NR.
+void packB(const GemmProblem& pr, int64_t j0, int64_t nc, int64_t p0, int64_t kc, float* out) {
   const bool nt = pr.layout == GemmLayout::NT;  // B(p,j) = b[j·ldb + p], else b[p·ldb + j]
   const int64_t colStride = nt ? pr.ldb : 1, stepStride = nt ? 1 : pr.ldb;
   for (int64_t s = 0; s < nc; s += kNR, out += kc * kNR) {
     const int64_t lanes = std::min(kNR, nc - s);
     if (!pr.bRows) {
-      packSliver<kNR>(b + (j0 + s) * colStride + p0 * stepStride, colStride, stepStride, lanes, kc, out);
+      packSliver<kNR>(pr.b + (j0 + s) * colStride + p0 * stepStride, colStride, stepStride, lanes, kc, out);
       continue;
     }
     // TN with gathered rows: step p is row bRows[p0 + p] of b; the same values packSliver copies.
     for (int64_t p = 0; p < kc; ++p) {
-      const float* row = b + int64_t(pr.bRows[p0 + p]) * pr.ldb + j0 + s;
+      const float* row = pr.b + int64_t(pr.bRows[p0 + p]) * pr.ldb + j0 + s;
       for (int64_t l = 0; l < kNR; ++l) out[p * kNR + l] = l < lanes ? row[l] : 0.0f;
     }
   }
@@ -226,16 +226,16 @@ void packB(const GemmProblem& pr, const float* b, int64_t j0, int64_t nc, int64_
 
 // The packing buffers and the scatter scratch of the calling thread.
 struct Scratch {
-  PackBuffer a, b, b2, c;
+  PackBuffer a, b, c;
 };
 thread_local Scratch tScratch;
 
 // Runs the K blocks of rows [i0, i1) × columns [j0, j1) of pr (j1 − j0 at most a panel, K >= 1):
-// per K block packs B (and B2), then per MC rows packs A and calls
-//   tile(kc, a, b, b2, i, j, rows, cols, first, last)
-// for every MR × NR micro tile, B sliver outermost and rows in order within it: a, b, b2 are the
-// packed slivers (b2 null without a twin), (i, j) the tile's origin in the problem, rows × cols
-// its part inside the block, first / last whether this is the first / last K block.
+// per K block packs B, then per MC rows packs A and calls
+//   tile(kc, a, b, i, j, rows, cols, first, last)
+// for every MR × NR micro tile: a and b are the packed slivers, (i, j) the tile's origin in the
+// problem, rows × cols its part inside the block, first / last whether this is the first / last
+// K block. B slivers are outermost (so one stays in L1), tiles in row order within each.
 template <class Tile>
 void forEachMicroTile(const GemmProblem& pr, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
                       const Tile& tile) {
@@ -243,20 +243,17 @@ void forEachMicroTile(const GemmProblem& pr, int64_t i0, int64_t i1, int64_t j0,
   const int64_t kBlocks = ceilDiv(pr.k, kKC);
   const int64_t kcMax = ceilDiv(pr.k, kBlocks);
   float* packedB = tScratch.b.get(roundUp(nc, kNR) * kcMax);
-  float* packedB2 = pr.b2 ? tScratch.b2.get(roundUp(nc, kNR) * kcMax) : nullptr;
   float* packedA = tScratch.a.get(kMC * kcMax);
   for (int64_t kb = 0, p0 = 0; kb < kBlocks; ++kb) {
     const int64_t kc = (pr.k - p0) / (kBlocks - kb);  // near-equal blocks, fixed by K alone
-    packB(pr, pr.b, j0, nc, p0, kc, packedB);
-    if (packedB2) packB(pr, pr.b2, j0, nc, p0, kc, packedB2);
+    packB(pr, j0, nc, p0, kc, packedB);
     for (int64_t ic = i0; ic < i1; ic += kMC) {
       const int64_t mc = std::min(kMC, i1 - ic);
       packA(pr, ic, mc, p0, kc, packedA);
       for (int64_t jr = 0; jr < nc; jr += kNR)
         for (int64_t ir = 0; ir < mc; ir += kMR)
-          tile(kc, packedA + ir * kc, packedB + jr * kc, packedB2 ? packedB2 + jr * kc : nullptr,
-               ic + ir, j0 + jr, std::min(kMR, mc - ir), std::min(kNR, nc - jr), kb == 0,
-               kb == kBlocks - 1);
+          tile(kc, packedA + ir * kc, packedB + jr * kc, ic + ir, j0 + jr, std::min(kMR, mc - ir),
+               std::min(kNR, nc - jr), kb == 0, kb == kBlocks - 1);
     }
     p0 += kc;
   }
@@ -278,7 +275,7 @@ void storeTile(int64_t kc, const float* a, const float* b, float* c, int64_t ldc
       c[r * ldc + j] = add ? c[r * ldc + j] + edge[r * kNR + j] : edge[r * kNR + j];
 }
 
-// A task: the C tile rows [i0, i1) × columns [j0, j1) of one problem, j1 − j0 <= its panel width;
+// A task: the C tile rows [i0, i1) × columns [j0, j1) of one problem, j1 − j0 <= NC; or, with
 // problem = kScatterStrip: columns [j0, j1) of every scattering problem (runScatterStrip).
 constexpr int kScatterStrip = -1;
 struct Task {
@@ -286,25 +283,19 @@ struct Task {
   int64_t i0, i1, j0, j1;
 };
 
-// The task of a problem that stores C (and C2) itself.
+// The task of a problem that stores C itself.
 void runTask(const GemmProblem& pr, const Task& t) {
   if (pr.k == 0) {
-    for (int64_t i = t.i0; i < t.i1; ++i)
-      for (float* c : {pr.c, pr.c2})
-        if (c && !pr.accumulate) std::fill_n(c + i * pr.ldc + t.j0, t.j1 - t.j0, 0.0f);
-    if (pr.epilogue)
-      for (int64_t i = t.i0; i < t.i1; i += kMR)
-        for (int64_t j = t.j0; j < t.j1; j += kNR)
-          pr.epilogue(pr.epilogueContext, i, j, std::min(kMR, t.i1 - i), std::min(kNR, t.j1 - j));
+    if (!pr.accumulate)
+      for (int64_t i = t.i0; i < t.i1; ++i)
+        std::fill_n(pr.c + i * pr.ldc + t.j0, t.j1 - t.j0, 0.0f);
     return;
   }
   forEachMicroTile(pr, t.i0, t.i1, t.j0, t.j1,
-                   [&](int64_t kc, const float* a, const float* b, const float* b2, int64_t i,
-                       int64_t j, int64_t rows, int64_t cols, bool first, bool last) {
-                     const bool add = pr.accumulate || !first;
-                     storeTile(kc, a, b, pr.c + i * pr.ldc + j, pr.ldc, rows, cols, add);
-                     if (b2) storeTile(kc, a, b2, pr.c2 + i * pr.ldc + j, pr.ldc, rows, cols, add);
-                     if (last && pr.epilogue) pr.epilogue(pr.epilogueContext, i, j, rows, cols);
+                   [&](int64_t kc, const float* a, const float* b, int64_t i, int64_t j,
+                       int64_t rows, int64_t cols, bool first, bool) {
+                     storeTile(kc, a, b, pr.c + i * pr.ldc + j, pr.ldc, rows, cols,
+                               pr.accumulate || !first);
                    });
 }
 
@@ -324,8 +315,8 @@ void runScatterStrip(const GemmProblem* problems, const std::vector<int>& scatte
     float* scratch = tScratch.c.get(height * ld);
     for (int64_t i0 = 0; i0 < pr.m; i0 += height)
       forEachMicroTile(pr, i0, std::min(pr.m, i0 + height), j0, jEnd,
-                       [&](int64_t kc, const float* a, const float* b, const float*, int64_t i,
-                           int64_t j, int64_t rows, int64_t cols, bool first, bool last) {
+                       [&](int64_t kc, const float* a, const float* b, int64_t i, int64_t j,
+                           int64_t rows, int64_t cols, bool first, bool last) {
                          float* s = scratch + (i - i0) * ld + (j - j0);
                          micro(kc, a, b, s, ld, !first);
                          if (!last) return;
@@ -363,13 +354,10 @@ void checkProblem(const GemmProblem& pr, int index) {
   checkPtr("c", pr.c, pr.m > 0 && pr.n > 0);
   if (pr.bRows && pr.layout != GemmLayout::TN)
     throw Error(ErrorKind::Argument, name + "bRows applies to the TN layout only");
-  if (!pr.b2 != !pr.c2)
-    throw Error(ErrorKind::Argument, name + "b2 and c2 must be both set or both null");
   if (pr.cScale && !pr.cRows)
     throw Error(ErrorKind::Argument, name + "cScale needs cRows");
-  if (pr.cRows && (!pr.accumulate || pr.b2 || pr.epilogue))
-    throw Error(ErrorKind::Argument,
-                name + "cRows needs accumulate = true, and no b2/c2 or epilogue");
+  if (pr.cRows && !pr.accumulate)
+    throw Error(ErrorKind::Argument, name + "cRows needs accumulate = true");
 }
 
 }  // namespace
@@ -385,7 +373,7 @@ void sgemmBatch(const GemmProblem* problems, int count) {
   for (int q = 0; q < count; ++q) {
     const GemmProblem& pr = problems[q];
     checkProblem(pr, q);
-    flops[size_t(q)] = (pr.b2 ? 4.0 : 2.0) * double(pr.m) * double(pr.n) * double(pr.k);
+    flops[size_t(q)] = 2.0 * double(pr.m) * double(pr.n) * double(pr.k);
     total += flops[size_t(q)];
     if (pr.cRows) {
       scatter.push_back(q);
@@ -397,10 +385,11 @@ void sgemmBatch(const GemmProblem* problems, int count) {
   const double target = std::max(total / (kTasksPerThread * threads), kMinTaskFlops);
   std::vector<Task> tasks;
   if (scatterColumns > 0) {  // strips first: they are the largest tasks
+    const int64_t fewest = ceilDiv(scatterColumns, panelColumns());
     const int64_t strips = std::clamp<int64_t>(
         std::min<int64_t>(int64_t(kScatterStripsPerThread) * threads,
                           std::max<int64_t>(1, int64_t(scatterFlops / kMinTaskFlops))),
-        ceilDiv(scatterColumns, panelColumns()), ceilDiv(scatterColumns, kNR));
+        fewest, std::max(fewest, ceilDiv(scatterColumns, kScatterMinColumns)));
     const int64_t width = roundUp(ceilDiv(scatterColumns, strips), kNR);
     for (int64_t j0 = 0; j0 < scatterColumns; j0 += width)
       tasks.push_back({kScatterStrip, 0, 0, j0, std::min(scatterColumns, j0 + width)});
@@ -415,9 +404,8 @@ void sgemmBatch(const GemmProblem* problems, int count) {
   for (const int q : order) {
     const GemmProblem& pr = problems[q];
     if (pr.m == 0 || pr.n == 0) continue;
-    const int64_t panel = pr.b2 ? std::max(kNR, panelColumns() / 2 / kNR * kNR) : panelColumns();
-    const int64_t width = roundUp(ceilDiv(pr.n, ceilDiv(pr.n, panel)), kNR);
-    const double stripFlops = flops[size_t(q)] * double(width) / double(pr.n);
+    const int64_t width = roundUp(ceilDiv(pr.n, ceilDiv(pr.n, panelColumns())), kNR);
+    const double stripFlops = 2.0 * double(pr.m) * double(width) * double(pr.k);
     const int64_t rowBlocks =
         std::clamp(int64_t(std::ceil(stripFlops / target)), int64_t(1), ceilDiv(pr.m, kMR));
     const int64_t height = roundUp(ceilDiv(pr.m, rowBlocks), kMR);

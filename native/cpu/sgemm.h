@@ -7,8 +7,8 @@
 //   TN  C[M,N] (+)= A[K,M]ᵀ · B[K,N]    weight grad:  dW += dOutᵀ · a
 //
 // Fusions of the expert FFN (GemmProblem fields below): row gathers and scales in the packing
-// (the permute), a twin product sharing A (w1 and w3 of swiglu), a tile epilogue (the activation)
-// and a row scatter of C (the weighted combine).
+// (the permute, the combine's weights in its backward) and a row scatter of C (the weighted
+// combine, the permute's backward).
 //
 // Determinism: every C element is computed by one thread, in a fixed order over K that depends
 // only on the problem's K (blocks of sgemm.cc's KC, FMA in k order inside a block), so results are
@@ -25,13 +25,6 @@
 namespace moekit::cpu {
 
 enum class GemmLayout { NT, NN, TN };
-
-// Called once for every finished tile of C, rows [i, i + rows) × columns [j, j + cols) of the
-// problem (rows <= 6, cols <= 16), on the thread that computed it, right after its last K block:
-// C (and C2) hold the tile's final values and it is still in L1. Tiles are disjoint and come in
-// no particular order. context is the problem's epilogueContext.
-using GemmTileEpilogue = void (*)(const void* context, int64_t i, int64_t j, int64_t rows,
-                                  int64_t cols);
 
 // One C = A·B (or C += A·B) problem. M, N >= 0 and K >= 0 (K = 0 gives C = 0, or leaves C alone
 // when accumulating); a, b and c may be null only when the matrix they point at is empty.
@@ -54,22 +47,16 @@ struct GemmProblem {
   const int32_t* aRows = nullptr;
   const float* aScale = nullptr;
   const int32_t* bRows = nullptr;
-  // Twin product sharing A (and its packing): C2 = A·B2 (+= with accumulate), b2 laid out like b
-  // (ldb), c2 like c (ldc). Both null = none.
-  const float* b2 = nullptr;
-  float* c2 = nullptr;
-  GemmTileEpilogue epilogue = nullptr;  // null = none
-  const void* epilogueContext = nullptr;
   // Row scatter, the weighted combine fused into the GEMM: row i of A·B is added to row cRows[i]
   // of c, multiplied by cScale[i] (null = 1): c[cRows[i]·ldc + j] += cScale[i]·(A·B)(i,j), the
-  // product rounded to fp32 first. Needs accumulate; excludes the twin and the epilogue. Several
-  // rows, and several problems, may add into one row of c (see Determinism above).
+  // product rounded to fp32 first. Needs accumulate. Several rows, and several problems, may add
+  // into one row of c (see Determinism above).
   const int32_t* cRows = nullptr;
   const float* cScale = nullptr;
 };
 
 // Runs every problem; their tiles share one parallel loop, so many small problems (the experts of
-// a grouped GEMM) keep all threads busy. Problems must not write overlapping C (or C2), except
+// a grouped GEMM) keep all threads busy. Problems must not write overlapping C, except
 // scattering problems (cRows) among themselves. Throws Error(Shape/Argument) naming the problem
 // and field on a bad size, stride, null pointer or combination of fusions.
 void sgemmBatch(const GemmProblem* problems, int count);

@@ -5,8 +5,10 @@
 #include <string>
 
 #include "../core/errors.h"
+#include "../core/fp8_blocks.h"
 #include "../layer/expert_common.h"
 #include "grouped_gemm.h"
+#include "precision_operands.h"
 
 namespace moekit::cuda {
 
@@ -30,9 +32,10 @@ void checkAssignments(int T, int E, int n, const int32_t* token, const int32_t* 
 
 }  // namespace
 
-Experts::Experts(int hidden, Activation act, std::vector<ExpertGroup> groups)
-    : H_(hidden), act_(act), groups_(std::move(groups)) {
+Experts::Experts(int hidden, Activation act, std::vector<ExpertGroup> groups, Precision precision)
+    : H_(hidden), act_(act), precision_(precision), groups_(std::move(groups)) {
   E_ = checkExpertGroups(hidden, act, groups_);
+  checkExpertPrecision(precision_);
   state_ = std::vector<GroupState>(groups_.size());
   for (size_t g = 1; g < groups_.size(); ++g) state_[g].firstExpert = state_[g - 1].firstExpert + groups_[g - 1].count;
   checkCuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
@@ -65,6 +68,27 @@ void Experts::download(void* host, const void* device, size_t bytes, const char*
 
 void Experts::synchronize(const char* what) {
   checkCuda(cudaStreamSynchronize(stream_), std::string("cuda::Experts: ") + what);
+}
+
+void Experts::forwardWeights(size_t group, const float*& w1, const float*& w3, const float*& w2) {
+  GroupState& s = state_[group];
+  const bool swiglu = act_ == Activation::Swiglu;
+  w1 = s.w1.get();
+  w3 = swiglu ? s.w3.get() : nullptr;
+  w2 = s.w2.get();
+  if (precision_.compute != Precision::Compute::Bf16) return;
+  const ExpertGroup& grp = groups_[group];
+  const int64_t size = int64_t(grp.count) * grp.ffn * H_;
+  const auto lower = [&](const float* master, DeviceBuffer<float>& b, DeviceBuffer<float>& f, int rows, int cols) {
+    roundBf16(master, size, b.reserve(size_t(size), "bf16 weights"), stream_);
+    if (precision_.experts != Precision::Experts::Fp8) return static_cast<const float*>(b.get());
+    fp8RoundTrip(master, grp.count, rows, cols, kFp8Block, fp8Codes_, fp8Scales_,
+                 f.reserve(size_t(size), "fp8 weights"), stream_);
+    return static_cast<const float*>(f.get());
+  };
+  w1 = lower(s.w1.get(), s.w1b, s.w1f, grp.ffn, H_);
+  if (swiglu) w3 = lower(s.w3.get(), s.w3b, s.w3f, grp.ffn, H_);
+  w2 = lower(s.w2.get(), s.w2b, s.w2f, H_, grp.ffn);
 }
 
 void Experts::forward(const float* x, int T, int n, const int32_t* token, const int32_t* expert,
@@ -135,6 +159,14 @@ void Experts::forward(const float* x, int T, int n, const int32_t* token, const 
   float* a3 = act_ == Activation::Swiglu ? a3_.reserve(size_t(activations_), "a3") : nullptr;
   float* h = h_.reserve(size_t(activations_), "h");
   permuteRows(dX, H_, rowToken, n, xp, stream_);
+  const bool low = precision_.compute == Precision::Compute::Bf16;
+  const bool fp8 = precision_.experts == Precision::Experts::Fp8;
+  const float* xForward = xp;
+  if (fp8) {
+    xForward = xpf_.reserve(rowsSize, "fp8 xp");
+    fp8RoundTrip(xp, 1, n, H_, 1, fp8Codes_, fp8Scales_, xpf_.get(), stream_);
+  }
+  if (low) roundBf16(xp, int64_t(rowsSize), xp, stream_);  // the backward's x operand
 
   for (size_t g = 0; g < groups_.size(); ++g) {
     const ExpertGroup& grp = groups_[g];
@@ -142,10 +174,19 @@ void Experts::forward(const float* x, int T, int n, const int32_t* token, const 
     if (s.rows == 0) continue;
     const ExpertRows rows{expertStart + s.firstExpert, grp.count,
                           rowTiles(&counts_[size_t(s.firstExpert)], grp.count)};
-    const int64_t at = s.activationOffset;
-    expertUpProjection(act_, xp + s.firstRow * H_, s.w1.get(), s.w3.get(), rows, grp.ffn, H_,
+    const int64_t at = s.activationOffset, hSize = s.rows * grp.ffn;
+    const float *w1, *w3, *w2;
+    forwardWeights(g, w1, w3, w2);
+    expertUpProjection(act_, xForward + s.firstRow * H_, w1, w3, rows, grp.ffn, H_,
                        a1 + at, a3 ? a3 + at : nullptr, h + at, stream_);
-    groupedGemmNT(h + at, s.w2.get(), rows, H_, grp.ffn, yp + s.firstRow * H_, stream_);
+    const float* hForward = h + at;
+    if (fp8) {  // the down projection reads h in 1×128 blocks, the backward bf16(h)
+      float* hf = hf_.reserve(size_t(activations_), "fp8 h") + at;
+      fp8RoundTrip(h + at, 1, s.rows, grp.ffn, 1, fp8Codes_, fp8Scales_, hf, stream_);
+      hForward = hf;
+    }
+    if (low) roundBf16(h + at, hSize, h + at, stream_);
+    groupedGemmNT(hForward, w2, rows, H_, grp.ffn, yp + s.firstRow * H_, stream_);
   }
 
   float* dY = y_.reserve(xSize, "y");
@@ -166,6 +207,8 @@ void Experts::backward(const float* dy, float* dx, float* dWeight) {
   const size_t ySize = size_t(T_) * H_, rowsSize = size_t(n) * H_;
   float* dDy = dy_.reserve(ySize, "dy");
   upload(dDy, dy, ySize * sizeof(float), "dy");
+  const bool low = precision_.compute == Precision::Compute::Bf16;
+  if (low) roundBf16(dDy, int64_t(ySize), dDy, stream_);
   float* dyp = dyp_.reserve(rowsSize, "dyp");
   float* dWeightDevice = dWeight ? dWeight_.reserve(size_t(n), "dWeight") : nullptr;
   unpermuteBackward(dDy, H_, rowToken_.get(), rowWeight_.get(), yp_.get(), rowAssignment_.get(),
@@ -187,9 +230,16 @@ void Experts::backward(const float* dy, float* dx, float* dWeight) {
     const float* dypG = dyp + s.firstRow * H_;
     const float* xpG = xp + s.firstRow * H_;
     float* da3G = da3 ? da3 + at : nullptr;
+    const float* w1 = low ? s.w1b.get() : s.w1.get();
+    const float* w3 = low ? s.w3b.get() : s.w3.get();
+    const float* w2 = low ? s.w2b.get() : s.w2.get();
 
-    expertActivationBackward(act_, dypG, s.w2.get(), rows, H_, grp.ffn, a1_.get() + at,
+    expertActivationBackward(act_, dypG, w2, rows, H_, grp.ffn, a1_.get() + at,
                              da3 ? a3_.get() + at : nullptr, da1 + at, da3G, stream_);
+    if (low) {
+      roundBf16(da1 + at, s.rows * grp.ffn, da1 + at, stream_);
+      if (da3G) roundBf16(da3G, s.rows * grp.ffn, da3G, stream_);
+    }
     if (grp.g2) {  // g2_e [H,F] += dyp_eᵀ · h_e
       float* g2 = s.g2.reserve(weightSize, "g2");
       upload(g2, grp.g2, weightSize * sizeof(float), "g2");
@@ -198,8 +248,8 @@ void Experts::backward(const float* dy, float* dx, float* dWeight) {
     }
     if (dxp) {  // dxp_e [rows,H] = da1_e · w1_e (+ da3_e · w3_e)
       float* dxpG = dxp + s.firstRow * H_;
-      groupedGemmNN(da1 + at, s.w1.get(), rows, grp.ffn, H_, false, dxpG, stream_);
-      if (da3G) groupedGemmNN(da3G, s.w3.get(), rows, grp.ffn, H_, true, dxpG, stream_);
+      groupedGemmNN(da1 + at, w1, rows, grp.ffn, H_, false, dxpG, stream_);
+      if (da3G) groupedGemmNN(da3G, w3, rows, grp.ffn, H_, true, dxpG, stream_);
     }
     if (grp.g1) {  // g1_e [F,H] += da1_eᵀ · xp_e
       float* g1 = s.g1.reserve(weightSize, "g1");

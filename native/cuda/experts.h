@@ -24,6 +24,16 @@
 // epilogue (swiglu: both w1 and w3 in one pass) → NT GEMM with w2 → weighted combine, one thread
 // per (token, h) summing its rows in row order. Everything is deterministic (no float atomics).
 //
+// Precision (layer/stage_types.h), the numerics of cpu::Experts: the fp32 kernels read the mode's
+// operand values (precision_operands.h; bf16·bf16 and e4m3·e4m3 products are exact in fp32, so
+// this is the tensor-core GEMMs' math up to the order of the fp32 sums):
+//   Bf16        x rows, weights, h, dy and da1/da3 RNE-rounded to bf16 on the device before the
+//               GEMMs that read them, forward and backward
+//   Bf16 + Fp8  the forward reads x and h as their 1×128 and the weights as their 128×128 e4m3
+//               block values (quantizeFp8Blocks' scales); the backward is the Bf16 one
+// The tensor-core GEMMs (grouped_gemm_bf16.h, grouped_gemm_fp8.h: padded groups, K a multiple of
+// 8 / 16) are not wired in yet.
+//
 // Errors: the constructor and forward validate like cpu::Experts (Error(Shape/Argument), same
 // messages) before touching the device; a failed CUDA call throws Error(Device) naming what failed;
 // under the SIMT emulator a kernel bug propagates as moekit::emu::KernelFault. After an exception
@@ -46,7 +56,8 @@ class Experts : public ExpertStage {
   // Throws Error(Argument/Shape) on a non-positive size, no group, or a missing weight; then
   // Error(Device) when the stream or the weight buffers cannot be created on the current device.
   // The HOST weight and gradient buffers are borrowed: they must outlive every forward/backward.
-  Experts(int hidden, Activation act, std::vector<ExpertGroup> groups);
+  // precision: F32/Same by default; Fp8 experts need Bf16 compute (Error(Argument) otherwise).
+  Experts(int hidden, Activation act, std::vector<ExpertGroup> groups, Precision precision = {});
   ~Experts() override;
   Experts(const Experts&) = delete;
   Experts& operator=(const Experts&) = delete;
@@ -66,6 +77,7 @@ class Experts : public ExpertStage {
   int experts() const { return E_; }
   int hidden() const { return H_; }
   Activation activation() const { return act_; }
+  Precision precision() const { return precision_; }
   // Rows each expert received in the last forward ([E]).
   const std::vector<int32_t>& counts() const { return counts_; }
 
@@ -76,7 +88,12 @@ class Experts : public ExpertStage {
     int64_t activationOffset = 0;    // first element of the group in a1/a3/h/da1/da3
     DeviceBuffer<float> w1, w3, w2;  // [Eg,Fg,H], [Eg,Fg,H] (swiglu), [Eg,H,Fg]
     DeviceBuffer<float> g1, g3, g2;  // gradient accumulators, staged at backward
+    // Low-precision modes: the weights as the backward (bf16) and the fp8 forward read them.
+    DeviceBuffer<float> w1b, w3b, w2b, w1f, w3f, w2f;
   };
+
+  // The group's weights as the forward GEMMs read them (the low modes fill w*b and w*f here).
+  void forwardWeights(size_t group, const float*& w1, const float*& w3, const float*& w2);
 
   void upload(void* device, const void* host, size_t bytes, const char* what);
   void download(void* host, const void* device, size_t bytes, const char* what);
@@ -84,6 +101,7 @@ class Experts : public ExpertStage {
 
   int H_ = 0, E_ = 0;
   Activation act_;
+  Precision precision_;
   std::vector<ExpertGroup> groups_;
   std::vector<GroupState> state_;
   cudaStream_t stream_ = nullptr;
@@ -101,6 +119,9 @@ class Experts : public ExpertStage {
   DeviceBuffer<float> a1_, a3_, h_;               // pre-activations and activations, all groups
   DeviceBuffer<float> dy_, dyp_, dxp_, dx_, dWeight_, da1_, da3_;
   SortScratch sort_;
+  DeviceBuffer<float> xpf_, hf_;  // fp8 mode: the forward's x rows and h
+  DeviceBuffer<uint8_t> fp8Codes_;
+  DeviceBuffer<float> fp8Scales_;
 };
 
 }  // namespace moekit::cuda

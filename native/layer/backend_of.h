@@ -1,6 +1,6 @@
 // A Backend made of one RouterStage and one ExpertStage implementation: each backend (cpu, cuda)
 // names its two stage classes, whose constructors take (RouterSpec) and (hidden, activation,
-// groups).
+// groups, precision).
 #pragma once
 
 #include <memory>
@@ -20,8 +20,9 @@ class BackendOf final : public Backend {
     return std::make_unique<RouterT>(spec);
   }
   std::unique_ptr<ExpertStage> makeExperts(int hidden, Activation activation,
-                                           std::vector<ExpertGroup> groups) const override {
-    return std::make_unique<ExpertsT>(hidden, activation, std::move(groups));
+                                           std::vector<ExpertGroup> groups,
+                                           Precision precision) const override {
+    return std::make_unique<ExpertsT>(hidden, activation, std::move(groups), precision);
   }
 
  private:

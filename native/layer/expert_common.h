@@ -30,6 +30,12 @@ inline int checkExpertGroups(int hidden, Activation act, const std::vector<Exper
   return experts;
 }
 
+// The precision mode: fp8 experts run with bf16 compute only (their backward is the bf16 one).
+inline void checkExpertPrecision(Precision precision) {
+  if (precision.experts == Precision::Experts::Fp8 && precision.compute != Precision::Compute::Bf16)
+    throw Error(ErrorKind::Argument, "Experts: precision: expected compute bf16 with fp8 experts, got compute f32");
+}
+
 // forward's sizes and buffers (token and expert indices are checked by the permutation).
 inline void checkExpertForward(const float* x, int T, int n, const float* weight, const float* y) {
   const std::string op = "Experts.forward: ";

@@ -46,7 +46,7 @@ MoELayer::MoELayer(const Backend& backend, LayerSpec spec, LayerBuffers buffers,
   const int H = spec_.router.hidden, G = int(spec_.groupFfn.size());
   for (comm::Communicator* group : {parallel_.expert, parallel_.data})
     if (group) group->checkAgreement("new MoELayer: hidden", H, comm::ElemType::F32, "expert count", experts());
-  std::unique_ptr<ExpertStage> routed = backend.makeExperts(H, spec_.activation, buffers_.groups);
+  std::unique_ptr<ExpertStage> routed = backend.makeExperts(H, spec_.activation, buffers_.groups, spec_.precision);
   if (parallel_.expert) {
     parallel_.expert->checkAgreement("new MoELayer: expert groups", G, comm::ElemType::I32, "parallel.ranksPerNode",
                                      parallel_.ranksPerNode);
@@ -58,7 +58,7 @@ MoELayer::MoELayer(const Backend& backend, LayerSpec spec, LayerBuffers buffers,
   experts_ = std::move(routed);
   router_->setCountReducer(countReducer(parallel_));
   if (spec_.sharedCount > 0) {
-    shared_ = backend.makeExperts(H, spec_.activation, {buffers_.shared});
+    shared_ = backend.makeExperts(H, spec_.activation, {buffers_.shared}, spec_.precision);
   }
 }
 

@@ -28,6 +28,7 @@ struct LayerSpec {
   Activation activation = Activation::Swiglu;
   std::vector<int> groupFfn;       // ffnHidden per expert group
   int sharedCount = 0, sharedFfn = 0;
+  Precision precision;             // of the routed and the shared experts (stage_types.h)
 };
 
 struct LayerBuffers {              // parameters, state and gradient accumulators

@@ -14,6 +14,19 @@ namespace moekit {
 
 enum class Activation { Swiglu, Gelu, Relu };
 
+// Numerics of the expert GEMMs (DESIGN §2 precision; core/precision.h holds the rounding):
+//   F32          f32 operands, f32 accumulation
+//   Bf16         every expert GEMM, forward and backward, takes RNE-bf16 operands (x rows,
+//                weights, h, dy, the activation's gradients) and accumulates in f32; master
+//                weights, cached activations and gradients stay f32
+//   Bf16 + Fp8   the forward GEMMs take x and h in 1×128 and the weights in 128×128 e4m3 blocks
+//                with f32 scales (F2, F3); the backward is the Bf16 one (straight-through)
+// The router is f32/float64 in every mode.
+struct Precision {
+  enum class Compute { F32, Bf16 } compute = Compute::F32;
+  enum class Experts { Same, Fp8 } experts = Experts::Same;
+};
+
 struct ExpertGroup {  // one group's weights and gradient accumulators
   int count = 0, ffn = 0;  // Eg, Fg
   const float* w1 = nullptr;  // [Eg,Fg,H]

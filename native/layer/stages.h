@@ -53,7 +53,8 @@ class Backend {
   virtual const char* name() const = 0;
   virtual std::unique_ptr<RouterStage> makeRouter(const RouterSpec& spec) const = 0;
   virtual std::unique_ptr<ExpertStage> makeExperts(int hidden, Activation activation,
-                                                   std::vector<ExpertGroup> groups) const = 0;
+                                                   std::vector<ExpertGroup> groups,
+                                                   Precision precision) const = 0;
 };
 
 }  // namespace moekit
