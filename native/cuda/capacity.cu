@@ -158,7 +158,7 @@ __global__ void __launch_bounds__(32)
   }
 }
 
-void checkLaunch(cudaError_t err, const char* kernel) {
+void checkCapacityLaunch(cudaError_t err, const char* kernel) {
   checkCuda(err, std::string("cuda::applyCapacity: launch of ") + kernel);
 }
 
@@ -210,14 +210,14 @@ void applyCapacity(const CapacityArgs& a, const int32_t* selIdx, const double* s
     checkCuda(cudaMemsetAsync(kept, 0, size_t(a.E) * sizeof(int32_t), stream),
               "cuda::applyCapacity: cudaMemsetAsync of kept");
   }
-  checkLaunch(launch<keepAboveAffinityKernel>(dim3(blocksFor(slots)), dim3(kThreads), 0, stream,
+  checkCapacityLaunch(launch<keepAboveAffinityKernel>(dim3(blocksFor(slots)), dim3(kThreads), 0, stream,
                                               slots, a.k, a.E, idx, cos, a.minAffinity, keep, kept),
               "keepAboveAffinityKernel");
   if (!limited) return;
 
   if (a.policy == Policy::Reroute) {
     int32_t* used = scratch.used.reserve(size_t(a.E), "capacity: used per expert");
-    checkLaunch(launch<rerouteKernel>(dim3(1), dim3(32), 0, stream, a.T, a.E, a.k, a.capacity,
+    checkCapacityLaunch(launch<rerouteKernel>(dim3(1), dim3(32), 0, stream, a.T, a.E, a.k, a.capacity,
                                       selIdx, q, cos, a.minAffinity, idx, keep, used),
                 "rerouteKernel");
     return;
@@ -225,13 +225,13 @@ void applyCapacity(const CapacityArgs& a, const int32_t* selIdx, const double* s
   int32_t* start = scratch.start.reserve(size_t(a.E), "capacity: candidate starts");
   int32_t* cursor = scratch.cursor.reserve(size_t(a.E), "capacity: candidate cursors");
   int32_t* candidates = scratch.candidates.reserve(size_t(slots), "capacity: candidates");
-  checkLaunch(launch<candidateStartsKernel>(dim3(blocksFor(a.E)), dim3(kThreads), 0, stream, a.E,
+  checkCapacityLaunch(launch<candidateStartsKernel>(dim3(blocksFor(a.E)), dim3(kThreads), 0, stream, a.E,
                                             kept, start, cursor),
               "candidateStartsKernel");
-  checkLaunch(launch<scatterCandidatesKernel>(dim3(blocksFor(slots)), dim3(kThreads), 0, stream,
+  checkCapacityLaunch(launch<scatterCandidatesKernel>(dim3(blocksFor(slots)), dim3(kThreads), 0, stream,
                                               slots, idx, keep, cursor, candidates),
               "scatterCandidatesKernel");
-  checkLaunch(launch<keepBestKernel>(dim3(unsigned(a.E)), dim3(kThreads), 0, stream, a.k, a.E,
+  checkCapacityLaunch(launch<keepBestKernel>(dim3(unsigned(a.E)), dim3(kThreads), 0, stream, a.k, a.E,
                                      a.capacity, a.policy == Policy::Score ? s : nullptr, kept,
                                      start, candidates, keep),
               "keepBestKernel");

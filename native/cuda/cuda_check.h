@@ -19,6 +19,11 @@ inline void checkCuda(cudaError_t err, const std::string& what) {
                                      cudaGetErrorName(err) + ")");
 }
 
+// A kernel launch's error (moekit::launch returns it) → Error(Device, "launch of <kernel> failed: …").
+inline void checkLaunch(cudaError_t err, const char* kernel) {
+  checkCuda(err, std::string("launch of ") + kernel);
+}
+
 // A cudaMalloc'd array of T that only grows: reserve(n) keeps the allocation when it already holds
 // n elements, otherwise frees it and allocates n (the contents are NOT kept). Freed on destruction.
 template <class T>

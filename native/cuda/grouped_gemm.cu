@@ -61,10 +61,6 @@ struct EpilogueArgs {
   const float* a3 = nullptr;
 };
 
-void checkLaunch(cudaError_t err, const char* kernel) {
-  checkCuda(err, std::string("launch of ") + kernel);
-}
-
 // Stages the slice i ∈ [0,64), k ∈ [k0, k0+16) of an operand into s[k − k0][i], 0 where
 // i ≥ iEnd or k ≥ kEnd. kContiguous: element (i, k) at p[i·ld + k] (16 lanes read 16 consecutive
 // k of one row); otherwise at p[k·ld + i] (a warp reads 32 consecutive i of one k).

@@ -41,10 +41,6 @@ constexpr int kScanThreads = 1024;
 constexpr int kThreads = 256;            // elementwise kernels
 constexpr int64_t kMaxBlocks = 1 << 20;  // elementwise grids stride beyond this
 
-void checkLaunch(cudaError_t err, const char* kernel) {
-  checkCuda(err, std::string("launch of ") + kernel);
-}
-
 // Blocks of kThreads for `count` elements, grid-striding above kMaxBlocks.
 unsigned blocksFor(int64_t count) { return gridBlocks(count, kThreads, kMaxBlocks); }
 

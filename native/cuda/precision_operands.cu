@@ -35,10 +35,6 @@ __global__ void fp8RoundTripKernel(const float* x, int64_t rows, int64_t cols, i
   }
 }
 
-void checkLaunch(cudaError_t err, const char* kernel) {
-  checkCuda(err, std::string("launch of ") + kernel);
-}
-
 }  // namespace
 
 void roundBf16(const float* in, int64_t n, float* out, cudaStream_t stream) {

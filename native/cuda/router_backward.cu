@@ -45,10 +45,6 @@ std::string str(int64_t v) { return std::to_string(v); }
 
 unsigned blocksFor(int64_t n) { return gridBlocks(n, kThreads); }
 
-void checkLaunch(cudaError_t err, const char* kernel) {
-  checkCuda(err, std::string("launch of ") + kernel);
-}
-
 __global__ void ecScatterKernel(int64_t n, int T, int E, const int32_t* token,
                                 const int32_t* expert, const float* dw, double* ds) {
   const int64_t a = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;

@@ -51,10 +51,6 @@ std::string str(int64_t v) { return std::to_string(v); }
 
 unsigned blocksFor(int64_t n) { return gridBlocks(n, kThreads); }
 
-void checkLaunch(cudaError_t err, const char* kernel) {
-  checkCuda(err, std::string("launch of ") + kernel);
-}
-
 // ---- L1–L3 ---------------------------------------------------------------------------------------
 
 struct BalanceDevice {

@@ -42,10 +42,6 @@ std::string str(int64_t v) { return std::to_string(v); }
 
 unsigned blocksFor(int64_t n) { return gridBlocks(n, kThreads); }
 
-void checkLaunch(cudaError_t err, const char* kernel) {
-  checkCuda(err, std::string("launch of ") + kernel);
-}
-
 // Σ over the block of each thread's v, by a fixed tree (strides 128, 64, …, 1); every thread gets
 // the total. Called by all kRowThreads threads of the block.
 __device__ double blockSum(double v) {
