@@ -6,16 +6,11 @@
  * The MPI suite is skipped, with the reason in the test name, only when mpirun is absent and the
  * CI variable is unset; in CI (which installs Open MPI) a missing mpirun fails.
  */
-import { spawnSync } from 'child_process';
-import * as path from 'path';
 import { ArgumentError, Communicator, DisposedError, Tensor, dist } from '../lib';
 import { native } from '../lib/native';
-import { tail } from './helpers/child';
 import { ErrorCase, expectTypedError } from './helpers/expect-error';
+import { explain, mpirun, mpirunAvailable, nodeChild } from './helpers/mpi';
 
-const REGISTER = path.join(__dirname, 'children', 'register.js');
-const CHILD = path.join(__dirname, 'children', 'dist-split.ts');
-const MPI_ENV = { OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1' };
 const RUN_MS = 120_000;
 
 describe('comm.split on the local backend: a new one-rank communicator', () => {
@@ -67,24 +62,13 @@ describe('comm.split on the local backend: a new one-rank communicator', () => {
   });
 });
 
-const haveMpirun = spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).status === 0;
-
 describe('comm.split under mpirun -np 4: a 2 × 2 grid', () => {
-  if (!haveMpirun) {
-    (process.env.CI ? test : test.skip)('mpirun is installed (skipped: mpirun not found; apt-get install openmpi-bin libopenmpi-dev)', () => {
-      throw new Error('mpirun not found on PATH; CI installs Open MPI (.ci/run)');
-    });
-    return;
-  }
+  if (!mpirunAvailable()) return;
 
   test('rows and columns hold the right ranks and reduce, gather, scatter, broadcast and exchange within themselves; key orders; a bad color fails on every rank; abort and close stay in the part', () => {
-    const argv = ['--allow-run-as-root', '--oversubscribe', '-np', '4', process.execPath, '-r', REGISTER, CHILD];
-    const run = spawnSync('mpirun', argv, { encoding: 'utf8', env: { ...process.env, ...MPI_ENV }, timeout: RUN_MS, maxBuffer: 16 * 1024 * 1024 });
-    const reports = (run.stdout ?? '')
-      .split('\n')
-      .filter((line) => line.startsWith('SPLIT-REPORT '))
-      .map((line) => JSON.parse(line.slice('SPLIT-REPORT '.length)) as { rank: number; size: number; checks: number; failures: string[] });
-    if (run.status !== 0 || reports.length !== 4) throw new Error(`exit ${run.status}\n--- stdout\n${tail(run.stdout ?? '')}\n--- stderr\n${tail(run.stderr ?? '')}`);
+    const run = mpirun<{ rank: number; size: number; checks: number; failures: string[] }>(4, nodeChild('dist-split'), 'SPLIT-REPORT', RUN_MS);
+    const reports = run.reports;
+    if (run.status !== 0 || reports.length !== 4) throw new Error(explain(run));
     expect(reports.map((r) => r.rank).sort()).toEqual([0, 1, 2, 3]);
     for (const report of reports) {
       expect(report.failures).toEqual([]);

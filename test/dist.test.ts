@@ -8,7 +8,6 @@
  * The MPI suites are skipped, with the reason in the test name, only when mpirun is absent and
  * the CI variable is unset; in CI (which installs Open MPI) a missing mpirun fails.
  */
-import { spawnSync } from 'child_process';
 import { existsSync, mkdtempSync } from 'fs';
 import { tmpdir } from 'os';
 import * as path from 'path';
@@ -27,10 +26,9 @@ import {
 import { native } from '../lib/native';
 import { runChild, tail } from './helpers/child';
 import { ErrorCase, expectTypedError } from './helpers/expect-error';
+import { MPI_ENV, MpiRun, explain, mpirun as mpirunReporting, mpirunAvailable, nodeChild, runReporting } from './helpers/mpi';
 
 const ROOT = path.join(__dirname, '..');
-const REGISTER = path.join(__dirname, 'children', 'register.js');
-const MPI_ENV = { OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1' };
 /** Limit of one child run (and of its jest test): generous, for a loaded machine. */
 const RUN_MS = 120_000;
 /** Where the loaded addon lives: the test programs and the emulated addon are built next to it. */
@@ -273,41 +271,8 @@ describe('the NCCL backend on the emulated device, with a one-rank stand-in libn
 
 // ---- MPI ---------------------------------------------------------------------------------------------
 
-interface MpiRun<R> {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-  reports: R[];
-}
-
-/** Runs argv, with each rank's "DIST-REPORT {json}" line parsed. */
-function launch<R>(argv: string[]): MpiRun<R> {
-  const run = spawnSync(argv[0], argv.slice(1), {
-    encoding: 'utf8',
-    env: { ...process.env, ...MPI_ENV },
-    timeout: RUN_MS,
-    maxBuffer: 16 * 1024 * 1024,
-  });
-  if (run.error) throw run.error;
-  const reports = (run.stdout ?? '')
-    .split('\n')
-    .filter((line) => line.startsWith('DIST-REPORT '))
-    .map((line) => JSON.parse(line.slice('DIST-REPORT '.length)) as R);
-  return { status: run.status, stdout: run.stdout ?? '', stderr: run.stderr ?? '', reports };
-}
-
-/** `mpirun --allow-run-as-root --oversubscribe -np <np> <command>`. */
-function mpirun<R>(np: number, command: string[]): MpiRun<R> {
-  return launch<R>(['mpirun', '--allow-run-as-root', '--oversubscribe', '-np', String(np), ...command]);
-}
-
-function nodeChild(script: string, ...args: string[]): string[] {
-  return [process.execPath, '-r', REGISTER, path.join(__dirname, 'children', `${script}.ts`), ...args];
-}
-
-function explain(run: MpiRun<unknown>): string {
-  return `exit ${run.status}\n--- stdout\n${tail(run.stdout)}\n--- stderr\n${tail(run.stderr)}`;
-}
+const launch = <R>(argv: string[]) => runReporting<R>(argv, 'DIST-REPORT', RUN_MS);
+const mpirun = <R>(np: number, command: string[]) => mpirunReporting<R>(np, command, 'DIST-REPORT', RUN_MS);
 
 interface CollectivesReport {
   rank: number;
@@ -325,15 +290,8 @@ interface FailureReport {
   after: { name: string; message: string };
 }
 
-const haveMpirun = spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).status === 0;
-
 describe('dist.init({backend: "mpi"}) under mpirun', () => {
-  if (!haveMpirun) {
-    (process.env.CI ? test : test.skip)('mpirun is installed (skipped: mpirun not found; apt-get install openmpi-bin libopenmpi-dev)', () => {
-      throw new Error('mpirun not found on PATH; CI installs Open MPI (.ci/run)');
-    });
-    return;
-  }
+  if (!mpirunAvailable()) return;
 
   test('this binary has the MPI backend (mpirun is installed, so the build should have found MPI)', () => {
     expect(buildInfo().commBackends).toContain('mpi');

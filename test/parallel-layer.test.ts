@@ -8,20 +8,16 @@
  * The MPI suites are skipped, with the reason in the test name, only when mpirun is absent and the
  * CI variable is unset; in CI (which installs Open MPI) a missing mpirun fails.
  */
-import { spawnSync } from 'child_process';
 import { existsSync } from 'fs';
 import * as path from 'path';
 import { ArgumentError, Communicator, DisposedError, MoEConfig, MoEConfigError, MoELayer, Tensor, buildInfo, dist } from '../lib';
 import { native } from '../lib/native';
 import { ErrorCase, expectTypedError } from './helpers/expect-error';
 import { relativeError } from './helpers/golden';
-import { tail } from './helpers/child';
+import { MpiRun, explain, mpirun as mpirunReporting, mpirunAvailable, nodeChild } from './helpers/mpi';
 import { uniformTensor } from './helpers/random';
 
 const ROOT = path.join(__dirname, '..');
-const REGISTER = path.join(__dirname, 'children', 'register.js');
-const CHILD = path.join(__dirname, 'children', 'parallel-layer.ts');
-const MPI_ENV = { OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1' };
 const RUN_MS = 240_000;
 const ADDON_DIR = path.dirname(process.env.MOEKIT_ADDON_PATH ?? path.join(ROOT, 'build', 'Release', 'moekit.node'));
 
@@ -156,30 +152,16 @@ interface Report {
   extra: { flat?: { messages: number[]; bytes: number[] }; hierarchical?: { messages: number[]; bytes: number[] } };
 }
 
-interface Run {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-  reports: Report[];
-}
+type Run = MpiRun<Report>;
 
-/** `mpirun --allow-run-as-root --oversubscribe -np <np> node -r register.js parallel-layer.ts <args>`, each rank's report parsed. */
+/** `mpirun … -np <np> node -r register.js parallel-layer.ts <args>`, each rank's report parsed. */
 function mpirun(np: number, args: string[], env: Record<string, string> = {}): Run {
-  const argv = ['mpirun', '--allow-run-as-root', '--oversubscribe', '-np', String(np), process.execPath, '-r', REGISTER, CHILD, ...args];
-  const run = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', env: { ...process.env, ...MPI_ENV, ...env }, timeout: RUN_MS, maxBuffer: 16 * 1024 * 1024 });
-  if (run.error) throw run.error;
-  const reports = (run.stdout ?? '')
-    .split('\n')
-    .filter((line) => line.startsWith('PARALLEL-REPORT '))
-    .map((line) => JSON.parse(line.slice('PARALLEL-REPORT '.length)) as Report);
-  return { status: run.status, stdout: run.stdout ?? '', stderr: run.stderr ?? '', reports };
+  return mpirunReporting<Report>(np, nodeChild('parallel-layer', ...args), 'PARALLEL-REPORT', RUN_MS, env);
 }
 
 /** Every rank reported, with no failed check; returns the reports by rank. */
 function passed(run: Run, np: number, minChecks: number): Report[] {
-  if (run.status !== 0 || run.reports.length !== np) {
-    throw new Error(`exit ${run.status}\n--- stdout\n${tail(run.stdout)}\n--- stderr\n${tail(run.stderr)}`);
-  }
+  if (run.status !== 0 || run.reports.length !== np) throw new Error(explain(run));
   const reports = [...run.reports].sort((a, b) => a.rank - b.rank);
   expect(reports.map((r) => r.rank)).toEqual(Array.from({ length: np }, (_, r) => r));
   for (const report of reports) {
@@ -190,15 +172,8 @@ function passed(run: Run, np: number, minChecks: number): Report[] {
   return reports;
 }
 
-const haveMpirun = spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).status === 0;
-
 describe('parallel layer under mpirun: each rank holds a slice of the batch', () => {
-  if (!haveMpirun) {
-    (process.env.CI ? test : test.skip)('mpirun is installed (skipped: mpirun not found; apt-get install openmpi-bin libopenmpi-dev)', () => {
-      throw new Error('mpirun not found on PATH; CI installs Open MPI (.ci/run)');
-    });
-    return;
-  }
+  if (!mpirunAvailable()) return;
 
   test('this binary has the MPI backend', () => {
     expect(buildInfo().commBackends).toContain('mpi');
