@@ -38,8 +38,7 @@ Experts::Experts(int hidden, Activation act, std::vector<ExpertGroup> groups, Pr
   checkExpertPrecision(precision_);
   state_ = std::vector<GroupState>(groups_.size());
   for (size_t g = 1; g < groups_.size(); ++g) state_[g].firstExpert = state_[g - 1].firstExpert + groups_[g - 1].count;
-  checkCuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
-            "cuda::Experts: cudaStreamCreateWithFlags");
+  stream_.open();
   for (size_t g = 0; g < groups_.size(); ++g) {
     const size_t size = size_t(groups_[g].count) * groups_[g].ffn * H_;
     state_[g].w1.reserve(size, "w1");
@@ -48,26 +47,6 @@ Experts::Experts(int hidden, Activation act, std::vector<ExpertGroup> groups, Pr
   }
   counts_.assign(size_t(E_), 0);
   offsets_.assign(size_t(E_) + 1, 0);
-}
-
-Experts::~Experts() {
-  if (stream_) cudaStreamDestroy(stream_);
-}
-
-void Experts::upload(void* device, const void* host, size_t bytes, const char* what) {
-  if (bytes == 0) return;
-  checkCuda(cudaMemcpyAsync(device, host, bytes, cudaMemcpyHostToDevice, stream_),
-            std::string("cuda::Experts: cudaMemcpyAsync of ") + what + " to the device");
-}
-
-void Experts::download(void* host, const void* device, size_t bytes, const char* what) {
-  if (bytes == 0) return;
-  checkCuda(cudaMemcpyAsync(host, device, bytes, cudaMemcpyDeviceToHost, stream_),
-            std::string("cuda::Experts: cudaMemcpyAsync of ") + what + " to the host");
-}
-
-void Experts::synchronize(const char* what) {
-  checkCuda(cudaStreamSynchronize(stream_), std::string("cuda::Experts: ") + what);
 }
 
 void Experts::forwardWeights(size_t group, const float*& w1, const float*& w3, const float*& w2) {
@@ -80,10 +59,10 @@ void Experts::forwardWeights(size_t group, const float*& w1, const float*& w3, c
   const ExpertGroup& grp = groups_[group];
   const int64_t size = int64_t(grp.count) * grp.ffn * H_;
   const auto lower = [&](const float* master, DeviceBuffer<float>& b, DeviceBuffer<float>& f, int rows, int cols) {
-    roundBf16(master, size, b.reserve(size_t(size), "bf16 weights"), stream_);
+    roundBf16(master, size, b.reserve(size_t(size), "bf16 weights"), stream_.get());
     if (precision_.experts != Precision::Experts::Fp8) return static_cast<const float*>(b.get());
     fp8RoundTrip(master, grp.count, rows, cols, kFp8Block, fp8Codes_, fp8Scales_,
-                 f.reserve(size_t(size), "fp8 weights"), stream_);
+                 f.reserve(size_t(size), "fp8 weights"), stream_.get());
     return static_cast<const float*>(f.get());
   };
   w1 = lower(s.w1.get(), s.w1b, s.w1f, grp.ffn, H_);
@@ -110,9 +89,9 @@ void Experts::forward(const float* x, int T, int n, const int32_t* token, const 
   for (size_t g = 0; g < groups_.size(); ++g) {
     const ExpertGroup& grp = groups_[g];
     const size_t bytes = size_t(grp.count) * grp.ffn * H_ * sizeof(float);
-    upload(state_[g].w1.get(), grp.w1, bytes, "w1");
-    upload(state_[g].w2.get(), grp.w2, bytes, "w2");
-    if (act_ == Activation::Swiglu) upload(state_[g].w3.get(), grp.w3, bytes, "w3");
+    stream_.upload(state_[g].w1.get(), grp.w1, bytes, "w1");
+    stream_.upload(state_[g].w2.get(), grp.w2, bytes, "w2");
+    if (act_ == Activation::Swiglu) stream_.upload(state_[g].w3.get(), grp.w3, bytes, "w3");
   }
 
   // The plan: rows sorted by expert, then token, then assignment (cpu::planPermutation's order).
@@ -121,10 +100,10 @@ void Experts::forward(const float* x, int T, int n, const int32_t* token, const 
   int32_t* dToken = token_.reserve(size_t(n), "token");
   int32_t* dExpert = expert_.reserve(size_t(n), "expert");
   float* dWeight = weight_.reserve(size_t(n), "weight");
-  upload(dX, x, xSize * sizeof(float), "x");
-  upload(dToken, token, size_t(n) * sizeof(int32_t), "token");
-  upload(dExpert, expert, size_t(n) * sizeof(int32_t), "expert");
-  upload(dWeight, weight, size_t(n) * sizeof(float), "weight");
+  stream_.upload(dX, x, xSize * sizeof(float), "x");
+  stream_.upload(dToken, token, size_t(n) * sizeof(int32_t), "token");
+  stream_.upload(dExpert, expert, size_t(n) * sizeof(int32_t), "expert");
+  stream_.upload(dWeight, weight, size_t(n) * sizeof(float), "weight");
 
   int32_t* rowAssignment = rowAssignment_.reserve(size_t(n), "the row map");
   int32_t* expertStart = expertStart_.reserve(size_t(E_) + 1, "the expert offsets");
@@ -132,17 +111,17 @@ void Experts::forward(const float* x, int T, int n, const int32_t* token, const 
   float* rowWeight = rowWeight_.reserve(size_t(n), "the row weights");
   int32_t* tokenRows = tokenRows_.reserve(size_t(n), "the token rows");
   int32_t* tokenStart = tokenStart_.reserve(size_t(T) + 1, "the token offsets");
-  fillIota(rowAssignment, n, stream_);
-  stableSortByKey(rowAssignment, dToken, T, n, sort_, stream_);
-  stableSortByKey(rowAssignment, dExpert, E_, n, sort_, stream_);
-  segmentStarts(rowAssignment, dExpert, n, E_, expertStart, stream_);
-  gatherAssignments(rowAssignment, dToken, dWeight, n, rowToken, rowWeight, stream_);
+  fillIota(rowAssignment, n, stream_.get());
+  stableSortByKey(rowAssignment, dToken, T, n, sort_, stream_.get());
+  stableSortByKey(rowAssignment, dExpert, E_, n, sort_, stream_.get());
+  segmentStarts(rowAssignment, dExpert, n, E_, expertStart, stream_.get());
+  gatherAssignments(rowAssignment, dToken, dWeight, n, rowToken, rowWeight, stream_.get());
   // Combine's map: the rows of each token in ascending row order.
-  fillIota(tokenRows, n, stream_);
-  stableSortByKey(tokenRows, rowToken, T, n, sort_, stream_);
-  segmentStarts(tokenRows, rowToken, n, T, tokenStart, stream_);
-  download(offsets_.data(), expertStart, offsets_.size() * sizeof(int32_t), "the expert offsets");
-  synchronize("cudaStreamSynchronize after planning the permutation");
+  fillIota(tokenRows, n, stream_.get());
+  stableSortByKey(tokenRows, rowToken, T, n, sort_, stream_.get());
+  segmentStarts(tokenRows, rowToken, n, T, tokenStart, stream_.get());
+  stream_.download(offsets_.data(), expertStart, offsets_.size() * sizeof(int32_t), "the expert offsets");
+  stream_.synchronize("cudaStreamSynchronize after planning the permutation");
   for (int e = 0; e < E_; ++e) counts_[size_t(e)] = offsets_[size_t(e) + 1] - offsets_[size_t(e)];
 
   activations_ = 0;
@@ -158,15 +137,15 @@ void Experts::forward(const float* x, int T, int n, const int32_t* token, const 
   float* a1 = a1_.reserve(size_t(activations_), "a1");
   float* a3 = act_ == Activation::Swiglu ? a3_.reserve(size_t(activations_), "a3") : nullptr;
   float* h = h_.reserve(size_t(activations_), "h");
-  permuteRows(dX, H_, rowToken, n, xp, stream_);
+  permuteRows(dX, H_, rowToken, n, xp, stream_.get());
   const bool low = precision_.compute == Precision::Compute::Bf16;
   const bool fp8 = precision_.experts == Precision::Experts::Fp8;
   const float* xForward = xp;
   if (fp8) {
     xForward = xpf_.reserve(rowsSize, "fp8 xp");
-    fp8RoundTrip(xp, 1, n, H_, 1, fp8Codes_, fp8Scales_, xpf_.get(), stream_);
+    fp8RoundTrip(xp, 1, n, H_, 1, fp8Codes_, fp8Scales_, xpf_.get(), stream_.get());
   }
-  if (low) roundBf16(xp, int64_t(rowsSize), xp, stream_);  // the backward's x operand
+  if (low) roundBf16(xp, int64_t(rowsSize), xp, stream_.get());  // the backward's x operand
 
   for (size_t g = 0; g < groups_.size(); ++g) {
     const ExpertGroup& grp = groups_[g];
@@ -178,22 +157,22 @@ void Experts::forward(const float* x, int T, int n, const int32_t* token, const 
     const float *w1, *w3, *w2;
     forwardWeights(g, w1, w3, w2);
     expertUpProjection(act_, xForward + s.firstRow * H_, w1, w3, rows, grp.ffn, H_,
-                       a1 + at, a3 ? a3 + at : nullptr, h + at, stream_);
+                       a1 + at, a3 ? a3 + at : nullptr, h + at, stream_.get());
     const float* hForward = h + at;
     if (fp8) {  // the down projection reads h in 1×128 blocks, the backward bf16(h)
       float* hf = hf_.reserve(size_t(activations_), "fp8 h") + at;
-      fp8RoundTrip(h + at, 1, s.rows, grp.ffn, 1, fp8Codes_, fp8Scales_, hf, stream_);
+      fp8RoundTrip(h + at, 1, s.rows, grp.ffn, 1, fp8Codes_, fp8Scales_, hf, stream_.get());
       hForward = hf;
     }
-    if (low) roundBf16(h + at, hSize, h + at, stream_);
-    groupedGemmNT(hForward, w2, rows, H_, grp.ffn, yp + s.firstRow * H_, stream_);
+    if (low) roundBf16(h + at, hSize, h + at, stream_.get());
+    groupedGemmNT(hForward, w2, rows, H_, grp.ffn, yp + s.firstRow * H_, stream_.get());
   }
 
   float* dY = y_.reserve(xSize, "y");
-  upload(dY, y, xSize * sizeof(float), "y");
-  addRowsToTokens(yp, rowWeight, tokenStart, tokenRows, T, H_, dY, stream_);
-  download(y, dY, xSize * sizeof(float), "y");
-  synchronize("cudaStreamSynchronize after the forward");
+  stream_.upload(dY, y, xSize * sizeof(float), "y");
+  addRowsToTokens(yp, rowWeight, tokenStart, tokenRows, T, H_, dY, stream_.get());
+  stream_.download(y, dY, xSize * sizeof(float), "y");
+  stream_.synchronize("cudaStreamSynchronize after the forward");
   haveForward_ = true;
 }
 
@@ -206,14 +185,14 @@ void Experts::backward(const float* dy, float* dx, float* dWeight) {
 
   const size_t ySize = size_t(T_) * H_, rowsSize = size_t(n) * H_;
   float* dDy = dy_.reserve(ySize, "dy");
-  upload(dDy, dy, ySize * sizeof(float), "dy");
+  stream_.upload(dDy, dy, ySize * sizeof(float), "dy");
   const bool low = precision_.compute == Precision::Compute::Bf16;
-  if (low) roundBf16(dDy, int64_t(ySize), dDy, stream_);
+  if (low) roundBf16(dDy, int64_t(ySize), dDy, stream_.get());
   float* dyp = dyp_.reserve(rowsSize, "dyp");
   float* dWeightDevice = dWeight ? dWeight_.reserve(size_t(n), "dWeight") : nullptr;
   unpermuteBackward(dDy, H_, rowToken_.get(), rowWeight_.get(), yp_.get(), rowAssignment_.get(),
-                    n, dyp, dWeightDevice, stream_);
-  if (dWeight) download(dWeight, dWeightDevice, size_t(n) * sizeof(float), "dWeight");
+                    n, dyp, dWeightDevice, stream_.get());
+  if (dWeight) stream_.download(dWeight, dWeightDevice, size_t(n) * sizeof(float), "dWeight");
 
   float* dxp = dx ? dxp_.reserve(rowsSize, "dxp") : nullptr;
   float* da1 = da1_.reserve(size_t(activations_), "da1");
@@ -235,42 +214,42 @@ void Experts::backward(const float* dy, float* dx, float* dWeight) {
     const float* w2 = low ? s.w2b.get() : s.w2.get();
 
     expertActivationBackward(act_, dypG, w2, rows, H_, grp.ffn, a1_.get() + at,
-                             da3 ? a3_.get() + at : nullptr, da1 + at, da3G, stream_);
+                             da3 ? a3_.get() + at : nullptr, da1 + at, da3G, stream_.get());
     if (low) {
-      roundBf16(da1 + at, s.rows * grp.ffn, da1 + at, stream_);
-      if (da3G) roundBf16(da3G, s.rows * grp.ffn, da3G, stream_);
+      roundBf16(da1 + at, s.rows * grp.ffn, da1 + at, stream_.get());
+      if (da3G) roundBf16(da3G, s.rows * grp.ffn, da3G, stream_.get());
     }
     if (grp.g2) {  // g2_e [H,F] += dyp_eᵀ · h_e
       float* g2 = s.g2.reserve(weightSize, "g2");
-      upload(g2, grp.g2, weightSize * sizeof(float), "g2");
-      groupedGemmTN(dypG, h_.get() + at, rows, H_, grp.ffn, g2, stream_);
-      download(grp.g2, g2, weightSize * sizeof(float), "g2");
+      stream_.upload(g2, grp.g2, weightSize * sizeof(float), "g2");
+      groupedGemmTN(dypG, h_.get() + at, rows, H_, grp.ffn, g2, stream_.get());
+      stream_.download(grp.g2, g2, weightSize * sizeof(float), "g2");
     }
     if (dxp) {  // dxp_e [rows,H] = da1_e · w1_e (+ da3_e · w3_e)
       float* dxpG = dxp + s.firstRow * H_;
-      groupedGemmNN(da1 + at, w1, rows, grp.ffn, H_, false, dxpG, stream_);
-      if (da3G) groupedGemmNN(da3G, w3, rows, grp.ffn, H_, true, dxpG, stream_);
+      groupedGemmNN(da1 + at, w1, rows, grp.ffn, H_, false, dxpG, stream_.get());
+      if (da3G) groupedGemmNN(da3G, w3, rows, grp.ffn, H_, true, dxpG, stream_.get());
     }
     if (grp.g1) {  // g1_e [F,H] += da1_eᵀ · xp_e
       float* g1 = s.g1.reserve(weightSize, "g1");
-      upload(g1, grp.g1, weightSize * sizeof(float), "g1");
-      groupedGemmTN(da1 + at, xpG, rows, grp.ffn, H_, g1, stream_);
-      download(grp.g1, g1, weightSize * sizeof(float), "g1");
+      stream_.upload(g1, grp.g1, weightSize * sizeof(float), "g1");
+      groupedGemmTN(da1 + at, xpG, rows, grp.ffn, H_, g1, stream_.get());
+      stream_.download(grp.g1, g1, weightSize * sizeof(float), "g1");
     }
     if (da3G && grp.g3) {  // g3_e [F,H] += da3_eᵀ · xp_e
       float* g3 = s.g3.reserve(weightSize, "g3");
-      upload(g3, grp.g3, weightSize * sizeof(float), "g3");
-      groupedGemmTN(da3G, xpG, rows, grp.ffn, H_, g3, stream_);
-      download(grp.g3, g3, weightSize * sizeof(float), "g3");
+      stream_.upload(g3, grp.g3, weightSize * sizeof(float), "g3");
+      groupedGemmTN(da3G, xpG, rows, grp.ffn, H_, g3, stream_.get());
+      stream_.download(grp.g3, g3, weightSize * sizeof(float), "g3");
     }
   }
   if (dx) {
     float* dDx = dx_.reserve(ySize, "dx");
-    upload(dDx, dx, ySize * sizeof(float), "dx");
-    addRowsToTokens(dxp, nullptr, tokenStart_.get(), tokenRows_.get(), T_, H_, dDx, stream_);
-    download(dx, dDx, ySize * sizeof(float), "dx");
+    stream_.upload(dDx, dx, ySize * sizeof(float), "dx");
+    addRowsToTokens(dxp, nullptr, tokenStart_.get(), tokenRows_.get(), T_, H_, dDx, stream_.get());
+    stream_.download(dx, dDx, ySize * sizeof(float), "dx");
   }
-  synchronize("cudaStreamSynchronize after the backward");
+  stream_.synchronize("cudaStreamSynchronize after the backward");
 }
 
 int64_t Experts::flops(int e) const {

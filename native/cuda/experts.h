@@ -47,6 +47,7 @@
 
 #include "../layer/stages.h"
 #include "cuda_check.h"
+#include "staging.h"
 #include "permute.h"
 
 namespace moekit::cuda {
@@ -58,7 +59,6 @@ class Experts : public ExpertStage {
   // The HOST weight and gradient buffers are borrowed: they must outlive every forward/backward.
   // precision: F32/Same by default; Fp8 experts need Bf16 compute (Error(Argument) otherwise).
   Experts(int hidden, Activation act, std::vector<ExpertGroup> groups, Precision precision = {});
-  ~Experts() override;
   Experts(const Experts&) = delete;
   Experts& operator=(const Experts&) = delete;
 
@@ -95,16 +95,13 @@ class Experts : public ExpertStage {
   // The group's weights as the forward GEMMs read them (the low modes fill w*b and w*f here).
   void forwardWeights(size_t group, const float*& w1, const float*& w3, const float*& w2);
 
-  void upload(void* device, const void* host, size_t bytes, const char* what);
-  void download(void* host, const void* device, size_t bytes, const char* what);
-  void synchronize(const char* what);
 
   int H_ = 0, E_ = 0;
   Activation act_;
   Precision precision_;
   std::vector<ExpertGroup> groups_;
   std::vector<GroupState> state_;
-  cudaStream_t stream_ = nullptr;
+  StagingStream stream_{"cuda::Experts"};
 
   // The last forward.
   bool haveForward_ = false;

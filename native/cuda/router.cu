@@ -40,28 +40,7 @@ Router::Router(RouterSpec spec)
   affinity_ = spec_.type == RouterSpec::Type::Affinity;
   expertChoice_ = spec_.type == RouterSpec::Type::ExpertChoice;
   sampled_ = spec_.type == RouterSpec::Type::Sampled;
-  checkCuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
-            "cuda::Router: cudaStreamCreateWithFlags");
-}
-
-Router::~Router() {
-  if (stream_) cudaStreamDestroy(stream_);
-}
-
-void Router::upload(void* device, const void* host, size_t bytes, const char* what) {
-  if (bytes == 0) return;
-  checkCuda(cudaMemcpyAsync(device, host, bytes, cudaMemcpyHostToDevice, stream_),
-            std::string("cuda::Router: cudaMemcpyAsync of ") + what + " to the device");
-}
-
-void Router::download(void* host, const void* device, size_t bytes, const char* what) {
-  if (bytes == 0) return;
-  checkCuda(cudaMemcpyAsync(host, device, bytes, cudaMemcpyDeviceToHost, stream_),
-            std::string("cuda::Router: cudaMemcpyAsync of ") + what + " to the host");
-}
-
-void Router::synchronize(const char* what) {
-  checkCuda(cudaStreamSynchronize(stream_), std::string("cuda::Router: ") + what);
+  stream_.open();
 }
 
 // ---- forward stages ----------------------------------------------------------------------------
@@ -71,30 +50,30 @@ void Router::synchronize(const char* what) {
 void Router::computeScores(const float* x, const RouterParams& p) {
   const int T = T_, E = E_, H = H_;
   const size_t tE = size_t(T) * E;
-  upload(x_.reserve(size_t(T) * H, "x"), x, size_t(T) * H * sizeof(float), "x");
-  upload(w_.reserve(size_t(E) * H, "router.weight"), p.weight, size_t(E) * H * sizeof(float),
+  stream_.upload(x_.reserve(size_t(T) * H, "x"), x, size_t(T) * H * sizeof(float), "x");
+  stream_.upload(w_.reserve(size_t(E) * H, "router.weight"), p.weight, size_t(E) * H * sizeof(float),
          "router.weight");
-  if (!allowed_.empty()) upload(allowedDev_.reserve(tE, "allowed"), allowed_.data(), tE, "allowed");
+  if (!allowed_.empty()) stream_.upload(allowedDev_.reserve(tE, "allowed"), allowed_.data(), tE, "allowed");
   const double* wNorm = nullptr;
   double* cos = nullptr;
   if (affinity_) {
-    expertNorms(w_.get(), E, H, wNorm_.reserve(size_t(E), "expert norms"), stream_);
-    tokenNorms(x_.get(), T, H, xNorm_.reserve(size_t(T), "token norms"), stream_);
+    expertNorms(w_.get(), E, H, wNorm_.reserve(size_t(E), "expert norms"), stream_.get());
+    tokenNorms(x_.get(), T, H, xNorm_.reserve(size_t(T), "token norms"), stream_.get());
     wNorm = wNorm_.get();
     cos = cos_.reserve(tE, "cos");
   }
   routerLogits(x_.get(), w_.get(), wNorm, T, E, H, spec_.temperature, cos,
-               logits_.reserve(tE, "logits"), stream_);
+               logits_.reserve(tE, "logits"), stream_.get());
 
   const float* bias = nullptr;
   if (spec_.useBias && !sampled_ && !expertChoice_) {
-    upload(bias_.reserve(size_t(E), "router.bias"), p.bias, size_t(E) * sizeof(float), "router.bias");
+    stream_.upload(bias_.reserve(size_t(E), "router.bias"), p.bias, size_t(E) * sizeof(float), "router.bias");
     bias = bias_.get();
   }
   const double* load = nullptr;
   if (sampled_) {  // R10 reads ℓ in float64, as cpu::Router
     const std::vector<double> load64(p.load, p.load + E);
-    upload(load64_.reserve(size_t(E), "router.load"), load64.data(), size_t(E) * sizeof(double),
+    stream_.upload(load64_.reserve(size_t(E), "router.load"), load64.data(), size_t(E) * sizeof(double),
            "router.load");
     load = load64_.get();
   }
@@ -105,7 +84,7 @@ void Router::computeScores(const float* x, const RouterParams& p) {
   selectExperts(a, logits_.get(), allowedDevice(), bias, load, s_.reserve(tE, "scores"),
                 q_.reserve(tE, "keys"), groupScore,
                 selIdx_.reserve(size_t(T) * (a.k > 0 ? a.k : 1), "selection"),
-                found_.reserve(size_t(T), "found"), stream_);
+                found_.reserve(size_t(T), "found"), stream_.get());
 }
 
 // R6 counts, C1–C5, R7 over the final experts, accepted counts; the kept slots token-major.
@@ -114,9 +93,9 @@ void Router::selectTopK(Routing& out) {
   const size_t tk = size_t(T) * k;
   int32_t* idx = idx_.reserve(tk, "indices");
   int32_t* keep = keep_.reserve(tk, "keep");
-  checkCuda(cudaMemcpyAsync(idx, selIdx_.get(), tk * sizeof(int32_t), cudaMemcpyDeviceToDevice, stream_),
+  checkCuda(cudaMemcpyAsync(idx, selIdx_.get(), tk * sizeof(int32_t), cudaMemcpyDeviceToDevice, stream_.get()),
             "cuda::Router: cudaMemcpyAsync of the selection");
-  countSelections(T, k, E, selIdx_.get(), nullptr, counts_.reserve(size_t(E), "counts"), stream_);
+  countSelections(T, k, E, selIdx_.get(), nullptr, counts_.reserve(size_t(E), "counts"), stream_.get());
   CapacityArgs ca;
   ca.T = T;
   ca.E = E;
@@ -126,22 +105,22 @@ void Router::selectTopK(Routing& out) {
   const bool minAffinity = affinity_ && spec_.minAffinity > -INFINITY;
   ca.minAffinity = spec_.minAffinity;
   applyCapacity(ca, selIdx_.get(), s_.get(), q_.get(), minAffinity ? cos_.get() : nullptr, idx, keep,
-                capacityScratch_, stream_);
+                capacityScratch_, stream_.get());
   routingWeights(T, E, k, spec_.normalize, spec_.scale, s_.get(), idx, wScratch_.reserve(tk, "weights (f64)"),
-                 weights_.reserve(tk, "weights"), stream_);
-  countSelections(T, k, E, idx, keep, accepted_.reserve(size_t(E), "accepted"), stream_);
+                 weights_.reserve(tk, "weights"), stream_.get());
+  countSelections(T, k, E, idx, keep, accepted_.reserve(size_t(E), "accepted"), stream_.get());
 
   std::vector<int32_t> found(static_cast<size_t>(T));
   out.indices.resize(tk);
   out.keep.resize(tk);
   out.weights.resize(tk);
-  download(found.data(), found_.get(), size_t(T) * sizeof(int32_t), "found");
-  download(out.indices.data(), idx, tk * sizeof(int32_t), "indices");
-  download(out.keep.data(), keep, tk * sizeof(int32_t), "keep");
-  download(out.weights.data(), weights_.get(), tk * sizeof(float), "weights");
-  download(out.counts.data(), counts_.get(), size_t(E) * sizeof(int32_t), "counts");
-  download(out.accepted.data(), accepted_.get(), size_t(E) * sizeof(int32_t), "accepted");
-  synchronize("forward (top-k decisions)");
+  stream_.download(found.data(), found_.get(), size_t(T) * sizeof(int32_t), "found");
+  stream_.download(out.indices.data(), idx, tk * sizeof(int32_t), "indices");
+  stream_.download(out.keep.data(), keep, tk * sizeof(int32_t), "keep");
+  stream_.download(out.weights.data(), weights_.get(), tk * sizeof(float), "weights");
+  stream_.download(out.counts.data(), counts_.get(), size_t(E) * sizeof(int32_t), "counts");
+  stream_.download(out.accepted.data(), accepted_.get(), size_t(E) * sizeof(int32_t), "accepted");
+  stream_.synchronize("forward (top-k decisions)");
   checkFound(found, k);
   for (size_t slot = 0; slot < tk; ++slot) {
     if (!out.keep[slot]) continue;
@@ -162,20 +141,20 @@ void Router::selectExpertChoice(Routing& out) {
   int32_t* expert = pickExpert_.reserve(most, "expert-choice experts");
   picks_ = cuda::selectExpertChoice(T, E, C, s_.get(), allowedDevice(),
                                     counts_.reserve(size_t(E), "counts"), token, expert,
-                                    expertChoiceScratch_, stream_);
+                                    expertChoiceScratch_, stream_.get());
   float* weight = weights_.reserve(size_t(picks_), "expert-choice weights");
   if (picks_ > 0)
-    checkCuda(launch<gatherScoresKernel>(dim3(blocksFor(picks_)), dim3(kThreads), 0, stream_, picks_,
+    checkCuda(launch<gatherScoresKernel>(dim3(blocksFor(picks_)), dim3(kThreads), 0, stream_.get(), picks_,
                                          E, s_.get(), token, expert, weight),
               "cuda::Router: gatherScoresKernel");
   out.assignToken.resize(size_t(picks_));
   out.assignExpert.resize(size_t(picks_));
   out.assignWeight.resize(size_t(picks_));
-  download(out.assignToken.data(), token, size_t(picks_) * sizeof(int32_t), "expert-choice tokens");
-  download(out.assignExpert.data(), expert, size_t(picks_) * sizeof(int32_t), "expert-choice experts");
-  download(out.assignWeight.data(), weight, size_t(picks_) * sizeof(float), "expert-choice weights");
-  download(out.counts.data(), counts_.get(), size_t(E) * sizeof(int32_t), "counts");
-  synchronize("forward (expert choice)");
+  stream_.download(out.assignToken.data(), token, size_t(picks_) * sizeof(int32_t), "expert-choice tokens");
+  stream_.download(out.assignExpert.data(), expert, size_t(picks_) * sizeof(int32_t), "expert-choice experts");
+  stream_.download(out.assignWeight.data(), weight, size_t(picks_) * sizeof(float), "expert-choice weights");
+  stream_.download(out.counts.data(), counts_.get(), size_t(E) * sizeof(int32_t), "counts");
+  stream_.synchronize("forward (expert choice)");
   out.accepted = out.counts;
 }
 
@@ -185,7 +164,7 @@ void Router::computeLosses(const std::vector<int>& seqLens, Routing& out) {
   const int T = T_, E = E_;
   const double share = window_.tokenShare();
   double* dLogits = dLogitsAux_.reserve(size_t(T) * E + 1, "aux-loss logit gradients");
-  checkCuda(cudaMemsetAsync(dLogits, 0, size_t(T) * E * sizeof(double), stream_),
+  checkCuda(cudaMemsetAsync(dLogits, 0, size_t(T) * E * sizeof(double), stream_.get()),
             "cuda::Router: cudaMemsetAsync of the aux-loss logit gradients");
   if (spec_.balanceCoeff != 0 && !expertChoice_ && T > 0) {
     const bool byGroup = !allowed_.empty();
@@ -200,20 +179,20 @@ void Router::computeLosses(const std::vector<int>& seqLens, Routing& out) {
     b.seqLens = seqLens;
     b.windowCounts = window_.counts();
     b.windowGroupTokens = byGroup ? window_.groupTokens() : std::vector<int64_t>{window_.tokens()};
-    out.balance = balanceLoss(b, s_.get(), allowedDevice(), selIdx_.get(), dLogits, stream_);
+    out.balance = balanceLoss(b, s_.get(), allowedDevice(), selIdx_.get(), dLogits, stream_.get());
     if (spec_.scope == RouterSpec::Scope::Global && spec_.balanceMicroFraction > 0) {
       b.coeff = spec_.balanceCoeff * spec_.balanceMicroFraction * share;
       b.scope = RouterSpec::Scope::Micro;
-      out.balance += balanceLoss(b, s_.get(), allowedDevice(), selIdx_.get(), dLogits, stream_);
+      out.balance += balanceLoss(b, s_.get(), allowedDevice(), selIdx_.get(), dLogits, stream_.get());
     }
   }
   if (spec_.zCoeff != 0 && T > 0)
-    out.z = zLoss(T, E, spec_.zCoeff * share, logits_.get(), allowedDevice(), dLogits, stream_);
+    out.z = zLoss(T, E, spec_.zCoeff * share, logits_.get(), allowedDevice(), dLogits, stream_.get());
   haveOrthogonality_ = spec_.orthCoeff != 0;
   if (haveOrthogonality_)
     out.orthogonality = orthogonalityLoss(E, H_, spec_.groupSizes, spec_.orthMode, spec_.orthCoeff * share,
                                           w_.get(), dWeightOrth_.reserve(size_t(E) * H_, "orthogonality gradient"),
-                                          stream_);
+                                          stream_.get());
   out.aux = out.balance + out.z + out.orthogonality;
 }
 
@@ -225,11 +204,11 @@ void Router::computeStats(Routing& out) {
   if (T_ == 0) return;
   double stats[3];
   expertStats(T_, E, spec_.topK, scoreFn() == routing::ScoreFn::Sigmoid, s_.get(), counts_.get(),
-              f_.reserve(size_t(E), "f"), P_.reserve(size_t(E), "P"), stats3_.reserve(3, "stats"), stream_);
-  download(out.f.data(), f_.get(), size_t(E) * sizeof(double), "f");
-  download(out.P.data(), P_.get(), size_t(E) * sizeof(double), "P");
-  download(stats, stats3_.get(), sizeof(stats), "stats");
-  synchronize("forward (stats)");
+              f_.reserve(size_t(E), "f"), P_.reserve(size_t(E), "P"), stats3_.reserve(3, "stats"), stream_.get());
+  stream_.download(out.f.data(), f_.get(), size_t(E) * sizeof(double), "f");
+  stream_.download(out.P.data(), P_.get(), size_t(E) * sizeof(double), "P");
+  stream_.download(stats, stats3_.get(), sizeof(stats), "stats");
+  stream_.synchronize("forward (stats)");
   out.maxVio = stats[0];
   out.cv = stats[1];
   out.entropy = stats[2];
@@ -260,7 +239,7 @@ void Router::forward(const float* x, int T, const int32_t* modality, const std::
     else
       selectTopK(out);
   } else {
-    upload(w_.reserve(size_t(E_) * H_, "router.weight"), p.weight, size_t(E_) * H_ * sizeof(float),
+    stream_.upload(w_.reserve(size_t(E_) * H_, "router.weight"), p.weight, size_t(E_) * H_ * sizeof(float),
            "router.weight");
   }
 
@@ -276,10 +255,10 @@ void Router::forward(const float* x, int T, const int32_t* modality, const std::
   // ---- R10 load estimate: ℓ ← (1 − decay)·ℓ + decay·f.
   if (p.load && T > 0) {
     float* load = load_.reserve(size_t(E_), "router.load");
-    upload(load, p.load, size_t(E_) * sizeof(float), "router.load");
-    updateLoad(E_, spec_.loadDecay, f_.get(), load, stream_);
-    download(p.load, load, size_t(E_) * sizeof(float), "router.load");
-    synchronize("forward (load)");
+    stream_.upload(load, p.load, size_t(E_) * sizeof(float), "router.load");
+    updateLoad(E_, spec_.loadDecay, f_.get(), load, stream_.get());
+    stream_.download(p.load, load, size_t(E_) * sizeof(float), "router.load");
+    stream_.synchronize("forward (load)");
   }
   ++step_;
   haveForward_ = true;
@@ -300,17 +279,17 @@ void Router::backward(const float* dAssignWeight, float* dx, float* dWeight) {
   const float* pickDw = nullptr;
   if (expertChoice_) {
     pickDw = pickDw_.reserve(assignments + 1, "expert-choice weight gradients");
-    upload(pickDw_.get(), dAssignWeight, assignments * sizeof(float), "expert-choice weight gradients");
+    stream_.upload(pickDw_.get(), dAssignWeight, assignments * sizeof(float), "expert-choice weight gradients");
   } else {
     std::vector<double> dw(size_t(T) * k, 0.0);  // dropped slots stay 0
     for (size_t a = 0; a < assignments; ++a) dw[size_t(assignSlot_[a])] = dAssignWeight[a];
     dSlot = dSlot_.reserve(dw.size() + 1, "slot weight gradients");
-    upload(dSlot_.get(), dw.data(), dw.size() * sizeof(double), "slot weight gradients");
+    stream_.upload(dSlot_.get(), dw.data(), dw.size() * sizeof(double), "slot weight gradients");
   }
   float* dxDevice = dx_.reserve(size_t(T) * H + 1, "dx");
   float* dWDevice = dW_.reserve(size_t(E) * H, "dWeight");
-  upload(dxDevice, dx, size_t(T) * H * sizeof(float), "dx");
-  upload(dWDevice, dWeight, size_t(E) * H * sizeof(float), "dWeight");
+  stream_.upload(dxDevice, dx, size_t(T) * H * sizeof(float), "dx");
+  stream_.upload(dWDevice, dWeight, size_t(E) * H * sizeof(float), "dWeight");
 
   RouterBackwardArgs a;
   a.T = T;
@@ -327,10 +306,10 @@ void Router::backward(const float* dAssignWeight, float* dx, float* dWeight) {
                  pickExpert_.get(), pickDw, picks_, allowedDevice(), dLogitsAux_.get(), x_.get(), w_.get(),
                  affinity_ ? xNorm_.get() : nullptr, affinity_ ? wNorm_.get() : nullptr,
                  affinity_ ? cos_.get() : nullptr, haveOrthogonality_ ? dWeightOrth_.get() : nullptr,
-                 dxDevice, dWDevice, stream_);
-  download(dx, dxDevice, size_t(T) * H * sizeof(float), "dx");
-  download(dWeight, dWDevice, size_t(E) * H * sizeof(float), "dWeight");
-  synchronize("backward");
+                 dxDevice, dWDevice, stream_.get());
+  stream_.download(dx, dxDevice, size_t(T) * H * sizeof(float), "dx");
+  stream_.download(dWeight, dWDevice, size_t(E) * H * sizeof(float), "dWeight");
+  stream_.synchronize("backward");
 }
 
 // ---- end of step -------------------------------------------------------------------------------
@@ -339,11 +318,11 @@ void Router::endStep(float* bias) {
   if (spec_.useBias && bias) {
     int64_t* counts = windowCounts_.reserve(size_t(E_), "window counts");
     float* device = bias_.reserve(size_t(E_), "router.bias");
-    upload(counts, window_.counts().data(), size_t(E_) * sizeof(int64_t), "window counts");
-    upload(device, bias, size_t(E_) * sizeof(float), "router.bias");
-    updateBias(layout_.groupStart, spec_.biasUpdateRate, counts, device, stream_);
-    download(bias, device, size_t(E_) * sizeof(float), "router.bias");
-    synchronize("endStep");
+    stream_.upload(counts, window_.counts().data(), size_t(E_) * sizeof(int64_t), "window counts");
+    stream_.upload(device, bias, size_t(E_) * sizeof(float), "router.bias");
+    updateBias(layout_.groupStart, spec_.biasUpdateRate, counts, device, stream_.get());
+    stream_.download(bias, device, size_t(E_) * sizeof(float), "router.bias");
+    stream_.synchronize("endStep");
   }
   window_.reset();
 }

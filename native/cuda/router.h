@@ -32,6 +32,7 @@
 #include "../layer/stages.h"
 #include "capacity.h"
 #include "cuda_check.h"
+#include "staging.h"
 #include "expert_choice.h"
 
 namespace moekit::cuda {
@@ -41,7 +42,6 @@ class Router : public RouterStage {
   // Throws Error(Config) on an inconsistent spec (the messages of cpu::Router), then
   // Error(Device) when the stream cannot be created.
   explicit Router(RouterSpec spec);
-  ~Router() override;
   Router(const Router&) = delete;
   Router& operator=(const Router&) = delete;
 
@@ -58,9 +58,6 @@ class Router : public RouterStage {
   void setStep(uint64_t step) override { step_ = step; }
 
  private:
-  void upload(void* device, const void* host, size_t bytes, const char* what);
-  void download(void* host, const void* device, size_t bytes, const char* what);
-  void synchronize(const char* what);
   void computeScores(const float* x, const RouterParams& p);
   void selectTopK(Routing& out);
   void selectExpertChoice(Routing& out);
@@ -78,7 +75,7 @@ class Router : public RouterStage {
   bool affinity_ = false, expertChoice_ = false, sampled_ = false;
   uint64_t step_ = 0;
   std::function<void(int64_t*, size_t)> reducer_;
-  cudaStream_t stream_ = nullptr;
+  StagingStream stream_{"cuda::Router"};
 
   // The last forward (HOST): size, R2 mask, kept slots (top-k) or picks (expert-choice).
   int T_ = 0, k_ = 0;

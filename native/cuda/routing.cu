@@ -43,6 +43,7 @@
 #include "../core/errors.h"
 #include "../core/routing.h"
 #include "cuda_check.h"
+#include "staging.h"
 #include "emu/launch.h"
 #include "grid.h"
 
@@ -203,30 +204,6 @@ int warpBlocksFor(int T) { return (T + kWarpsPerBlock - 1) / kWarpsPerBlock; }
 
 [[noreturn]] void fail(ErrorKind kind, const std::string& message) { throw Error(kind, message); }
 
-// A stream for one call, destroyed on every exit.
-class Stream {
- public:
-  Stream() {
-    checkCuda(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking),
-              "cuda::routeTopK: cudaStreamCreateWithFlags");
-  }
-  ~Stream() { cudaStreamDestroy(s_); }
-  Stream(const Stream&) = delete;
-  Stream& operator=(const Stream&) = delete;
-  cudaStream_t get() const { return s_; }
-
- private:
-  cudaStream_t s_ = nullptr;
-};
-
-void copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t stream,
-          const char* what) {
-  if (bytes == 0) return;
-  checkCuda(cudaMemcpyAsync(dst, src, bytes, kind, stream),
-            std::string("cuda::routeTopK: cudaMemcpyAsync of ") + what +
-                (kind == cudaMemcpyHostToDevice ? " to the device" : " to the host"));
-}
-
 }  // namespace
 
 void expertNorms(const float* W, int E, int H, double* wNorm, cudaStream_t stream) {
@@ -322,7 +299,8 @@ void routeTopK(const RouterSpec& spec, const float* x, int T, const float* weigh
   out.scores.assign(size_t(T) * E, 0.0);
   if (T == 0) return;
 
-  Stream stream;
+  StagingStream stream("cuda::routeTopK");
+  stream.open();
   const cudaStream_t st = stream.get();
   const size_t xSize = size_t(T) * H, wSize = size_t(E) * H, tE = size_t(T) * E, tk = size_t(T) * k;
   const SelectArgs a = selectArgsOf(spec, T, E, step);
@@ -331,21 +309,19 @@ void routeTopK(const RouterSpec& spec, const float* x, int T, const float* weigh
   DeviceBuffer<uint8_t> dAllowed;
   DeviceBuffer<int32_t> dIdx, dFound;
   DeviceBuffer<float> dWeights;
-  copy(dX.reserve(xSize, "x"), x, xSize * sizeof(float), cudaMemcpyHostToDevice, st, "x");
-  copy(dW.reserve(wSize, "router.weight"), weight, wSize * sizeof(float), cudaMemcpyHostToDevice,
-       st, "router.weight");
+  stream.upload(dX.reserve(xSize, "x"), x, xSize * sizeof(float), "x");
+  stream.upload(dW.reserve(wSize, "router.weight"), weight, wSize * sizeof(float), "router.weight");
   const bool useBias = spec.useBias && !sampled;
   if (useBias)
-    copy(dBias.reserve(size_t(E), "router.bias"), bias, size_t(E) * sizeof(float),
-         cudaMemcpyHostToDevice, st, "router.bias");
+    stream.upload(dBias.reserve(size_t(E), "router.bias"), bias, size_t(E) * sizeof(float), "router.bias");
   std::vector<double> load64;
   if (sampled) {  // R10 reads ℓ in float64, as cpu::Router
     load64.assign(load, load + E);
-    copy(dLoad.reserve(size_t(E), "router.load"), load64.data(), size_t(E) * sizeof(double),
-         cudaMemcpyHostToDevice, st, "router.load");
+    stream.upload(dLoad.reserve(size_t(E), "router.load"), load64.data(), size_t(E) * sizeof(double),
+                  "router.load");
   }
   if (allowed)
-    copy(dAllowed.reserve(tE, "allowed"), allowed, tE, cudaMemcpyHostToDevice, st, "allowed");
+    stream.upload(dAllowed.reserve(tE, "allowed"), allowed, tE, "allowed");
 
   double* logits = dLogits.reserve(tE, "logits");
   const double* wNorm = nullptr;
@@ -365,11 +341,11 @@ void routeTopK(const RouterSpec& spec, const float* x, int T, const float* weigh
                  weights, st);
 
   std::vector<int32_t> foundHost(static_cast<size_t>(T));
-  copy(foundHost.data(), found, size_t(T) * sizeof(int32_t), cudaMemcpyDeviceToHost, st, "found");
-  copy(out.indices.data(), idx, tk * sizeof(int32_t), cudaMemcpyDeviceToHost, st, "indices");
-  copy(out.weights.data(), weights, tk * sizeof(float), cudaMemcpyDeviceToHost, st, "weights");
-  copy(out.scores.data(), s, tE * sizeof(double), cudaMemcpyDeviceToHost, st, "scores");
-  checkCuda(cudaStreamSynchronize(st), "cuda::routeTopK: cudaStreamSynchronize");
+  stream.download(foundHost.data(), found, size_t(T) * sizeof(int32_t), "found");
+  stream.download(out.indices.data(), idx, tk * sizeof(int32_t), "indices");
+  stream.download(out.weights.data(), weights, tk * sizeof(float), "weights");
+  stream.download(out.scores.data(), s, tE * sizeof(double), "scores");
+  stream.synchronize("cudaStreamSynchronize");
   checkFound(foundHost, k);
 }
 
