@@ -22,14 +22,14 @@ void fp8RoundTrip(const float* x, int64_t matrices, int64_t rows, int64_t cols, 
   const int64_t n = matrices * rows * cols;
   if (n == 0) return;
   const int64_t rowBlocks = fp8BlockCount(rows, blockRows), colBlocks = fp8BlockCount(cols);
-  std::vector<uint8_t> codes(static_cast<size_t>(n));  // F2's scales are what is kept; the codes are recomputed
+  std::vector<uint8_t> codes(static_cast<size_t>(n));
   std::vector<float> scales(size_t(matrices * rowBlocks * colBlocks));
   quantizeFp8Blocks(x, matrices, rows, cols, blockRows, Fp8Format::E4M3, codes.data(), scales.data());
   parallelFor(0, n, kGrain, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const int64_t matrix = i / (rows * cols), r = (i / cols) % rows, c = i % cols;
       const float scale = scales[size_t((matrix * rowBlocks + r / blockRows) * colBlocks + c / kFp8Block)];
-      out[i] = moekit::fp8RoundTrip(x[i], scale);
+      out[i] = fp8Value(codes[size_t(i)], scale);
     }
   });
 }
