@@ -3,6 +3,8 @@ export interface Timing {
   medianMs: number;
   minMs: number;
   runs: number;
+  /** Every timed run, ascending. */
+  timesMs: number[];
 }
 
 export function measure(run: () => void, opts: { warmup?: number; runs?: number; onRun?: () => void } = {}): Timing {
@@ -17,5 +19,5 @@ export function measure(run: () => void, opts: { warmup?: number; runs?: number;
     opts.onRun?.();
   }
   times.sort((a, b) => a - b);
-  return { medianMs: times[Math.floor(times.length / 2)], minMs: times[0], runs };
+  return { medianMs: times[Math.floor(times.length / 2)], minMs: times[0], runs, timesMs: times };
 }

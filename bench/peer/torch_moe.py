@@ -1,7 +1,8 @@
 """PyTorch eager peer of moekit's layer benchmark: the usual MoE loop over experts with index_add.
 
 Usage: python3 torch_moe.py '{"tokens":4096,"hidden":1024,"experts":8,"topK":2,"ffn":1408,"threads":2,"runs":5}'
-Prints one JSON line: {"medianMs": …, "torch": version, "threads": n}. Forward + backward, f32, CPU.
+Prints one JSON line: {"medianMs": …, "timesMs": [every timed run], "torch": version, "threads": n}.
+Forward + backward, f32, CPU.
 """
 import json
 import sys
@@ -45,7 +46,7 @@ def main() -> None:
         step()
         times.append((time.perf_counter() - start) * 1000)
     times.sort()
-    print(json.dumps({"medianMs": times[len(times) // 2], "torch": torch.__version__, "threads": torch.get_num_threads()}))
+    print(json.dumps({"medianMs": times[len(times) // 2], "timesMs": times, "torch": torch.__version__, "threads": torch.get_num_threads()}))
 
 
 if __name__ == "__main__":

@@ -164,7 +164,10 @@ void packSliver(const float* src, int64_t laneStride, int64_t stepStride, int64_
     return;
   }
   if (lanes == W && laneStride == 1) {
-    for (int64_t p = 0; p < kc; ++p, out += W) std::copy_n(src + p * stepStride, W, out);
+    for (int64_t p = 0; p < kc; ++p, out += W) {
+      const float* step = src + p * stepStride;
+      for (int64_t l = 0; l < W; ++l) out[l] = step[l];  // W floats: inline, not a memmove call
+    }
     return;
   }
   for (int64_t p = 0; p < kc; ++p, out += W)
