@@ -9,7 +9,9 @@
  *                token order within an expert; rowToken i32 [n] = token of each row; counts i32 [E]
  *   unpermute    y[rowToken[r]] += weights[r] · rows[r]         rows [n,H] → y [T,H]
  *   groupedGemm  out_g = a_g · w_gᵀ, a [M,K] split into consecutive groups of groupSizes rows,
- *                w [G,N,K] (nn.Linear orientation) → out [M,N]
+ *                w [G,N,K] (nn.Linear orientation) → out f32 [M,N]; a and w both f32, or both bf16
+ *                (bf16 products are exact in f32: the f32 GEMM over their values, f32 accumulation;
+ *                the backward's da and dw are f32)
  *   quantizeFp8, groupedGemmFp8  FP8 block quantisation and the block-scaled grouped GEMM (F1–F3),
  *                the CPU reference (forward only, no backward): native/cpu/fp8.h
  */
@@ -118,8 +120,9 @@ export interface GroupedGemmResult {
 }
 
 function groupedGemm(a: Tensor, w: Tensor, groupSizes: number[]): GroupedGemmResult {
-  const at = checkTensor(a, 'a', 'f32', 2);
-  const wt = checkTensor(w, 'w', 'f32', 3);
+  const dtype: DType = Tensor.isTensor(a) && !a.disposed && a.dtype === 'bf16' ? 'bf16' : 'f32';
+  const at = checkTensor(a, 'a', dtype, 2);
+  const wt = checkTensor(w, 'w', dtype, 3);
   const [M, K] = at.shape;
   const [G, N] = wt.shape;
   if (K < 1) throw new ShapeError(`a has shape [${at.shape.join(', ')}]: K = a.shape[1] must be at least 1`);
@@ -134,7 +137,7 @@ function groupedGemm(a: Tensor, w: Tensor, groupSizes: number[]): GroupedGemmRes
       const d = checkTensor(dOut, 'dOut', 'f32', 2);
       checkDim(d, 'dOut', 0, M, 'M = a.shape[0]');
       checkDim(d, 'dOut', 1, N, 'N = w.shape[1]');
-      const r = native.groupedGemmBackward(d.handle, checkTensor(at, 'a', 'f32', 2).handle, checkTensor(wt, 'w', 'f32', 3).handle, sizes);
+      const r = native.groupedGemmBackward(d.handle, checkTensor(at, 'a', dtype, 2).handle, checkTensor(wt, 'w', dtype, 3).handle, sizes);
       return { da: Tensor.wrap(r.da), dw: Tensor.wrap(r.dw) };
     },
   };

@@ -166,6 +166,30 @@ describe('ops.groupedGemm (m-grouped contiguous NT)', () => {
     expect(relativeError(dw, finiteDifference(objective, [a, w], 1, 1e-2))).toBeLessThan(1e-4);
     expect(Array.from(dw.subarray(N * K, 2 * N * K)).every((v) => v === 0)).toBe(true);
   });
+
+  test('bf16 a and w: bit-equal to the f32 GEMM over their values (bf16 products are exact in f32), f32 gradients', () => {
+    const rand = prng(23);
+    const sizes = [3, 0, 9, 1], K = 40, N = 24, M = 13, G = 4;
+    const a = f32(uniform(rand, M * K), [M, K]).to('bf16');
+    const w = f32(uniform(rand, G * N * K), [G, N, K]).to('bf16');
+    const aValues = f32(a.toArray(), [M, K]);
+    const wValues = f32(w.toArray(), [G, N, K]);
+    // The rounding happened: the values differ from the f32 inputs they came from.
+    expect(Array.from(aValues.toArray()).every((v) => (new Uint32Array(new Float32Array([v]).buffer)[0] & 0xffff) === 0)).toBe(true);
+    const low = ops.groupedGemm(a, w, sizes);
+    const ref = ops.groupedGemm(aValues, wValues, sizes);
+    expect(low.output.dtype).toBe('f32');
+    expect(Array.from(low.output.toArray())).toEqual(Array.from(ref.output.toArray()));
+    const D = f32(uniform(rand, M * N), [M, N]);
+    const g = low.backward(D), gRef = ref.backward(D);
+    expect(g.da.dtype).toBe('f32');
+    expect(Array.from(g.da.toArray())).toEqual(Array.from(gRef.da.toArray()));
+    expect(Array.from(g.dw.toArray())).toEqual(Array.from(gRef.dw.toArray()));
+    expect(() => ops.groupedGemm(a, wValues, sizes)).toThrow(DTypeError);
+    expect(() => ops.groupedGemm(a, wValues, sizes)).toThrow(/^w must be a bf16 tensor, got f32/);
+    expect(() => ops.groupedGemm(aValues, w, sizes)).toThrow(/^w must be a f32 tensor, got bf16/);
+    expect(() => native.groupedGemm(a.handle, wValues.handle, sizes)).toThrow(/^w must be a bf16 tensor, got f32/);
+  });
 });
 
 // ---- route --------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@
 #include "../core/errors.h"
 #include "../core/shape.h"
 #include "../cpu/adamw.h"
+#include "../cpu/convert.h"
 #include "../cpu/dispatch.h"
 #include "../cpu/fp8.h"
 #include "../cpu/grouped_gemm.h"
@@ -256,11 +257,14 @@ struct GemmArgs {
   int n, k, groups;
 };
 
-// a f32 [M,K], w f32 [G,N,K], groupSizes: G integers ≥ 0 summing to M.
+// a f32|bf16 [M,K], w [G,N,K] of a's dtype, groupSizes: G integers ≥ 0 summing to M.
 GemmArgs gemmArgs(const Napi::Value& a, const Napi::Value& w, const Napi::Value& groupSizes) {
   GemmArgs g;
-  g.a = &tensorArg(a, "a", DType::F32, 2);
-  g.w = &tensorArg(w, "w", DType::F32, 3);
+  const NativeTensor& at = NativeTensor::unwrap(a, "a");
+  at.data("a");
+  const DType dtype = at.dtype() == DType::BF16 ? DType::BF16 : DType::F32;
+  g.a = &tensorArg(a, "a", dtype, 2);
+  g.w = &tensorArg(w, "w", dtype, 3);
   g.m = g.a->shape()[0];
   g.k = int(g.a->shape()[1]);
   g.groups = int(g.w->shape()[0]);
@@ -274,20 +278,33 @@ GemmArgs gemmArgs(const Napi::Value& a, const Napi::Value& w, const Napi::Value&
   return g;
 }
 
-// groupedGemm(a [M,K], w [G,N,K], groupSizes) → out f32 [M,N], out_g = a_g · w_gᵀ.
+// The f32 values of a gemm operand: its own storage for f32, a widened copy in `widened` for bf16
+// (exact: every bf16 value is an f32, and a bf16·bf16 product is exact in f32, so the f32 GEMM
+// over the widened operands is the bf16 GEMM with f32 accumulation).
+const float* gemmValues(const NativeTensor& t, const char* name, std::vector<float>& widened) {
+  if (t.dtype() == DType::F32) return f32(t, name);
+  widened.resize(size_t(t.numel()));
+  cpu::decodeToF32(t.data(name), widened.data(), t.numel(), t.dtype());
+  return widened.data();
+}
+
+// groupedGemm(a [M,K], w [G,N,K], groupSizes) → out f32 [M,N], out_g = a_g · w_gᵀ; a and w both
+// f32 or both bf16.
 Napi::Value groupedGemm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     expectArgs(info, 3, "groupedGemm(a, w, groupSizes)");
     const GemmArgs g = gemmArgs(info[0], info[1], info[2]);
     Fresh out = fresh(env, DType::F32, {g.m, g.n});
-    cpu::groupedGemmNT(f32(*g.a, "a"), f32(*g.w, "w"), g.groupSizes.data(), g.groups, g.m, g.n, g.k,
-                       static_cast<float*>(out.data));
+    std::vector<float> aWide, wWide;
+    cpu::groupedGemmNT(gemmValues(*g.a, "a", aWide), gemmValues(*g.w, "w", wWide), g.groupSizes.data(),
+                       g.groups, g.m, g.n, g.k, static_cast<float*>(out.data));
     return out.handle;
   });
 }
 
-// groupedGemmBackward(dOut [M,N], a [M,K], w [G,N,K], groupSizes) → {da [M,K], dw [G,N,K]}.
+// groupedGemmBackward(dOut f32 [M,N], a [M,K], w [G,N,K], groupSizes) → {da f32 [M,K], dw f32
+// [G,N,K]} (f32 gradients for bf16 operands too: their values widened, as the forward reads them).
 Napi::Value groupedGemmBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
@@ -298,8 +315,10 @@ Napi::Value groupedGemmBackward(const Napi::CallbackInfo& info) {
     expectDim(dOut, "dOut", 1, g.n, "N = w.shape[1]");
     Fresh da = fresh(env, DType::F32, g.a->shape());
     Fresh dw = fresh(env, DType::F32, g.w->shape());
-    cpu::groupedGemmNTBackward(f32(dOut, "dOut"), f32(*g.a, "a"), f32(*g.w, "w"), g.groupSizes.data(), g.groups, g.m,
-                               g.n, g.k, static_cast<float*>(da.data), static_cast<float*>(dw.data));
+    std::vector<float> aWide, wWide;
+    cpu::groupedGemmNTBackward(f32(dOut, "dOut"), gemmValues(*g.a, "a", aWide), gemmValues(*g.w, "w", wWide),
+                               g.groupSizes.data(), g.groups, g.m, g.n, g.k, static_cast<float*>(da.data),
+                               static_cast<float*>(dw.data));
     Napi::Object out = Napi::Object::New(env);
     out.Set("da", da.handle);
     out.Set("dw", dw.handle);

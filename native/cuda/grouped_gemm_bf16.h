@@ -24,7 +24,8 @@
 //                            rows per token the order of their additions, and therefore the last
 //                            bits of y, may differ between runs; rowWeight null = 1. A rowToken
 //                            outside [0, T) adds nothing.
-// Not done here: gelu/relu epilogues, bf16 outputs, the backward GEMMs (NN for dA, TN for dW).
+// Not done here: gelu/relu epilogues, bf16 outputs. The backward GEMMs (NN for dA, TN for dW) are in
+// grouped_gemm_bf16_backward.h.
 //
 // Numerics: bf16·bf16 products are exact in fp32 and summed in fp32 in the tensor cores' order
 // (unspecified), so a result equals the float64 reference within ≈ k_g·2⁻²⁴·Σ|a·w| and exactly
