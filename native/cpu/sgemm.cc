@@ -152,34 +152,78 @@ class PackBuffer {
   int64_t size_ = 0;
 };
 
-// Copies kc steps of `lanes` strided streams into kc × W interleaved order:
-// out[p·W + l] = src[l·laneStride + p·stepStride] for l < lanes, 0 for lanes <= l < W.
-// W = MR packs A slivers, W = NR packs B slivers. Full slivers read along k go to the ISA's
-// transposing pack, full slivers read across k are row copies, edge slivers are zero-padded.
+// One sliver from an operand stored lane-major (each lane a stored row, contiguous along k: A of
+// NT/NN, B of NT): out[p·W + l] = src[l·rowStride + p] for l < lanes, 0 for lanes <= l < W.
+// W = MR packs A slivers, W = NR packs B slivers. Full slivers go to the ISA's transposing pack,
+// edge slivers are zero-padded.
 template <int64_t W>
-void packSliver(const float* src, int64_t laneStride, int64_t stepStride, int64_t lanes,
-                int64_t kc, float* out) {
-  if (lanes == W && stepStride == 1) {
-    (W == kMR ? kernel().packA : kernel().packB)(src, laneStride, kc, out);
-    return;
-  }
-  if (lanes == W && laneStride == 1) {
-    for (int64_t p = 0; p < kc; ++p, out += W) {
-      const float* step = src + p * stepStride;
-      for (int64_t l = 0; l < W; ++l) out[l] = step[l];  // W floats: inline, not a memmove call
-    }
+void packSliver(const float* src, int64_t rowStride, int64_t lanes, int64_t kc, float* out) {
+  if (lanes == W) {
+    (W == kMR ? kernel().packA : kernel().packB)(src, rowStride, kc, out);
     return;
   }
   for (int64_t p = 0; p < kc; ++p, out += W)
-    for (int64_t l = 0; l < W; ++l) out[l] = l < lanes ? src[l * laneStride + p * stepStride] : 0.0f;
+    for (int64_t l = 0; l < W; ++l) out[l] = l < lanes ? src[l * rowStride + p] : 0.0f;
+}
+
+// Slivers from an operand stored step-major (K step p is a stored row, its values side by side:
+// A of TN, B of NN and TN), columns [col0, col0 + width), as ⌈width/W⌉ slivers of kc × W with
+// the last zero-padded: out[s·kc + p·W + l] = scale_p · row_p[col0 + s + l].
+//
+// packStepSlivers: row_p = base + (p0 + p)·ld, no scale; a sliver at a time, each reading one
+// line-sized piece of every row (the stride is regular: the hardware prefetcher follows it).
+template <int64_t W>
+void packStepSlivers(const float* base, int64_t ld, int64_t p0, int64_t col0, int64_t width, int64_t kc,
+                     float* out) {
+  for (int64_t s = 0; s < width; s += W, out += kc * W) {
+    const float* src = base + p0 * ld + col0 + s;
+    if (s + W <= width) {
+      for (int64_t p = 0; p < kc; ++p)
+        for (int64_t l = 0; l < W; ++l) out[p * W + l] = src[p * ld + l];
+    } else {
+      for (int64_t p = 0; p < kc; ++p)
+        for (int64_t l = 0; l < W; ++l) out[p * W + l] = s + l < width ? src[p * ld + l] : 0.0f;
+    }
+  }
+}
+
+// packStepRows: row_p = base + rows[p0 + p]·ld (gathered: the permute's row map; p0 + p when
+// null), times scales[p0 + p] (1 when null). Steps outer, slivers inner: every gathered row is read once,
+// front to back, where a sliver at a time would come back to each of kc scattered rows
+// ⌈width/W⌉ times (measured: 1.15× faster on the fine-grained dW GEMMs, unchanged on
+// mixtral-like; on unmapped operands the sliver order above is the faster one).
+template <int64_t W>
+void packStepRows(const float* base, int64_t ld, const int32_t* rows, const float* scales, int64_t p0,
+                  int64_t col0, int64_t width, int64_t kc, float* out) {
+  for (int64_t p = 0; p < kc; ++p) {
+    const float* row = base + (rows ? int64_t(rows[p0 + p]) : p0 + p) * ld + col0;
+    const float w = scales ? scales[p0 + p] : 1.0f;
+    int64_t s = 0;
+    for (; s + W <= width; s += W) {
+      float* o = out + s * kc + p * W;
+      if (scales)
+        for (int64_t l = 0; l < W; ++l) o[l] = w * row[s + l];
+      else
+        for (int64_t l = 0; l < W; ++l) o[l] = row[s + l];
+    }
+    if (s < width) {
+      float* o = out + s * kc + p * W;
+      for (int64_t l = 0; l < W; ++l) o[l] = s + l < width ? w * row[s + l] : 0.0f;
+    }
+  }
 }
 
 // Packs A rows [i0, i0+mc) × K steps [p0, p0+kc) into ⌈mc/MR⌉ slivers of kc × MR.
 void packA(const GemmProblem& pr, int64_t i0, int64_t mc, int64_t p0, int64_t kc, float* out) {
-  const bool tn = pr.layout == GemmLayout::TN;  // A(i,p) = a[p·lda + i], else a[i·lda + p]
-  const int64_t rowStride = tn ? 1 : pr.lda, stepStride = tn ? pr.lda : 1;
+  if (pr.layout == GemmLayout::TN) {  // A(i,p) = a[p·lda + i]: step p is a stored row
+    if (pr.aRows || pr.aScale)
+      packStepRows<kMR>(pr.a, pr.lda, pr.aRows, pr.aScale, p0, i0, mc, kc, out);
+    else
+      packStepSlivers<kMR>(pr.a, pr.lda, p0, i0, mc, kc, out);
+    return;
+  }
+  // NT/NN: A(i,p) = a[i·lda + p], row i is stored row aRows[i] (i without a map).
   const bool mapped = pr.aRows || pr.aScale;
-  // Stored row s of A (a row for NT/NN, a K step for TN) and its scale.
   const auto stored = [&](int64_t s) {
     return pr.a + (pr.aRows ? int64_t(pr.aRows[s]) : s) * pr.lda;
   };
@@ -187,13 +231,7 @@ void packA(const GemmProblem& pr, int64_t i0, int64_t mc, int64_t p0, int64_t kc
   for (int64_t s = 0; s < mc; s += kMR, out += kc * kMR) {
     const int64_t lanes = std::min(kMR, mc - s);
     if (!mapped) {
-      packSliver<kMR>(pr.a + (i0 + s) * rowStride + p0 * stepStride, rowStride, stepStride, lanes, kc, out);
-    } else if (tn) {  // step p is stored row p0 + p: the same values packSliver copies, scaled
-      for (int64_t p = 0; p < kc; ++p) {
-        const float* row = stored(p0 + p) + i0 + s;
-        const float w = scale(p0 + p);
-        for (int64_t l = 0; l < kMR; ++l) out[p * kMR + l] = l < lanes ? w * row[l] : 0.0f;
-      }
+      packSliver<kMR>(pr.a + (i0 + s) * pr.lda + p0, pr.lda, lanes, kc, out);
     } else {  // gathered rows: copy them next to each other (in L1), then pack as contiguous rows
       alignas(64) float rows[kMR * kKC];
       for (int64_t l = 0; l < lanes; ++l) {
@@ -205,27 +243,22 @@ void packA(const GemmProblem& pr, int64_t i0, int64_t mc, int64_t p0, int64_t kc
         else
           std::copy_n(row, kc, dst);
       }
-      packSliver<kMR>(rows, kc, 1, lanes, kc, out);
+      packSliver<kMR>(rows, kc, lanes, kc, out);
     }
   }
 }
 
 // Packs B K steps [p0, p0+kc) × columns [j0, j0+nc) into ⌈nc/NR⌉ slivers of kc × NR.
 void packB(const GemmProblem& pr, int64_t j0, int64_t nc, int64_t p0, int64_t kc, float* out) {
-  const bool nt = pr.layout == GemmLayout::NT;  // B(p,j) = b[j·ldb + p], else b[p·ldb + j]
-  const int64_t colStride = nt ? pr.ldb : 1, stepStride = nt ? 1 : pr.ldb;
-  for (int64_t s = 0; s < nc; s += kNR, out += kc * kNR) {
-    const int64_t lanes = std::min(kNR, nc - s);
-    if (!pr.bRows) {
-      packSliver<kNR>(pr.b + (j0 + s) * colStride + p0 * stepStride, colStride, stepStride, lanes, kc, out);
-      continue;
-    }
-    // TN with gathered rows: step p is row bRows[p0 + p] of b; the same values packSliver copies.
-    for (int64_t p = 0; p < kc; ++p) {
-      const float* row = pr.b + int64_t(pr.bRows[p0 + p]) * pr.ldb + j0 + s;
-      for (int64_t l = 0; l < kNR; ++l) out[p * kNR + l] = l < lanes ? row[l] : 0.0f;
-    }
+  if (pr.layout != GemmLayout::NT) {  // B(p,j) = b[p·ldb + j]: step p is a stored row
+    if (pr.bRows)
+      packStepRows<kNR>(pr.b, pr.ldb, pr.bRows, nullptr, p0, j0, nc, kc, out);
+    else
+      packStepSlivers<kNR>(pr.b, pr.ldb, p0, j0, nc, kc, out);
+    return;
   }
+  for (int64_t s = 0; s < nc; s += kNR, out += kc * kNR)  // NT: B(p,j) = b[j·ldb + p]
+    packSliver<kNR>(pr.b + (j0 + s) * pr.ldb + p0, pr.ldb, std::min(kNR, nc - s), kc, out);
 }
 
 // The packing buffers and the scatter scratch of the calling thread.
