@@ -37,9 +37,23 @@ void activate(Activation act, const float* a1, const float* a3, float* h, int64_
   });
 }
 
+// g[r] · h[r] over F, summed in double: dy_t · E_e(x_t) when g = dy[token]·w2 and E_e = h·w2ᵀ.
+float rowDot(const float* g, const float* h, int F) {
+  double acc = 0.0;
+  for (int f = 0; f < F; ++f) acc += double(g[f]) * double(h[f]);
+  return float(acc);
+}
+
+// dRowWeight[r] = rowDot(g[r], h[r]) for rows [0, rows) ([rows,F] each).
+void rowDots(int64_t rows, int F, const float* g, const float* h, float* dRowWeight) {
+  parallelFor(0, rows, kRowGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) dRowWeight[r] = rowDot(g + r * F, h + r * F, F);
+  });
+}
+
 // The row pass of the backward over rows [0, rows) of one group, g [rows,F] = dy[token]·w2 in
 // (unweighted), overwritten with da1:
-//   dRowWeight[r] = g[r] · h[r]                      (= dy_t · E_e(x_t), summed in double)
+//   dRowWeight[r] = rowDot(g[r], h[r])               (when not null)
 //   dh = rowWeight[r] · g[r] → da1 (and da3 for swiglu) through core/activation.h
 void rowBackward(Activation act, int64_t rows, int F, const float* a1, const float* a3,
                  const float* h, const float* rowWeight, float* g, float* da3, float* dRowWeight) {
@@ -47,11 +61,7 @@ void rowBackward(Activation act, int64_t rows, int F, const float* a1, const flo
     for (int64_t r = begin; r < end; ++r) {
       const int64_t at = r * F;
       float* gr = g + at;
-      if (dRowWeight) {
-        double acc = 0.0;
-        for (int f = 0; f < F; ++f) acc += double(gr[f]) * double(h[at + f]);
-        dRowWeight[r] = float(acc);
-      }
+      if (dRowWeight) dRowWeight[r] = rowDot(gr, h + at, F);
       const float w = rowWeight[r];
       switch (act) {
         case Activation::Swiglu:
@@ -160,6 +170,7 @@ void Experts::backward(const float* dy, float* dx, float* dWeight) {
 
   if (dWeight) dRowWeight_.resize(size_t(n));
   const bool low = precision_.compute == Precision::Compute::Bf16;
+  const bool fp8 = precision_.experts == Precision::Experts::Fp8;
   if (low) {
     dyLow_.resize(size_t(T_) * H_);
     roundBf16(dy, int64_t(dyLow_.size()), dyLow_.data());
@@ -178,11 +189,17 @@ void Experts::backward(const float* dy, float* dx, float* dWeight) {
     const float* w1 = low ? c.w1b.data() : grp.w1;
     const float* w3 = !swiglu ? nullptr : low ? c.w3b.data() : grp.w3;
     const float* w2 = low ? c.w2b.data() : grp.w2;
+    float* dRowWeight = dWeight ? dRowWeight_.data() + c.firstRow : nullptr;
+    if (fp8 && dRowWeight) {  // dWeight from the fp8 forward's output (experts.h, Precision)
+      gf_.resize(size);
+      groupedGemmNTCombineBackward(dy, c.hf.data(), c.w2f.data(), rows, grp.count, c.rows, H_,
+                                   grp.ffn, rowMap, nullptr, T_, gf_.data(), nullptr);
+      rowDots(c.rows, grp.ffn, gf_.data(), c.hf.data(), dRowWeight);
+    }
     groupedGemmNTCombineBackward(dy, c.h.data(), w2, rows, grp.count, c.rows, H_, grp.ffn,
                                  rowMap, rowWeight_.data() + c.firstRow, T_, da1_.data(), grp.g2);
     rowBackward(act_, c.rows, grp.ffn, c.a1.data(), c.a3.data(), c.h.data(),
-                rowWeight_.data() + c.firstRow, da1_.data(), da3_.data(),
-                dWeight ? dRowWeight_.data() + c.firstRow : nullptr);
+                rowWeight_.data() + c.firstRow, da1_.data(), da3_.data(), fp8 ? nullptr : dRowWeight);
     if (low) {
       roundBf16(da1_.data(), int64_t(size), da1_.data());
       if (swiglu) roundBf16(da3_.data(), int64_t(size), da3_.data());

@@ -29,7 +29,12 @@
 //               reads them; the cached h is the rounded one (dW2 and dWeight read it)
 //   Bf16 + Fp8  the forward GEMMs read x and h as their 1×128 e4m3 block values and the weights
 //               as their 128×128 ones (F2, F3 up to the f32 summation order); the backward is the
-//               Bf16 one, with bf16(x), bf16(w) and bf16(h) (straight-through)
+//               Bf16 one, with bf16(x), bf16(w) and bf16(h) (straight-through), except dWeight:
+// In every mode dWeight[a] = bf16?(dy_t) · E_e(x_t) with E_e the expert output the forward
+// computed (the gradient of the y that was returned; cuda::Experts defines it the same way). For
+// f32 and bf16, g·h above is that product. For fp8 the forward's output is hf·w2fᵀ (the e4m3
+// values), so the backward takes gf = bf16(dy)[token]·w2f (one more NN GEMM, fp8 mode only) and
+// dWeight = gf·hf.
 #pragma once
 
 #include <cstdint>
@@ -96,6 +101,7 @@ class Experts : public ExpertStage {
   std::vector<float> da1_, da3_;  // [rows,Fg]; da1_ holds g = dy[token]·w2 first
   std::vector<float> dRowWeight_;  // [n] dWeight in permuted row order
   std::vector<float> dyLow_;       // [T,H] bf16(dy) in the low modes
+  std::vector<float> gf_;          // [rows,Fg] fp8 mode: bf16(dy)[token]·w2f of one group
 };
 
 }  // namespace moekit::cpu
