@@ -5,6 +5,7 @@
 #include "../cpu/cpu_backend.h"
 #if MOEKIT_HAVE_CUDA
 #include "../cuda/cuda_backend.h"
+#include "../cuda/expert_gemm.h"
 #endif
 #include "args.h"
 #include "comm.h"
@@ -64,12 +65,14 @@ Precision readPrecision(const Napi::Object& spec) {
   return precision;
 }
 
-// The expert path a forward ran: {compute: 'f32'|'bf16', experts: 'same'|'fp8', device: 'cpu'|'cuda'}.
-Napi::Object precisionObject(Napi::Env env, Precision precision, const char* device) {
+// The expert path a forward ran: {compute: 'f32'|'bf16', experts: 'same'|'fp8', device: 'cpu'|'cuda',
+// gemm: 'cpu'|'f32-simt'|'tensor-core'}.
+Napi::Object precisionObject(Napi::Env env, Precision precision, const char* device, const char* gemm) {
   Napi::Object object = Napi::Object::New(env);
   object.Set("compute", precision.compute == Precision::Compute::Bf16 ? "bf16" : "f32");
   object.Set("experts", precision.experts == Precision::Experts::Fp8 ? "fp8" : "same");
   object.Set("device", device);
+  object.Set("gemm", gemm);
   return object;
 }
 
@@ -195,7 +198,10 @@ NativeMoELayer::NativeMoELayer(const Napi::CallbackInfo& info) : Napi::ObjectWra
                                    spec.sharedCount, spec.sharedFfn);
     }
     #if MOEKIT_HAVE_CUDA
-    const Backend& backend = readDevice(specObj.Get("device"), "spec.device").cuda ? cuda::cudaBackend() : cpu::cpuBackend();
+    const DeviceArg device = readDevice(specObj.Get("device"), "spec.device");
+    const Backend& backend = device.cuda ? cuda::cudaBackend() : cpu::cpuBackend();
+    if (device.cuda)
+      gemm_ = cuda::expertGemm(spec.precision, device.index) == cuda::ExpertGemm::TensorCore ? "tensor-core" : "f32-simt";
 #else
     readDevice(specObj.Get("device"), "spec.device");  // throws for a cuda device
     const Backend& backend = cpu::cpuBackend();
@@ -274,7 +280,7 @@ Napi::Value NativeMoELayer::forward(const Napi::CallbackInfo& info) {
     result.Set("orthogonality", r.orthogonality);
     result.Set("aux", r.aux);
     result.Set("nonFinite", nonFiniteObject(env, out.nonFinite));
-    result.Set("precision", precisionObject(env, layer_->spec().precision, device_));
+    result.Set("precision", precisionObject(env, layer_->spec().precision, device_, gemm_));
     return result;
   });
 }

@@ -37,6 +37,7 @@ class NativeMoELayer : public Napi::ObjectWrap<NativeMoELayer> {
   Napi::ObjectReference expertComm_, dataComm_;  // parallel.expert / parallel.data, kept alive
   int hidden_ = 0, experts_ = 0;
   const char* device_ = "cpu";  // the backend's name, reported with the precision mode
+  const char* gemm_ = "cpu";    // the expert GEMMs' path (cuda::expertGemm), reported likewise
 };
 
 }  // namespace moekit::addon

@@ -1,14 +1,21 @@
 // cuda::Experts (experts.h): validation, host staging and the order of the device stages. No
-// kernel lives here: permute.cu and grouped_gemm.cu hold them and their launchers.
+// kernel lives here: permute.cu, grouped_gemm.cu, grouped_gemm_bf16.cu, grouped_gemm_fp8.cu,
+// quantize_fp8.cu, padded_rows.cu and precision_operands.cu hold them and their launchers.
 #include "experts.h"
 
+#include <algorithm>
 #include <string>
 
 #include "../core/errors.h"
 #include "../core/fp8_blocks.h"
 #include "../layer/expert_common.h"
 #include "grouped_gemm.h"
+#include "grouped_gemm_bf16.h"
+#include "grouped_gemm_fp8.h"
+#include "padded_rows.h"
 #include "precision_operands.h"
+#include "quantize_fp8.h"
+#include "tensor_core.h"
 
 namespace moekit::cuda {
 
@@ -30,7 +37,23 @@ void checkAssignments(int T, int E, int n, const int32_t* token, const int32_t* 
   check("expert", expert, E, "E");
 }
 
+static_assert(kBf16GemmRowAlign == kFp8GemmRowAlign, "one padded layout serves both tensor-core GEMMs");
+constexpr int kRowAlign = kBf16GemmRowAlign;
+
+int64_t roundUp(int64_t v, int64_t unit) { return (v + unit - 1) / unit * unit; }
+
 }  // namespace
+
+ExpertGemm expertGemm(Precision precision, int device) {
+  if (precision.compute != Precision::Compute::Bf16) return ExpertGemm::F32Simt;
+  if (precision.experts != Precision::Experts::Fp8) return ExpertGemm::TensorCore;
+  int major = 0, minor = 0;
+  checkCuda(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device),
+            "cuda::Experts: cudaDeviceGetAttribute");
+  checkCuda(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device),
+            "cuda::Experts: cudaDeviceGetAttribute");
+  return major * 10 + minor >= kFp8MmaComputeCapability ? ExpertGemm::TensorCore : ExpertGemm::F32Simt;
+}
 
 Experts::Experts(int hidden, Activation act, std::vector<ExpertGroup> groups, Precision precision)
     : H_(hidden), act_(act), precision_(precision), groups_(std::move(groups)) {
@@ -38,6 +61,9 @@ Experts::Experts(int hidden, Activation act, std::vector<ExpertGroup> groups, Pr
   checkExpertPrecision(precision_);
   state_ = std::vector<GroupState>(groups_.size());
   for (size_t g = 1; g < groups_.size(); ++g) state_[g].firstExpert = state_[g - 1].firstExpert + groups_[g - 1].count;
+  int device = 0;
+  checkCuda(cudaGetDevice(&device), "cuda::Experts: cudaGetDevice");
+  gemm_ = expertGemm(precision_, device);
   stream_.open();
   for (size_t g = 0; g < groups_.size(); ++g) {
     const size_t size = size_t(groups_[g].count) * groups_[g].ffn * H_;
@@ -132,12 +158,31 @@ void Experts::forward(const float* x, int T, int n, const int32_t* token, const 
     s.activationOffset = activations_;
     activations_ += s.rows * groups_[g].ffn;
   }
-  float* xp = xp_.reserve(rowsSize, "xp");
-  float* yp = yp_.reserve(rowsSize, "yp");
-  float* a1 = a1_.reserve(size_t(activations_), "a1");
-  float* a3 = act_ == Activation::Swiglu ? a3_.reserve(size_t(activations_), "a3") : nullptr;
-  float* h = h_.reserve(size_t(activations_), "h");
-  permuteRows(dX, H_, rowToken, n, xp, stream_.get());
+  xp_.reserve(rowsSize, "xp");
+  yp_.reserve(rowsSize, "yp");
+  a1_.reserve(size_t(activations_), "a1");
+  if (act_ == Activation::Swiglu) a3_.reserve(size_t(activations_), "a3");
+  h_.reserve(size_t(activations_), "h");
+  permuteRows(dX, H_, rowToken, n, xp_.get(), stream_.get());
+  if (gemm_ == ExpertGemm::TensorCore) forwardTensorCore(n);
+  else forwardSimt(n);
+
+  float* dY = y_.reserve(xSize, "y");
+  stream_.upload(dY, y, xSize * sizeof(float), "y");
+  addRowsToTokens(yp_.get(), rowWeight, tokenStart, tokenRows, T, H_, dY, stream_.get());
+  stream_.download(y, dY, xSize * sizeof(float), "y");
+  stream_.synchronize("cudaStreamSynchronize after the forward");
+  haveForward_ = true;
+}
+
+void Experts::forwardSimt(int n) {
+  const size_t rowsSize = size_t(n) * H_;
+  float* xp = xp_.get();
+  float* yp = yp_.get();
+  float* a1 = a1_.get();
+  float* a3 = act_ == Activation::Swiglu ? a3_.get() : nullptr;
+  float* h = h_.get();
+  const int32_t* expertStart = expertStart_.get();
   const bool low = precision_.compute == Precision::Compute::Bf16;
   const bool fp8 = precision_.experts == Precision::Experts::Fp8;
   const float* xForward = xp;
@@ -167,13 +212,156 @@ void Experts::forward(const float* x, int T, int n, const int32_t* token, const 
     if (low) roundBf16(h + at, hSize, h + at, stream_.get());
     groupedGemmNT(hForward, w2, rows, H_, grp.ffn, yp + s.firstRow * H_, stream_.get());
   }
+}
 
-  float* dY = y_.reserve(xSize, "y");
-  stream_.upload(dY, y, xSize * sizeof(float), "y");
-  addRowsToTokens(yp, rowWeight, tokenStart, tokenRows, T, H_, dY, stream_.get());
-  stream_.download(y, dY, xSize * sizeof(float), "y");
-  stream_.synchronize("cudaStreamSynchronize after the forward");
-  haveForward_ = true;
+void Experts::tensorCoreWeights(size_t group, int innerAlign) {
+  GroupState& s = state_[group];
+  const ExpertGroup& grp = groups_[group];
+  const bool fp8 = precision_.experts == Precision::Experts::Fp8;
+  // w [count, N, K] → the backward's bf16 values b, and the forward's operand t with K padded.
+  const auto lower = [&](const float* w, int N, int K, DeviceBuffer<float>& b, TensorCoreWeight& t) {
+    const int64_t matrixRows = int64_t(grp.count) * N, size = matrixRows * K;
+    const int kPadded = int(roundUp(K, innerAlign));
+    roundBf16(w, size, b.reserve(size_t(size), "bf16 weights"), stream_.get());
+    if (!fp8) {
+      packRowsBf16(b.get(), matrixRows, K, nullptr,
+                   t.bf16.reserve(size_t(matrixRows) * kPadded, "bf16 weight operand"), kPadded, stream_.get());
+      return;
+    }
+    float* scales = t.scales.reserve(size_t(grp.count * fp8BlockCount(N) * fp8BlockCount(K)), "fp8 weight scales");
+    uint8_t* codes = t.codes.reserve(size_t(matrixRows) * kPadded, "fp8 weight operand");
+    if (kPadded == K) {
+      quantizeWeightsFp8(w, grp.count, N, K, Fp8Format::E4M3, codes, scales, stream_.get());
+      return;
+    }
+    uint8_t* compact = wCodes_.get();  // reserved by forwardTensorCore
+    quantizeWeightsFp8(w, grp.count, N, K, Fp8Format::E4M3, compact, scales, stream_.get());
+    packRows(compact, matrixRows, K, nullptr, codes, kPadded, stream_.get());
+  };
+  lower(s.w1.get(), grp.ffn, H_, s.w1b, s.w1t);
+  if (act_ == Activation::Swiglu) lower(s.w3.get(), grp.ffn, H_, s.w3b, s.w3t);
+  lower(s.w2.get(), H_, grp.ffn, s.w2b, s.w2t);
+}
+
+void Experts::forwardTensorCore(int n) {
+  const bool fp8 = precision_.experts == Precision::Experts::Fp8;
+  const bool swiglu = act_ == Activation::Swiglu;
+  const int align = fp8 ? 16 : 8;  // the inner dimension the GEMM takes: a multiple of this
+  // The up projection's inner dimension H, padded (upK), and its fp8 scale blocks; the down
+  // projection's (F) likewise per group.
+  const int upK = int(roundUp(H_, align));
+  const int upBlocks = int(fp8BlockCount(H_));
+  cudaStream_t stream = stream_.get();
+
+  // The padded layout, group by group: expert e's rows from paddedStart_[e] of its group.
+  paddedStart_.assign(size_t(E_) + 1, 0);
+  int64_t maxA = 0, maxAScales = 0, maxActivations = 0, maxY = 0, maxCompactH = 0, maxCompactHScales = 0;
+  int64_t maxWeightCodes = 0;  // fp8 weights whose K is padded are quantised here first
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    const GroupState& s = state_[g];
+    const int F = groups_[g].ffn;
+    if (fp8 && (H_ % align != 0 || F % align != 0))
+      maxWeightCodes = std::max(maxWeightCodes, int64_t(groups_[g].count) * F * H_);
+    int64_t padded = 0;
+    for (int e = s.firstExpert; e < s.firstExpert + groups_[g].count; ++e) {
+      paddedStart_[size_t(e)] = int32_t(padded);
+      padded += roundUp(counts_[size_t(e)], kRowAlign);
+    }
+    if (padded > INT32_MAX)
+      throw Error(ErrorKind::Shape, "cuda::Experts: " + std::to_string(padded) +
+                                        " padded rows in one group exceed the row index range (2³¹ − 1)");
+    maxA = std::max(maxA, padded * std::max<int64_t>(upK, roundUp(F, align)));
+    maxAScales = std::max(maxAScales, padded * std::max<int64_t>(upBlocks, fp8BlockCount(F)));
+    maxActivations = std::max(maxActivations, padded * F);
+    maxY = std::max(maxY, padded * H_);
+    maxCompactH = std::max(maxCompactH, s.rows * F);
+    maxCompactHScales = std::max(maxCompactHScales, s.rows * fp8BlockCount(F));
+  }
+  paddedStart_[size_t(E_)] = 0;
+  int32_t* paddedStart = paddedStartDevice_.reserve(size_t(E_) + 1, "the padded expert offsets");
+  int32_t* paddedRow = paddedRow_.reserve(size_t(n), "the padded row map");
+  stream_.upload(paddedStart, paddedStart_.data(), paddedStart_.size() * sizeof(int32_t), "the padded expert offsets");
+  paddedRowMap(expertStart_.get(), paddedStart, E_, n, paddedRow, stream);
+
+  // Scratch, reserved before the first launch that uses it (the groups reuse it in stream order).
+  uint16_t* aBf16 = fp8 ? nullptr : aBf16_.reserve(size_t(maxA), "the bf16 A operand");
+  uint8_t* aCodes = fp8 ? aCodes_.reserve(size_t(maxA), "the fp8 A operand") : nullptr;
+  float* aScales = fp8 ? aScales_.reserve(size_t(maxAScales), "the fp8 A scales") : nullptr;
+  float* a1Pad = a1Pad_.reserve(size_t(maxActivations), "padded a1");
+  float* a3Pad = swiglu ? a3Pad_.reserve(size_t(maxActivations), "padded a3") : nullptr;
+  float* hPad = swiglu && !fp8 ? hPad_.reserve(size_t(maxActivations), "padded h") : nullptr;
+  float* yPad = yPad_.reserve(size_t(maxY), "padded yp");
+  uint8_t* hCodes = fp8 ? hCodes_.reserve(size_t(maxCompactH), "fp8 h codes") : nullptr;
+  float* hScales = fp8 ? hScales_.reserve(size_t(maxCompactHScales), "fp8 h scales") : nullptr;
+  wCodes_.reserve(size_t(maxWeightCodes), "fp8 weight codes");
+
+  float* xp = xp_.get();
+  const size_t rowsSize = size_t(n) * H_;
+  uint8_t* xCodes = nullptr;
+  float* xScales = nullptr;
+  if (fp8) {  // x rows in 1×128 blocks, from the f32 values
+    xCodes = xCodes_.reserve(rowsSize, "fp8 x codes");
+    xScales = xScales_.reserve(size_t(n) * upBlocks, "fp8 x scales");
+    quantizeActivationsFp8(xp, n, H_, Fp8Format::E4M3, xCodes, xScales, stream);
+  }
+  roundBf16(xp, int64_t(rowsSize), xp, stream);  // the backward's x operand (and bf16's forward one)
+
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    const ExpertGroup& grp = groups_[g];
+    GroupState& s = state_[g];
+    if (s.rows == 0) continue;
+    const int F = grp.ffn, downK = int(roundUp(F, align)), downBlocks = int(fp8BlockCount(F));
+    const int32_t* rowMap = paddedRow + s.firstRow;
+    const int64_t at = s.activationOffset;
+    tensorCoreWeights(g, align);
+    const int32_t* counts = &counts_[size_t(s.firstExpert)];
+    float* a1 = a1_.get() + at;
+    float* a3 = swiglu ? a3_.get() + at : nullptr;
+    float* h = h_.get() + at;
+
+    if (fp8) {
+      packRows(xCodes + s.firstRow * H_, s.rows, H_, rowMap, aCodes, upK, stream);
+      packRows(xScales + s.firstRow * upBlocks, s.rows, upBlocks, rowMap, aScales, upBlocks, stream);
+      const auto up = [&](const TensorCoreWeight& w, float* out) {
+        std::vector<Fp8GemmGroup> gemm(size_t(grp.count));
+        for (int e = 0; e < grp.count; ++e)
+          gemm[size_t(e)] = Fp8GemmGroup{counts[e], F, upK, w.codes.get() + int64_t(e) * F * upK,
+                                         w.scales.get() + int64_t(e) * fp8BlockCount(F) * upBlocks};
+        groupedGemmFp8(aCodes, upK, aScales, upBlocks, gemm, out, F, stream);
+      };
+      up(s.w1t, a1Pad);
+      if (swiglu) up(s.w3t, a3Pad);
+    } else {
+      packRowsBf16(xp + s.firstRow * H_, s.rows, H_, rowMap, aBf16, upK, stream);
+      std::vector<Bf16GemmGroup> gemm(size_t(grp.count));
+      for (int e = 0; e < grp.count; ++e)
+        gemm[size_t(e)] = Bf16GemmGroup{counts[e], F, upK, s.w1t.bf16.get() + int64_t(e) * F * upK,
+                                        swiglu ? s.w3t.bf16.get() + int64_t(e) * F * upK : nullptr};
+      if (swiglu) groupedGemmBf16Swiglu(aBf16, upK, gemm, hPad, a1Pad, a3Pad, F, stream);
+      else groupedGemmBf16(aBf16, upK, gemm, a1Pad, F, stream);
+    }
+    unpackUpProjection(act_, a1Pad, a3Pad, hPad, F, rowMap, s.rows, F, a1, a3, h, stream);
+
+    if (fp8) {  // the down projection reads h in 1×128 blocks, the backward bf16(h)
+      quantizeActivationsFp8(h, s.rows, F, Fp8Format::E4M3, hCodes, hScales, stream);
+      packRows(hCodes, s.rows, F, rowMap, aCodes, downK, stream);
+      packRows(hScales, s.rows, downBlocks, rowMap, aScales, downBlocks, stream);
+      roundBf16(h, s.rows * F, h, stream);
+      std::vector<Fp8GemmGroup> gemm(size_t(grp.count));
+      for (int e = 0; e < grp.count; ++e)
+        gemm[size_t(e)] = Fp8GemmGroup{counts[e], H_, downK, s.w2t.codes.get() + int64_t(e) * H_ * downK,
+                                       s.w2t.scales.get() + int64_t(e) * upBlocks * downBlocks};
+      groupedGemmFp8(aCodes, downK, aScales, downBlocks, gemm, yPad, H_, stream);
+    } else {
+      roundBf16(h, s.rows * F, h, stream);
+      packRowsBf16(h, s.rows, F, rowMap, aBf16, downK, stream);
+      std::vector<Bf16GemmGroup> gemm(size_t(grp.count));
+      for (int e = 0; e < grp.count; ++e)
+        gemm[size_t(e)] = Bf16GemmGroup{counts[e], H_, downK, s.w2t.bf16.get() + int64_t(e) * H_ * downK, nullptr};
+      groupedGemmBf16(aBf16, downK, gemm, yPad, H_, stream);
+    }
+    unpackRows(yPad, H_, rowMap, s.rows, H_, yp_.get() + s.firstRow * H_, stream);
+  }
 }
 
 void Experts::backward(const float* dy, float* dx, float* dWeight) {

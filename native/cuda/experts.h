@@ -20,19 +20,37 @@
 // device pointers.
 //
 // Stages on the device: stable sort of the assignments by (expert, token, assignment) → row map
-// (the order of cpu::planPermutation) → permute → per group: NT GEMM with the activation in its
-// epilogue (swiglu: both w1 and w3 in one pass) → NT GEMM with w2 → weighted combine, one thread
-// per (token, h) summing its rows in row order. Everything is deterministic (no float atomics).
+// (the order of cpu::planPermutation) → permute → the expert GEMMs (below) → weighted combine, one
+// thread per (token, h) summing its rows in row order. Everything is deterministic (no float
+// atomics, no split sums): a forward or backward repeated on the same inputs gives the same bits.
 //
-// Precision (layer/stage_types.h), the numerics of cpu::Experts: the fp32 kernels read the mode's
-// operand values (precision_operands.h; bf16·bf16 and e4m3·e4m3 products are exact in fp32, so
-// this is the tensor-core GEMMs' math up to the order of the fp32 sums):
-//   Bf16        x rows, weights, h, dy and da1/da3 RNE-rounded to bf16 on the device before the
-//               GEMMs that read them, forward and backward
-//   Bf16 + Fp8  the forward reads x and h as their 1×128 and the weights as their 128×128 e4m3
-//               block values (quantizeFp8Blocks' scales); the backward is the Bf16 one
-// The tensor-core GEMMs (grouped_gemm_bf16.h, grouped_gemm_fp8.h: padded groups, K a multiple of
-// 8 / 16) are not wired in yet.
+// Precision (layer/stage_types.h), the numerics of cpu::Experts, and the GEMMs that run
+// (expertGemm; out.precision.gemm in lib/native.ts):
+//   F32         f32 SIMT GEMMs (grouped_gemm.h) with the activation in the up projection's epilogue
+//               (swiglu: w1 and w3 in one pass)
+//   Bf16        tensor-core forward (grouped_gemm_bf16.h). Per group: x rows (bf16-rounded, also
+//               the backward's operand) packed as bf16 bits into the padded layout of
+//               padded_groups.h (padded_rows.h; each expert's rows from a multiple of 64), the
+//               weights converted once per forward from the f32 masters to bf16 bits;
+//               groupedGemmBf16Swiglu (swiglu) or groupedGemmBf16 (gelu, relu) for the up
+//               projection, whose padded outputs are copied back to the compact rows the backward
+//               reads (a1, a3, h; gelu/relu apply the activation in that copy); bf16(h) packed again
+//               and groupedGemmBf16 for the down projection; its rows copied back for the combine.
+//   Bf16 + Fp8  the same with groupedGemmFp8: x rows and h quantised in 1×128 blocks
+//               (quantize_fp8.h), the weights in 128×128 blocks, codes and scales packed into the
+//               padded layout; the up projection runs once for w1 (and once for w3), the activation
+//               applied in the copy back to the compact rows. On a device below compute capability
+//               8.9 (no fp8 mma) this mode takes the f32 SIMT GEMMs fed the e4m3 block values
+//               (precision_operands.h; expertGemm says F32Simt).
+//   backward    every mode: the f32 SIMT GEMMs. In the low modes they read bf16-rounded x rows,
+//               weights, h, dy and da1/da3 (precision_operands.h roundBf16): the Bf16 backward,
+//               straight-through for fp8.
+// Inner dimensions the tensor-core kernels cannot take (H or Fg not a multiple of 8 for bf16, of
+// 16 for fp8) are padded with zero columns on the device, in the activations and the weights
+// alike: zeros change no sum and no fp8 block amax, so every shape takes the tensor-core path.
+// bf16·bf16 and e4m3·e4m3 products are exact in fp32, so the tensor-core results equal the CPU's
+// f32 GEMMs over the same operand values up to the order of the fp32 sums (and, for fp8, the
+// per-128 block promotion of grouped_gemm_fp8.h).
 //
 // Errors: the constructor and forward validate like cpu::Experts (Error(Shape/Argument), same
 // messages) before touching the device; a failed CUDA call throws Error(Device) naming what failed;
@@ -47,6 +65,7 @@
 
 #include "../layer/stages.h"
 #include "cuda_check.h"
+#include "expert_gemm.h"
 #include "staging.h"
 #include "permute.h"
 
@@ -78,27 +97,45 @@ class Experts : public ExpertStage {
   int hidden() const { return H_; }
   Activation activation() const { return act_; }
   Precision precision() const { return precision_; }
+  // The forward's GEMMs, expertGemm(precision, the device current at construction).
+  ExpertGemm gemm() const { return gemm_; }
   // Rows each expert received in the last forward ([E]).
   const std::vector<int32_t>& counts() const { return counts_; }
 
  private:
+  // A weight as the tensor-core forward reads it: bf16 bits [Eg·N, Kp], or e4m3 codes [Eg·N, Kp]
+  // with their 128×128 block scales [Eg, ⌈N/128⌉, ⌈K/128⌉]; Kp = K padded with zero columns.
+  struct TensorCoreWeight {
+    DeviceBuffer<uint16_t> bf16;
+    DeviceBuffer<uint8_t> codes;
+    DeviceBuffer<float> scales;
+  };
+
   struct GroupState {
     int firstExpert = 0;
     int64_t firstRow = 0, rows = 0;  // of the last forward, in permuted order
     int64_t activationOffset = 0;    // first element of the group in a1/a3/h/da1/da3
     DeviceBuffer<float> w1, w3, w2;  // [Eg,Fg,H], [Eg,Fg,H] (swiglu), [Eg,H,Fg]
     DeviceBuffer<float> g1, g3, g2;  // gradient accumulators, staged at backward
-    // Low-precision modes: the weights as the backward (bf16) and the fp8 forward read them.
+    // Low-precision modes: the weights as the backward reads them (bf16 values), and as the f32
+    // SIMT fp8 forward reads them (e4m3 block values).
     DeviceBuffer<float> w1b, w3b, w2b, w1f, w3f, w2f;
+    TensorCoreWeight w1t, w3t, w2t;  // the tensor-core forward's operands
   };
 
-  // The group's weights as the forward GEMMs read them (the low modes fill w*b and w*f here).
+  // The group's weights as the f32 SIMT forward GEMMs read them (the low modes fill w*b and w*f).
   void forwardWeights(size_t group, const float*& w1, const float*& w3, const float*& w2);
-
+  // The expert GEMMs of a forward (gemm_), from the permuted rows xp_ into the rows yp_, leaving
+  // a1_, a3_, h_ and the low modes' backward operands (bf16 xp_, h_ and w*b) for the backward.
+  void forwardSimt(int n);
+  void forwardTensorCore(int n);
+  // The group's weights as the tensor-core forward reads them (w*t), and the backward's w*b.
+  void tensorCoreWeights(size_t group, int innerAlign);
 
   int H_ = 0, E_ = 0;
   Activation act_;
   Precision precision_;
+  ExpertGemm gemm_ = ExpertGemm::F32Simt;
   std::vector<ExpertGroup> groups_;
   std::vector<GroupState> state_;
   StagingStream stream_{"cuda::Experts"};
@@ -116,9 +153,21 @@ class Experts : public ExpertStage {
   DeviceBuffer<float> a1_, a3_, h_;               // pre-activations and activations, all groups
   DeviceBuffer<float> dy_, dyp_, dxp_, dx_, dWeight_, da1_, da3_;
   SortScratch sort_;
-  DeviceBuffer<float> xpf_, hf_;  // fp8 mode: the forward's x rows and h
+  DeviceBuffer<float> xpf_, hf_;  // f32 SIMT fp8 forward: its x rows and h
   DeviceBuffer<uint8_t> fp8Codes_;
   DeviceBuffer<float> fp8Scales_;
+  // Tensor-core forward. paddedStart_: HOST [E+1], each expert's first row in its group's padded
+  // layout; paddedRow_: [n] the padded row of each permuted row. The rest is per-group scratch
+  // (the groups run one after another on the stream): the A operand [padded rows, Kp] as bf16
+  // bits or e4m3 codes with its scales [padded rows, ⌈K/128⌉], the GEMM outputs in the padded
+  // layout, and the fp8 mode's compact codes (and scales) of x, h and the weights before they are
+  // packed.
+  std::vector<int32_t> paddedStart_;
+  DeviceBuffer<int32_t> paddedStartDevice_, paddedRow_;
+  DeviceBuffer<uint16_t> aBf16_;
+  DeviceBuffer<uint8_t> aCodes_, xCodes_, hCodes_, wCodes_;
+  DeviceBuffer<float> aScales_, xScales_, hScales_;
+  DeviceBuffer<float> a1Pad_, a3Pad_, hPad_, yPad_;
 };
 
 }  // namespace moekit::cuda

@@ -27,7 +27,7 @@ export const TOLERANCE = {
    */
   fp8: 1e-1,
   /**
-   * A cuda device against the cpu in one mode: both feed their f32 GEMMs the same operand values
+   * A cuda device against the cpu in one mode: both feed their GEMMs the same operand values
    * (core/precision.h), only the f32 summation order differs — f32: ~1e-6. In bf16 and fp8 an
    * intermediate (a1, a3, h) that lands within an f32 ulp of a bf16 / e4m3 rounding boundary can
    * round the other way on one device (≤ 2⁻⁹ resp. 2⁻⁴ relative on that element), which a few
