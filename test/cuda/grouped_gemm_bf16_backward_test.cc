@@ -32,6 +32,7 @@
 #include "cuda/grouped_gemm_bf16_backward.h"
 #include "cuda/grouped_gemm_bf16_backward.cuh"
 #include "cuda/padded_groups.h"
+#include "grouped_gemm_test_shapes.h"
 #include "harness.h"
 
 namespace {
@@ -43,9 +44,7 @@ constexpr uint16_t kBf16NaN = 0xFFFF;
 constexpr float kSentinel = -12345.0f;
 constexpr int kGuard = 16;  // sentinel floats after each dW_g
 
-struct GroupShape {
-  int rows, n, k;
-};
+using moekit::test::GroupShape;
 
 // dOut [Mpad, ldDOut], a [Mpad, lda] and w_g [n_g, k_g] as bf16 bits; dA is [Mpad, lda].
 struct Problem {
@@ -57,30 +56,15 @@ struct Problem {
   int64_t mPad() const { return start.back(); }
 };
 
-std::vector<Bf16GemmGroup> shapesOnly(const std::vector<GroupShape>& shapes) {
-  std::vector<Bf16GemmGroup> groups;
-  for (const GroupShape& s : shapes) {
-    Bf16GemmGroup g;
-    g.rows = s.rows;
-    g.n = s.n;
-    g.k = s.k;
-    groups.push_back(g);
-  }
-  return groups;
-}
-
 // integers: values in [-4, 4]; otherwise uniform in [-1, 1] rounded to bf16.
 Problem makeProblem(const std::vector<GroupShape>& shapes, int ldDOut, int lda, bool integers, uint32_t seed) {
   std::mt19937 rng(seed);
-  const auto value = [&]() -> uint16_t {
-    if (integers) return moekit::encodeBF16(float(int(rng() % 9) - 4));
-    return moekit::encodeBF16(std::uniform_real_distribution<float>(-1.0f, 1.0f)(rng));
-  };
+  const auto value = [&]() { return moekit::test::bf16TestValue(rng, integers); };
   Problem p;
   p.shapes = shapes;
   p.ldDOut = ldDOut;
   p.lda = lda;
-  p.start = moekit::cuda::paddedRowStarts<moekit::cuda::kBf16GemmRowAlign>(shapesOnly(shapes));
+  p.start = moekit::cuda::paddedRowStarts<moekit::cuda::kBf16GemmRowAlign>(moekit::test::groupsOfShapes<Bf16GemmGroup>(shapes));
   p.dOut.assign(size_t(p.mPad()) * ldDOut, kBf16NaN);
   p.a.assign(size_t(p.mPad()) * lda, kBf16NaN);
   for (size_t g = 0; g < shapes.size(); ++g) {
@@ -210,7 +194,7 @@ struct DeviceProblem {
     for (const std::vector<uint16_t>& wg : p.w) w.push_back(std::make_unique<emutest::DeviceArray<uint16_t>>(wg));
   }
   std::vector<Bf16GemmGroup> groups(const Problem& p) const {
-    std::vector<Bf16GemmGroup> groups = shapesOnly(p.shapes);
+    std::vector<Bf16GemmGroup> groups = moekit::test::groupsOfShapes<Bf16GemmGroup>(p.shapes);
     for (size_t g = 0; g < groups.size(); ++g) groups[g].w = w[g]->get();
     return groups;
   }
@@ -350,7 +334,7 @@ EMU_CASE("bf16 backward GEMMs: a layout with a missing ldmatrix .trans fails the
 
 // ---- groups without rows ------------------------------------------------------------------------
 EMU_CASE("bf16 backward GEMMs: groups without rows launch nothing and need no operands, except that TN without accumulate zeroes dW_g") {
-  const std::vector<Bf16GemmGroup> groups = shapesOnly({{0, 64, 64}, {0, 8, 32}});
+  const std::vector<Bf16GemmGroup> groups = moekit::test::groupsOfShapes<Bf16GemmGroup>({{0, 64, 64}, {0, 8, 32}});
   moekit::cuda::groupedGemmBf16NN(nullptr, 64, groups, nullptr, 64, false, nullptr);
   moekit::cuda::groupedGemmBf16NN(nullptr, 64, {}, nullptr, 64, true, nullptr);
   moekit::cuda::groupedGemmBf16TN(nullptr, 64, nullptr, 64, groups, {nullptr, nullptr}, true, nullptr);

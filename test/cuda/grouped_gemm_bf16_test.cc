@@ -25,6 +25,7 @@
 #include "core/errors.h"
 #include "core/minifloat.h"
 #include "cuda/grouped_gemm_bf16.h"
+#include "grouped_gemm_test_shapes.h"
 #include "harness.h"
 
 namespace {
@@ -34,9 +35,7 @@ using moekit::cuda::Bf16GemmGroup;
 constexpr uint16_t kBf16NaN = 0xFFFF;
 constexpr float kSentinel = -12345.0f;
 
-struct GroupShape {
-  int rows, n, k;
-};
+using moekit::test::GroupShape;
 
 // A problem on the host: a [Mpad, lda] and w_g (w3_g) [n_g, k_g] as bf16 bits.
 struct Problem {
@@ -48,30 +47,15 @@ struct Problem {
   int64_t mPad() const { return start.back(); }
 };
 
-std::vector<Bf16GemmGroup> shapesOnly(const std::vector<GroupShape>& shapes) {
-  std::vector<Bf16GemmGroup> groups;
-  for (const GroupShape& s : shapes) {
-    Bf16GemmGroup g;
-    g.rows = s.rows;
-    g.n = s.n;
-    g.k = s.k;
-    groups.push_back(g);
-  }
-  return groups;
-}
-
 // integers: values in [-4, 4]; otherwise uniform in [-1, 1] rounded to bf16.
 Problem makeProblem(const std::vector<GroupShape>& shapes, int lda, int ldOut, bool integers, uint32_t seed) {
   std::mt19937 rng(seed);
-  const auto value = [&]() -> uint16_t {
-    if (integers) return moekit::encodeBF16(float(int(rng() % 9) - 4));
-    return moekit::encodeBF16(std::uniform_real_distribution<float>(-1.0f, 1.0f)(rng));
-  };
+  const auto value = [&]() { return moekit::test::bf16TestValue(rng, integers); };
   Problem p;
   p.shapes = shapes;
   p.lda = lda;
   p.ldOut = ldOut;
-  p.start = moekit::cuda::bf16GemmRowStarts(shapesOnly(shapes));
+  p.start = moekit::cuda::bf16GemmRowStarts(moekit::test::groupsOfShapes<Bf16GemmGroup>(shapes));
   p.a.assign(size_t(p.mPad()) * lda, kBf16NaN);
   for (size_t g = 0; g < shapes.size(); ++g) {
     for (int r = 0; r < shapes[g].rows; ++r)
@@ -121,7 +105,7 @@ struct DeviceProblem {
     }
   }
   std::vector<Bf16GemmGroup> groups(const Problem& p) const {
-    std::vector<Bf16GemmGroup> groups = shapesOnly(p.shapes);
+    std::vector<Bf16GemmGroup> groups = moekit::test::groupsOfShapes<Bf16GemmGroup>(p.shapes);
     for (size_t g = 0; g < groups.size(); ++g) {
       groups[g].w = w[g]->get();
       groups[g].w3 = w3[g]->get();
@@ -220,7 +204,7 @@ EMU_CASE("bf16 grouped GEMM: the result does not depend on the emulator's thread
 }
 
 EMU_CASE("bf16 grouped GEMM: groups without rows launch nothing and need no pointers") {
-  const std::vector<Bf16GemmGroup> groups = shapesOnly({{0, 64, 64}, {0, 8, 32}});
+  const std::vector<Bf16GemmGroup> groups = moekit::test::groupsOfShapes<Bf16GemmGroup>({{0, 64, 64}, {0, 8, 32}});
   moekit::cuda::groupedGemmBf16(nullptr, 64, groups, nullptr, 64, nullptr);
   moekit::cuda::groupedGemmBf16(nullptr, 64, {}, nullptr, 64, nullptr);
   moekit::cuda::groupedGemmBf16Swiglu(nullptr, 64, groups, nullptr, nullptr, nullptr, 64, nullptr);

@@ -44,6 +44,7 @@
 #include "cuda/grouped_gemm_fp8.h"
 #include "cuda/quantize_fp8.h"
 #include "cuda/tensor_core.h"
+#include "grouped_gemm_test_shapes.h"
 #include "harness.h"
 
 namespace {
@@ -278,9 +279,7 @@ EMU_CASE("fp8 quantisation: invalid arguments throw moekit::Error naming the arg
 }
 
 // ---- the GEMM ------------------------------------------------------------------------------------
-struct GroupShape {
-  int rows, n, k;
-};
+using moekit::test::GroupShape;
 
 // A problem on the host in the padded layout of grouped_gemm_fp8.h.
 struct Problem {
@@ -294,18 +293,6 @@ struct Problem {
   int64_t mPad() const { return start.back(); }
 };
 
-std::vector<Fp8GemmGroup> shapesOnly(const std::vector<GroupShape>& shapes) {
-  std::vector<Fp8GemmGroup> groups;
-  for (const GroupShape& s : shapes) {
-    Fp8GemmGroup g;
-    g.rows = s.rows;
-    g.n = s.n;
-    g.k = s.k;
-    groups.push_back(g);
-  }
-  return groups;
-}
-
 int64_t kBlocksOf(int k) { return moekit::fp8BlockCount(k); }
 
 Problem emptyProblem(const std::vector<GroupShape>& shapes, int lda, int ldaScales, int ldOut) {
@@ -314,7 +301,7 @@ Problem emptyProblem(const std::vector<GroupShape>& shapes, int lda, int ldaScal
   p.lda = lda;
   p.ldaScales = ldaScales;
   p.ldOut = ldOut;
-  p.start = moekit::cuda::fp8GemmRowStarts(shapesOnly(shapes));
+  p.start = moekit::cuda::fp8GemmRowStarts(moekit::test::groupsOfShapes<Fp8GemmGroup>(shapes));
   p.a.assign(size_t(p.mPad()) * lda, kNaNCode);
   p.aScales.assign(size_t(p.mPad()) * ldaScales, NAN);
   return p;
@@ -458,7 +445,7 @@ struct DeviceProblem {
     }
   }
   std::vector<Fp8GemmGroup> groups(const Problem& p) const {
-    std::vector<Fp8GemmGroup> groups = shapesOnly(p.shapes);
+    std::vector<Fp8GemmGroup> groups = moekit::test::groupsOfShapes<Fp8GemmGroup>(p.shapes);
     for (size_t g = 0; g < groups.size(); ++g) {
       groups[g].w = w[g]->get();
       groups[g].wScales = wScales[g]->get();
@@ -601,7 +588,7 @@ EMU_CASE("fp8 grouped GEMM: a GEMM that promotes the scales once at the end inst
 
 // ---- launch conditions and arguments --------------------------------------------------------------
 EMU_CASE("fp8 grouped GEMM: groups without rows launch nothing and need no pointers") {
-  const std::vector<Fp8GemmGroup> groups = shapesOnly({{0, 64, 128}, {0, 8, 32}});
+  const std::vector<Fp8GemmGroup> groups = moekit::test::groupsOfShapes<Fp8GemmGroup>({{0, 64, 128}, {0, 8, 32}});
   moekit::cuda::groupedGemmFp8(nullptr, 128, nullptr, 1, groups, nullptr, 64, nullptr);
   moekit::cuda::groupedGemmFp8(nullptr, 128, nullptr, 1, {}, nullptr, 64, nullptr);
 }
