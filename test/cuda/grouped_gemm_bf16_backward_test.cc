@@ -32,7 +32,7 @@
 #include "cuda/grouped_gemm_bf16_backward.h"
 #include "cuda/grouped_gemm_bf16_backward.cuh"
 #include "cuda/padded_groups.h"
-#include "grouped_gemm_test_shapes.h"
+#include "gemm_test_support.h"
 #include "harness.h"
 
 namespace {
@@ -345,16 +345,7 @@ EMU_CASE("bf16 backward GEMMs: groups without rows launch nothing and need no op
 }
 
 // ---- argument checks ----------------------------------------------------------------------------------
-void expectError(moekit::ErrorKind kind, const std::vector<std::string>& parts, const std::function<void()>& call) {
-  try {
-    call();
-  } catch (const moekit::Error& e) {
-    EMU_EXPECT(e.kind() == kind, std::string("error kind of: ") + e.what());
-    emutest::expectContains(e.what(), parts);
-    return;
-  }
-  throw emutest::Failure("expected moekit::Error with " + parts.front());
-}
+using moekit::test::expectError;
 
 EMU_CASE("bf16 backward GEMMs: invalid arguments throw moekit::Error naming the argument before any launch") {
   const Problem p = makeProblem({{3, 16, 32}, {2, 8, 32}}, 16, 32, true, 71);

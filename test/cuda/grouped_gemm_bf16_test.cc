@@ -25,7 +25,7 @@
 #include "core/errors.h"
 #include "core/minifloat.h"
 #include "cuda/grouped_gemm_bf16.h"
-#include "grouped_gemm_test_shapes.h"
+#include "gemm_test_support.h"
 #include "harness.h"
 
 namespace {
@@ -333,16 +333,7 @@ EMU_CASE("bf16 grouped GEMM combine epilogue: random data within the summation b
 }
 
 // ---- argument checks ----------------------------------------------------------------------------------
-void expectError(moekit::ErrorKind kind, const std::vector<std::string>& parts, const std::function<void()>& call) {
-  try {
-    call();
-  } catch (const moekit::Error& e) {
-    EMU_EXPECT(e.kind() == kind, std::string("error kind of: ") + e.what());
-    emutest::expectContains(e.what(), parts);
-    return;
-  }
-  throw emutest::Failure("expected moekit::Error with " + parts.front());
-}
+using moekit::test::expectError;
 
 EMU_CASE("bf16 grouped GEMM: invalid arguments throw moekit::Error naming the argument before any launch") {
   const Problem p = makeProblem({{3, 16, 32}, {2, 8, 32}}, 32, 16, true, 41);

@@ -44,7 +44,7 @@
 #include "cuda/grouped_gemm_fp8.h"
 #include "cuda/quantize_fp8.h"
 #include "cuda/tensor_core.h"
-#include "grouped_gemm_test_shapes.h"
+#include "gemm_test_support.h"
 #include "harness.h"
 
 namespace {
@@ -60,16 +60,7 @@ bool sameBits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; }
 
 const char* formatName(Fp8Format format) { return format == Fp8Format::E4M3 ? "e4m3" : "e5m2"; }
 
-void expectError(moekit::ErrorKind kind, const std::vector<std::string>& parts, const std::function<void()>& call) {
-  try {
-    call();
-  } catch (const moekit::Error& e) {
-    EMU_EXPECT(e.kind() == kind, std::string("error kind of: ") + e.what());
-    emutest::expectContains(e.what(), parts);
-    return;
-  }
-  throw emutest::Failure("expected moekit::Error with " + parts.front());
-}
+using moekit::test::expectError;
 
 // ---- the golden file --------------------------------------------------------------------------
 // safetensors: 8-byte little-endian header length, a JSON header {"name": {"dtype", "shape",
