@@ -65,10 +65,10 @@ export interface ExpertPrecision {
   /** The backend that ran them. */
   device: 'cpu' | 'cuda';
   /**
-   * The GEMM kernels of the forward: 'cpu' on the cpu; on cuda 'f32-simt' (f32 SIMT kernels: the
-   * f32 mode, and fp8 on a device below compute capability 8.9, which has no fp8 mma and is fed
-   * the e4m3 block values instead) or 'tensor-core' (the bf16 mma GEMMs in bf16, the e4m3 ones in
-   * fp8). The backward runs the f32 SIMT kernels on bf16 operands in both low modes.
+   * The expert GEMM kernels: 'cpu' on the cpu; on cuda 'f32-simt' (f32 SIMT kernels: the f32 mode,
+   * and fp8 on a device below compute capability 8.9, which has no fp8 mma and is fed the e4m3
+   * block values forward, the bf16 values backward) or 'tensor-core' (forward: the bf16 mma GEMMs
+   * in bf16, the e4m3 ones in fp8; backward: the bf16 mma NN/TN GEMMs in both).
    */
   gemm: 'cpu' | 'f32-simt' | 'tensor-core';
 }

@@ -5,6 +5,7 @@
 #include "../core/activation.h"
 #include "../core/errors.h"
 #include "../core/fp8_blocks.h"
+#include "../core/precision.h"
 #include "../layer/expert_common.h"
 #include "grouped_gemm.h"
 #include "precision_operands.h"
@@ -48,6 +49,18 @@ float rowDot(const float* g, const float* h, int F) {
 void rowDots(int64_t rows, int F, const float* g, const float* h, float* dRowWeight) {
   parallelFor(0, rows, kRowGrain, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) dRowWeight[r] = rowDot(g + r * F, h + r * F, F);
+  });
+}
+
+// out [rows,H] row r = roundBf16(rowWeight[r] · dy[rowToken[r]]): dW2's bf16 operand in the low
+// modes (the product of a bf16 dy and an f32 weight is rounded like every other GEMM operand).
+void weightedRowsBf16(const float* dy, int H, const int32_t* rowToken, const float* rowWeight, int64_t rows,
+                      float* out) {
+  parallelFor(0, rows, kRowGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float* in = dy + int64_t(rowToken[r]) * H;
+      for (int c = 0; c < H; ++c) out[r * H + c] = moekit::roundBf16(rowWeight[r] * in[c]);
+    }
   });
 }
 
@@ -196,10 +209,17 @@ void Experts::backward(const float* dy, float* dx, float* dWeight) {
                                    grp.ffn, rowMap, nullptr, T_, gf_.data(), nullptr);
       rowDots(c.rows, grp.ffn, gf_.data(), c.hf.data(), dRowWeight);
     }
+    const float* rowWeight = rowWeight_.data() + c.firstRow;
     groupedGemmNTCombineBackward(dy, c.h.data(), w2, rows, grp.count, c.rows, H_, grp.ffn,
-                                 rowMap, rowWeight_.data() + c.firstRow, T_, da1_.data(), grp.g2);
+                                 rowMap, rowWeight, T_, da1_.data(), low ? nullptr : grp.g2);
+    if (low && grp.g2) {  // dW2 += bf16(weight·dy)ᵀ · h
+      dyWeighted_.resize(size_t(c.rows) * H_);
+      weightedRowsBf16(dy, H_, rowMap, rowWeight, c.rows, dyWeighted_.data());
+      groupedGemmNTBackward(dyWeighted_.data(), c.h.data(), w2, rows, grp.count, c.rows, H_, grp.ffn,
+                            nullptr, grp.g2);
+    }
     rowBackward(act_, c.rows, grp.ffn, c.a1.data(), c.a3.data(), c.h.data(),
-                rowWeight_.data() + c.firstRow, da1_.data(), da3_.data(), fp8 ? nullptr : dRowWeight);
+                rowWeight, da1_.data(), da3_.data(), fp8 ? nullptr : dRowWeight);
     if (low) {
       roundBf16(da1_.data(), int64_t(size), da1_.data());
       if (swiglu) roundBf16(da3_.data(), int64_t(size), da3_.data());

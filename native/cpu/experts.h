@@ -26,7 +26,9 @@
 // Precision (layer/stage_types.h): the same f32 GEMMs fed with the mode's operand values
 // (precision_operands.h), products exact in f32, f32 accumulation:
 //   Bf16        x, the weights, h, dy and da1/da3 are RNE-rounded to bf16 before every GEMM that
-//               reads them; the cached h is the rounded one (dW2 and dWeight read it)
+//               reads them; the cached h is the rounded one (dW2 and dWeight read it); dW2 reads
+//               bf16(weight·bf16(dy)) rows, so every backward GEMM operand is a bf16 value (the
+//               operands of cuda::Experts' tensor-core backward)
 //   Bf16 + Fp8  the forward GEMMs read x and h as their 1×128 e4m3 block values and the weights
 //               as their 128×128 ones (F2, F3 up to the f32 summation order); the backward is the
 //               Bf16 one, with bf16(x), bf16(w) and bf16(h) (straight-through), except dWeight:
@@ -101,6 +103,7 @@ class Experts : public ExpertStage {
   std::vector<float> da1_, da3_;  // [rows,Fg]; da1_ holds g = dy[token]·w2 first
   std::vector<float> dRowWeight_;  // [n] dWeight in permuted row order
   std::vector<float> dyLow_;       // [T,H] bf16(dy) in the low modes
+  std::vector<float> dyWeighted_;  // [rows,H] low modes: bf16(weight·dy[token]) of one group
   std::vector<float> gf_;          // [rows,Fg] fp8 mode: bf16(dy)[token]·w2f of one group
 };
 

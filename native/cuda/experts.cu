@@ -11,6 +11,7 @@
 #include "../layer/expert_common.h"
 #include "grouped_gemm.h"
 #include "grouped_gemm_bf16.h"
+#include "grouped_gemm_bf16_backward.h"
 #include "grouped_gemm_fp8.h"
 #include "padded_rows.h"
 #include "precision_operands.h"
@@ -42,6 +43,26 @@ constexpr int kRowAlign = kBf16GemmRowAlign;
 
 int64_t roundUp(int64_t v, int64_t unit) { return (v + unit - 1) / unit * unit; }
 
+// The host gradient accumulator `host` [size] staged around `add`, which adds into its device
+// copy (the pointer it is given).
+template <class Add>
+void stageGradient(StagingStream& stream, float* host, DeviceBuffer<float>& device, size_t size, const char* what,
+                   Add add) {
+  float* copy = device.reserve(size, what);
+  stream.upload(copy, host, size * sizeof(float), what);
+  add(copy);
+  stream.download(host, copy, size * sizeof(float), what);
+}
+
+// The per-expert descriptors of a tensor-core GEMM over one group: rows counts[e], n × k, and
+// expert e's [n, k] block of the bf16 weight operand w (null: the TN GEMMs read no weight).
+std::vector<Bf16GemmGroup> bf16Groups(const int32_t* counts, int experts, int n, int k, const uint16_t* w) {
+  std::vector<Bf16GemmGroup> groups(static_cast<size_t>(experts));
+  for (int e = 0; e < experts; ++e)
+    groups[size_t(e)] = Bf16GemmGroup{counts[e], n, k, w ? w + int64_t(e) * n * k : nullptr, nullptr};
+  return groups;
+}
+
 }  // namespace
 
 ExpertGemm expertGemm(Precision precision, int device) {
@@ -71,8 +92,39 @@ Experts::Experts(int hidden, Activation act, std::vector<ExpertGroup> groups, Pr
     state_[g].w2.reserve(size, "w2");
     if (act_ == Activation::Swiglu) state_[g].w3.reserve(size, "w3");
   }
+  if (gemm_ == ExpertGemm::TensorCore) allocateTensorCoreWeights();
   counts_.assign(size_t(E_), 0);
   offsets_.assign(size_t(E_) + 1, 0);
+}
+
+int Experts::innerAlign() const { return precision_.experts == Precision::Experts::Fp8 ? 16 : 8; }
+
+void Experts::allocateTensorCoreWeights() {
+  const int align = innerAlign();
+  const int Hp = int(roundUp(H_, align));
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    GroupState& s = state_[g];
+    const int count = groups_[g].count, F = groups_[g].ffn, Fp = int(roundUp(F, align));
+    const size_t size = size_t(count) * Fp * Hp;
+    const auto zeroed = [&](TensorCoreWeight& t) {
+      uint16_t* bits = t.bf16.reserve(size, "bf16 weight operand");
+      checkCuda(cudaMemsetAsync(bits, 0, size * sizeof(uint16_t), stream_.get()),
+                "cuda::Experts: cudaMemsetAsync of the bf16 weight operands");
+    };
+    zeroed(s.w1t);
+    if (act_ == Activation::Swiglu) zeroed(s.w3t);
+    zeroed(s.w2t);
+    const auto rowMap = [&](int N, int Np, DeviceBuffer<int32_t>& device) {
+      std::vector<int32_t> map(size_t(count) * N);
+      for (int e = 0; e < count; ++e)
+        for (int i = 0; i < N; ++i) map[size_t(e) * N + size_t(i)] = e * Np + i;
+      stream_.upload(device.reserve(map.size(), "weight row map"), map.data(), map.size() * sizeof(int32_t),
+                     "weight row map");
+      stream_.synchronize("cudaStreamSynchronize after uploading a weight row map");
+    };
+    rowMap(F, Fp, s.weightRowsF);
+    rowMap(H_, Hp, s.weightRowsH);
+  }
 }
 
 void Experts::forwardWeights(size_t group, const float*& w1, const float*& w3, const float*& w2) {
@@ -214,20 +266,18 @@ void Experts::forwardSimt(int n) {
   }
 }
 
-void Experts::tensorCoreWeights(size_t group, int innerAlign) {
+void Experts::tensorCoreWeights(size_t group) {
   GroupState& s = state_[group];
   const ExpertGroup& grp = groups_[group];
   const bool fp8 = precision_.experts == Precision::Experts::Fp8;
-  // w [count, N, K] → the backward's bf16 values b, and the forward's operand t with K padded.
-  const auto lower = [&](const float* w, int N, int K, DeviceBuffer<float>& b, TensorCoreWeight& t) {
-    const int64_t matrixRows = int64_t(grp.count) * N, size = matrixRows * K;
-    const int kPadded = int(roundUp(K, innerAlign));
-    roundBf16(w, size, b.reserve(size_t(size), "bf16 weights"), stream_.get());
-    if (!fp8) {
-      packRowsBf16(b.get(), matrixRows, K, nullptr,
-                   t.bf16.reserve(size_t(matrixRows) * kPadded, "bf16 weight operand"), kPadded, stream_.get());
-      return;
-    }
+  const int align = innerAlign();
+  // w [count, N, K] → its bf16 operand [count, Np, Kp] (both modes: the backward's, and the bf16
+  // forward's) and, for fp8, its e4m3 codes [count·N, Kp] with the 128×128 block scales.
+  const auto lower = [&](const float* w, int N, int K, const DeviceBuffer<int32_t>& rowMap, TensorCoreWeight& t) {
+    const int64_t matrixRows = int64_t(grp.count) * N;
+    const int kPadded = int(roundUp(K, align));
+    packRowsBf16(w, matrixRows, K, rowMap.get(), t.bf16.get(), kPadded, stream_.get());
+    if (!fp8) return;
     float* scales = t.scales.reserve(size_t(grp.count * fp8BlockCount(N) * fp8BlockCount(K)), "fp8 weight scales");
     uint8_t* codes = t.codes.reserve(size_t(matrixRows) * kPadded, "fp8 weight operand");
     if (kPadded == K) {
@@ -238,15 +288,15 @@ void Experts::tensorCoreWeights(size_t group, int innerAlign) {
     quantizeWeightsFp8(w, grp.count, N, K, Fp8Format::E4M3, compact, scales, stream_.get());
     packRows(compact, matrixRows, K, nullptr, codes, kPadded, stream_.get());
   };
-  lower(s.w1.get(), grp.ffn, H_, s.w1b, s.w1t);
-  if (act_ == Activation::Swiglu) lower(s.w3.get(), grp.ffn, H_, s.w3b, s.w3t);
-  lower(s.w2.get(), H_, grp.ffn, s.w2b, s.w2t);
+  lower(s.w1.get(), grp.ffn, H_, s.weightRowsF, s.w1t);
+  if (act_ == Activation::Swiglu) lower(s.w3.get(), grp.ffn, H_, s.weightRowsF, s.w3t);
+  lower(s.w2.get(), H_, grp.ffn, s.weightRowsH, s.w2t);
 }
 
 void Experts::forwardTensorCore(int n) {
   const bool fp8 = precision_.experts == Precision::Experts::Fp8;
   const bool swiglu = act_ == Activation::Swiglu;
-  const int align = fp8 ? 16 : 8;  // the inner dimension the GEMM takes: a multiple of this
+  const int align = innerAlign();  // the inner dimension the GEMM takes: a multiple of this
   // The up projection's inner dimension H, padded (upK), and its fp8 scale blocks; the down
   // projection's (F) likewise per group.
   const int upK = int(roundUp(H_, align));
@@ -258,7 +308,7 @@ void Experts::forwardTensorCore(int n) {
   int64_t maxA = 0, maxAScales = 0, maxActivations = 0, maxY = 0, maxCompactH = 0, maxCompactHScales = 0;
   int64_t maxWeightCodes = 0;  // fp8 weights whose K is padded are quantised here first
   for (size_t g = 0; g < groups_.size(); ++g) {
-    const GroupState& s = state_[g];
+    GroupState& s = state_[g];
     const int F = groups_[g].ffn;
     if (fp8 && (H_ % align != 0 || F % align != 0))
       maxWeightCodes = std::max(maxWeightCodes, int64_t(groups_[g].count) * F * H_);
@@ -267,6 +317,7 @@ void Experts::forwardTensorCore(int n) {
       paddedStart_[size_t(e)] = int32_t(padded);
       padded += roundUp(counts_[size_t(e)], kRowAlign);
     }
+    s.paddedRows = padded;
     if (padded > INT32_MAX)
       throw Error(ErrorKind::Shape, "cuda::Experts: " + std::to_string(padded) +
                                         " padded rows in one group exceed the row index range (2³¹ − 1)");
@@ -313,7 +364,7 @@ void Experts::forwardTensorCore(int n) {
     const int F = grp.ffn, downK = int(roundUp(F, align)), downBlocks = int(fp8BlockCount(F));
     const int32_t* rowMap = paddedRow + s.firstRow;
     const int64_t at = s.activationOffset;
-    tensorCoreWeights(g, align);
+    tensorCoreWeights(g);
     const int32_t* counts = &counts_[size_t(s.firstExpert)];
     float* a1 = a1_.get() + at;
     float* a3 = swiglu ? a3_.get() + at : nullptr;
@@ -333,10 +384,12 @@ void Experts::forwardTensorCore(int n) {
       if (swiglu) up(s.w3t, a3Pad);
     } else {
       packRowsBf16(xp + s.firstRow * H_, s.rows, H_, rowMap, aBf16, upK, stream);
-      std::vector<Bf16GemmGroup> gemm(size_t(grp.count));
-      for (int e = 0; e < grp.count; ++e)
-        gemm[size_t(e)] = Bf16GemmGroup{counts[e], F, upK, s.w1t.bf16.get() + int64_t(e) * F * upK,
-                                        swiglu ? s.w3t.bf16.get() + int64_t(e) * F * upK : nullptr};
+      // n = F: the first F of each expert's downK rows of the bf16 operand.
+      std::vector<Bf16GemmGroup> gemm = bf16Groups(counts, grp.count, downK, upK, s.w1t.bf16.get());
+      for (int e = 0; e < grp.count; ++e) {
+        gemm[size_t(e)].n = F;
+        if (swiglu) gemm[size_t(e)].w3 = s.w3t.bf16.get() + int64_t(e) * downK * upK;
+      }
       if (swiglu) groupedGemmBf16Swiglu(aBf16, upK, gemm, hPad, a1Pad, a3Pad, F, stream);
       else groupedGemmBf16(aBf16, upK, gemm, a1Pad, F, stream);
     }
@@ -355,9 +408,8 @@ void Experts::forwardTensorCore(int n) {
     } else {
       roundBf16(h, s.rows * F, h, stream);
       packRowsBf16(h, s.rows, F, rowMap, aBf16, downK, stream);
-      std::vector<Bf16GemmGroup> gemm(size_t(grp.count));
-      for (int e = 0; e < grp.count; ++e)
-        gemm[size_t(e)] = Bf16GemmGroup{counts[e], H_, downK, s.w2t.bf16.get() + int64_t(e) * H_ * downK, nullptr};
+      std::vector<Bf16GemmGroup> gemm = bf16Groups(counts, grp.count, upK, downK, s.w2t.bf16.get());
+      for (Bf16GemmGroup& G : gemm) G.n = H_;  // the first H of each expert's upK rows
       groupedGemmBf16(aBf16, downK, gemm, yPad, H_, stream);
     }
     unpackRows(yPad, H_, rowMap, s.rows, H_, yp_.get() + s.firstRow * H_, stream);
@@ -374,8 +426,7 @@ void Experts::backward(const float* dy, float* dx, float* dWeight) {
   const size_t ySize = size_t(T_) * H_, rowsSize = size_t(n) * H_;
   float* dDy = dy_.reserve(ySize, "dy");
   stream_.upload(dDy, dy, ySize * sizeof(float), "dy");
-  const bool low = precision_.compute == Precision::Compute::Bf16;
-  if (low) roundBf16(dDy, int64_t(ySize), dDy, stream_.get());
+  if (precision_.compute == Precision::Compute::Bf16) roundBf16(dDy, int64_t(ySize), dDy, stream_.get());
   float* dyp = dyp_.reserve(rowsSize, "dyp");
   float* dWeightDevice = dWeight ? dWeight_.reserve(size_t(n), "dWeight") : nullptr;
   unpermuteBackward(dDy, H_, rowToken_.get(), rowWeight_.get(), yp_.get(), rowAssignment_.get(),
@@ -383,9 +434,24 @@ void Experts::backward(const float* dy, float* dx, float* dWeight) {
   if (dWeight) stream_.download(dWeight, dWeightDevice, size_t(n) * sizeof(float), "dWeight");
 
   float* dxp = dx ? dxp_.reserve(rowsSize, "dxp") : nullptr;
+  if (gemm_ == ExpertGemm::TensorCore) backwardTensorCore(dDy, dxp);
+  else backwardSimt(dxp);
+  if (dx) {
+    float* dDx = dx_.reserve(ySize, "dx");
+    stream_.upload(dDx, dx, ySize * sizeof(float), "dx");
+    addRowsToTokens(dxp, nullptr, tokenStart_.get(), tokenRows_.get(), T_, H_, dDx, stream_.get());
+    stream_.download(dx, dDx, ySize * sizeof(float), "dx");
+  }
+  stream_.synchronize("cudaStreamSynchronize after the backward");
+}
+
+void Experts::backwardSimt(float* dxp) {
+  const bool low = precision_.compute == Precision::Compute::Bf16;
+  float* dyp = dyp_.get();
   float* da1 = da1_.reserve(size_t(activations_), "da1");
   float* da3 = act_ == Activation::Swiglu ? da3_.reserve(size_t(activations_), "da3") : nullptr;
   const float* xp = xp_.get();
+  cudaStream_t stream = stream_.get();
   for (size_t g = 0; g < groups_.size(); ++g) {
     const ExpertGroup& grp = groups_[g];
     GroupState& s = state_[g];
@@ -394,7 +460,7 @@ void Experts::backward(const float* dy, float* dx, float* dWeight) {
                           rowTiles(&counts_[size_t(s.firstExpert)], grp.count)};
     const int64_t at = s.activationOffset;
     const size_t weightSize = size_t(grp.count) * grp.ffn * H_;
-    const float* dypG = dyp + s.firstRow * H_;
+    float* dypG = dyp + s.firstRow * H_;
     const float* xpG = xp + s.firstRow * H_;
     float* da3G = da3 ? da3 + at : nullptr;
     const float* w1 = low ? s.w1b.get() : s.w1.get();
@@ -402,42 +468,96 @@ void Experts::backward(const float* dy, float* dx, float* dWeight) {
     const float* w2 = low ? s.w2b.get() : s.w2.get();
 
     expertActivationBackward(act_, dypG, w2, rows, H_, grp.ffn, a1_.get() + at,
-                             da3 ? a3_.get() + at : nullptr, da1 + at, da3G, stream_.get());
-    if (low) {
-      roundBf16(da1 + at, s.rows * grp.ffn, da1 + at, stream_.get());
-      if (da3G) roundBf16(da3G, s.rows * grp.ffn, da3G, stream_.get());
+                             da3 ? a3_.get() + at : nullptr, da1 + at, da3G, stream);
+    if (low) {  // the remaining GEMMs read bf16 operands: da1, da3 and weight·dy
+      roundBf16(da1 + at, s.rows * grp.ffn, da1 + at, stream);
+      if (da3G) roundBf16(da3G, s.rows * grp.ffn, da3G, stream);
+      roundBf16(dypG, s.rows * H_, dypG, stream);
     }
-    if (grp.g2) {  // g2_e [H,F] += dyp_eᵀ · h_e
-      float* g2 = s.g2.reserve(weightSize, "g2");
-      stream_.upload(g2, grp.g2, weightSize * sizeof(float), "g2");
-      groupedGemmTN(dypG, h_.get() + at, rows, H_, grp.ffn, g2, stream_.get());
-      stream_.download(grp.g2, g2, weightSize * sizeof(float), "g2");
-    }
+    if (grp.g2)  // g2_e [H,F] += dyp_eᵀ · h_e
+      stageGradient(stream_, grp.g2, s.g2, weightSize, "g2",
+                    [&](float* g2) { groupedGemmTN(dypG, h_.get() + at, rows, H_, grp.ffn, g2, stream); });
     if (dxp) {  // dxp_e [rows,H] = da1_e · w1_e (+ da3_e · w3_e)
       float* dxpG = dxp + s.firstRow * H_;
-      groupedGemmNN(da1 + at, w1, rows, grp.ffn, H_, false, dxpG, stream_.get());
-      if (da3G) groupedGemmNN(da3G, w3, rows, grp.ffn, H_, true, dxpG, stream_.get());
+      groupedGemmNN(da1 + at, w1, rows, grp.ffn, H_, false, dxpG, stream);
+      if (da3G) groupedGemmNN(da3G, w3, rows, grp.ffn, H_, true, dxpG, stream);
     }
-    if (grp.g1) {  // g1_e [F,H] += da1_eᵀ · xp_e
-      float* g1 = s.g1.reserve(weightSize, "g1");
-      stream_.upload(g1, grp.g1, weightSize * sizeof(float), "g1");
-      groupedGemmTN(da1 + at, xpG, rows, grp.ffn, H_, g1, stream_.get());
-      stream_.download(grp.g1, g1, weightSize * sizeof(float), "g1");
-    }
-    if (da3G && grp.g3) {  // g3_e [F,H] += da3_eᵀ · xp_e
-      float* g3 = s.g3.reserve(weightSize, "g3");
-      stream_.upload(g3, grp.g3, weightSize * sizeof(float), "g3");
-      groupedGemmTN(da3G, xpG, rows, grp.ffn, H_, g3, stream_.get());
-      stream_.download(grp.g3, g3, weightSize * sizeof(float), "g3");
-    }
+    if (grp.g1)  // g1_e [F,H] += da1_eᵀ · xp_e
+      stageGradient(stream_, grp.g1, s.g1, weightSize, "g1",
+                    [&](float* g1) { groupedGemmTN(da1 + at, xpG, rows, grp.ffn, H_, g1, stream); });
+    if (da3G && grp.g3)  // g3_e [F,H] += da3_eᵀ · xp_e
+      stageGradient(stream_, grp.g3, s.g3, weightSize, "g3",
+                    [&](float* g3) { groupedGemmTN(da3G, xpG, rows, grp.ffn, H_, g3, stream); });
   }
-  if (dx) {
-    float* dDx = dx_.reserve(ySize, "dx");
-    stream_.upload(dDx, dx, ySize * sizeof(float), "dx");
-    addRowsToTokens(dxp, nullptr, tokenStart_.get(), tokenRows_.get(), T_, H_, dDx, stream_.get());
-    stream_.download(dx, dDx, ySize * sizeof(float), "dx");
+}
+
+void Experts::backwardTensorCore(const float* dy, float* dxp) {
+  const bool swiglu = act_ == Activation::Swiglu;
+  const int align = innerAlign(), Hp = int(roundUp(H_, align));
+  cudaStream_t stream = stream_.get();
+  int64_t maxPadded = 0, maxFp = 0, maxWeight = 0;
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    const int64_t Fp = roundUp(groups_[g].ffn, align);
+    maxPadded = std::max(maxPadded, state_[g].paddedRows);
+    maxFp = std::max(maxFp, Fp);
+    maxWeight = std::max(maxWeight, int64_t(groups_[g].count) * Fp * Hp);
   }
-  stream_.synchronize("cudaStreamSynchronize after the backward");
+  // Scratch in the padded layout, reused group after group in stream order. The H-wide bf16
+  // operand holds dy rows, then weight·dy rows, then x rows; the first F-wide one h, then da1.
+  float* dyRows = dyRows_.reserve(size_t(n_) * H_, "dy rows");
+  uint16_t* operandH = operandH_.reserve(size_t(maxPadded * Hp), "the H-wide bf16 operand");
+  uint16_t* operandF1 = operandF1_.reserve(size_t(maxPadded * maxFp), "the F-wide bf16 operand");
+  uint16_t* operandF3 = swiglu ? operandF3_.reserve(size_t(maxPadded * maxFp), "the bf16 da3 operand") : nullptr;
+  float* gPad = gPad_.reserve(size_t(maxPadded * maxFp), "padded g");
+  float* dxPad = dxp ? dxPad_.reserve(size_t(maxPadded * Hp), "padded dxp") : nullptr;
+  float* dwPad = dwPad_.reserve(size_t(maxWeight), "padded weight gradient");
+  permuteRows(dy, H_, rowToken_.get(), n_, dyRows, stream);
+
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    const ExpertGroup& grp = groups_[g];
+    GroupState& s = state_[g];
+    if (s.rows == 0) continue;
+    const int F = grp.ffn, Fp = int(roundUp(F, align));
+    const int32_t* rowMap = paddedRow_.get() + s.firstRow;
+    const int32_t* counts = &counts_[size_t(s.firstExpert)];
+    const int64_t at = s.activationOffset;
+    // dW [count, N, K] += dOutᵀ · a, through the padded [count, Np, Kp] product.
+    const auto weightGradient = [&](float* host, DeviceBuffer<float>& device, const char* what,
+                                    const uint16_t* dOut, int Np, const uint16_t* a, int Kp,
+                                    const DeviceBuffer<int32_t>& weightRows, int N, int K) {
+      std::vector<float*> dW(size_t(grp.count));
+      for (int e = 0; e < grp.count; ++e) dW[size_t(e)] = dwPad + int64_t(e) * Np * Kp;
+      groupedGemmBf16TN(dOut, Np, a, Kp, bf16Groups(counts, grp.count, Np, Kp, nullptr), dW, false, stream);
+      stageGradient(stream_, host, device, size_t(grp.count) * N * K, what, [&](float* dWDevice) {
+        addUnpackedRows(dwPad, Kp, weightRows.get(), int64_t(grp.count) * N, K, dWDevice, stream);
+      });
+    };
+
+    // g = dy[token] · w2_e, unweighted (the weight enters in the activation backward)
+    packRowsBf16(dyRows + s.firstRow * H_, s.rows, H_, rowMap, operandH, Hp, stream);
+    groupedGemmBf16NN(operandH, Hp, bf16Groups(counts, grp.count, Hp, Fp, s.w2t.bf16.get()), gPad, Fp, false,
+                      stream);
+    if (grp.g2) {  // g2_e [H,F] += bf16(weight·dy)_eᵀ · h_e
+      packRowsBf16(dyp_.get() + s.firstRow * H_, s.rows, H_, rowMap, operandH, Hp, stream);
+      packRowsBf16(h_.get() + at, s.rows, F, rowMap, operandF1, Fp, stream);
+      weightGradient(grp.g2, s.g2, "g2", operandH, Hp, operandF1, Fp, s.weightRowsH, H_, F);
+    }
+    packActivationBackward(act_, gPad, Fp, rowMap, s.rows, F, rowWeight_.get() + s.firstRow, a1_.get() + at,
+                           swiglu ? a3_.get() + at : nullptr, operandF1, operandF3, stream);
+    if (dxp) {  // dxp_e [rows,H] = da1_e · w1_e (+ da3_e · w3_e)
+      groupedGemmBf16NN(operandF1, Fp, bf16Groups(counts, grp.count, Fp, Hp, s.w1t.bf16.get()), dxPad, Hp, false,
+                        stream);
+      if (swiglu)
+        groupedGemmBf16NN(operandF3, Fp, bf16Groups(counts, grp.count, Fp, Hp, s.w3t.bf16.get()), dxPad, Hp, true,
+                          stream);
+      unpackRows(dxPad, Hp, rowMap, s.rows, H_, dxp + s.firstRow * H_, stream);
+    }
+    if (grp.g1 || (swiglu && grp.g3)) packRowsBf16(xp_.get() + s.firstRow * H_, s.rows, H_, rowMap, operandH, Hp, stream);
+    if (grp.g1)  // g1_e [F,H] += da1_eᵀ · xp_e
+      weightGradient(grp.g1, s.g1, "g1", operandF1, Fp, operandH, Hp, s.weightRowsF, F, H_);
+    if (swiglu && grp.g3)  // g3_e [F,H] += da3_eᵀ · xp_e
+      weightGradient(grp.g3, s.g3, "g3", operandF3, Fp, operandH, Hp, s.weightRowsF, F, H_);
+  }
 }
 
 int64_t Experts::flops(int e) const {

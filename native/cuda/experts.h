@@ -42,9 +42,16 @@
 //               applied in the copy back to the compact rows. On a device below compute capability
 //               8.9 (no fp8 mma) this mode takes the f32 SIMT GEMMs fed the e4m3 block values
 //               (precision_operands.h; expertGemm says F32Simt).
-//   backward    every mode: the f32 SIMT GEMMs. In the low modes they read bf16-rounded x rows,
-//               weights, h, dy and da1/da3 (precision_operands.h roundBf16): the Bf16 backward,
-//               straight-through for fp8.
+//   backward    tensor-core path (both low modes): the bf16 GEMMs of grouped_gemm_bf16_backward.h
+//               on the same padded layout, every operand a bf16 value (straight-through for fp8):
+//                 g = bf16(dy)[token] · w2            NN (unweighted, as cpu::Experts)
+//                 dW2 += bf16(weight·dy)ᵀ · bf16(h)   TN
+//                 da1, da3 = bf16 of the activation's backward at weight·g (packActivationBackward)
+//                 dxp = da1 · w1 (+ da3 · w3)         NN
+//                 dW1 += da1ᵀ · bf16(x), dW3 likewise TN
+//               The TN products land in a padded [Eg, Np, Kp] scratch whose [N, K] part is added
+//               to the staged accumulator once per element (addUnpackedRows). F32 mode and the
+//               F32Simt fp8 fallback: the f32 SIMT GEMMs, fed the same bf16 values in the latter.
 // Inner dimensions the tensor-core kernels cannot take (H or Fg not a multiple of 8 for bf16, of
 // 16 for fp8) are padded with zero columns on the device, in the activations and the weights
 // alike: zeros change no sum and no fp8 block amax, so every shape takes the tensor-core path.
@@ -103,8 +110,11 @@ class Experts : public ExpertStage {
   const std::vector<int32_t>& counts() const { return counts_; }
 
  private:
-  // A weight as the tensor-core forward reads it: bf16 bits [Eg·N, Kp], or e4m3 codes [Eg·N, Kp]
-  // with their 128×128 block scales [Eg, ⌈N/128⌉, ⌈K/128⌉]; Kp = K padded with zero columns.
+  // A weight [Eg, N, K] as the tensor-core GEMMs read it: bf16 bits [Eg, Np, Kp] (both modes; the
+  // forward reads the first N rows of each expert's block, the backward all Np), and for fp8 e4m3
+  // codes [Eg·N, Kp] with their 128×128 block scales [Eg, ⌈N/128⌉, ⌈K/128⌉]. Np, Kp = N, K rounded
+  // up to innerAlign(); the padding rows and columns are zeros (the bf16 ones set once, at
+  // construction, and never written again).
   struct TensorCoreWeight {
     DeviceBuffer<uint16_t> bf16;
     DeviceBuffer<uint8_t> codes;
@@ -115,12 +125,15 @@ class Experts : public ExpertStage {
     int firstExpert = 0;
     int64_t firstRow = 0, rows = 0;  // of the last forward, in permuted order
     int64_t activationOffset = 0;    // first element of the group in a1/a3/h/da1/da3
+    int64_t paddedRows = 0;          // of the last tensor-core forward: the group's padded layout
     DeviceBuffer<float> w1, w3, w2;  // [Eg,Fg,H], [Eg,Fg,H] (swiglu), [Eg,H,Fg]
     DeviceBuffer<float> g1, g3, g2;  // gradient accumulators, staged at backward
     // Low-precision modes: the weights as the backward reads them (bf16 values), and as the f32
     // SIMT fp8 forward reads them (e4m3 block values).
     DeviceBuffer<float> w1b, w3b, w2b, w1f, w3f, w2f;
-    TensorCoreWeight w1t, w3t, w2t;  // the tensor-core forward's operands
+    TensorCoreWeight w1t, w3t, w2t;  // the tensor-core GEMMs' operands
+    // Row e·N + i of a weight [Eg·N, ·] → row e·Np + i of its bf16 operand: N = Fg (w1, w3), H (w2).
+    DeviceBuffer<int32_t> weightRowsF, weightRowsH;
   };
 
   // The group's weights as the f32 SIMT forward GEMMs read them (the low modes fill w*b and w*f).
@@ -129,8 +142,16 @@ class Experts : public ExpertStage {
   // a1_, a3_, h_ and the low modes' backward operands (bf16 xp_, h_ and w*b) for the backward.
   void forwardSimt(int n);
   void forwardTensorCore(int n);
-  // The group's weights as the tensor-core forward reads them (w*t), and the backward's w*b.
-  void tensorCoreWeights(size_t group, int innerAlign);
+  // The multiple the tensor-core GEMMs' inner dimensions are padded to: 8 (bf16), 16 (fp8).
+  int innerAlign() const;
+  // Constructor, tensor-core path: the zeroed bf16 weight operands and the weight row maps.
+  void allocateTensorCoreWeights();
+  // The group's weights as the tensor-core GEMMs read them (w*t), from the f32 masters.
+  void tensorCoreWeights(size_t group);
+  // The expert GEMMs of a backward from the weighted dy rows dyp_ (and, tensor-core, dy [T,H]
+  // bf16-rounded), adding into the group gradients; dxp [n,H] written when not null.
+  void backwardSimt(float* dxp);
+  void backwardTensorCore(const float* dy, float* dxp);
 
   int H_ = 0, E_ = 0;
   Activation act_;
@@ -168,6 +189,12 @@ class Experts : public ExpertStage {
   DeviceBuffer<uint8_t> aCodes_, xCodes_, hCodes_, wCodes_;
   DeviceBuffer<float> aScales_, xScales_, hScales_;
   DeviceBuffer<float> a1Pad_, a3Pad_, hPad_, yPad_;
+  // Tensor-core backward: dy rows unweighted (compact [n,H]); per-group scratch in the padded
+  // layout: the bf16 operands [padded rows, Hp] and [padded rows, Fp], g = dy·w2, dxp, and one
+  // weight gradient [Eg, Np, Kp].
+  DeviceBuffer<float> dyRows_;
+  DeviceBuffer<uint16_t> operandH_, operandF1_, operandF3_;
+  DeviceBuffer<float> gPad_, dxPad_, dwPad_;
 };
 
 }  // namespace moekit::cuda

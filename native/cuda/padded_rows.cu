@@ -9,6 +9,11 @@
 //                             the value itself
 //   unpackRowsKernel<kAct>    dst[r·cols + c] = src[map(r)·ldSrc + c]; the X1 form also writes a3
 //                             and h = act(a1[, a3]) (core/activation.h) or h = hPad's value
+//   addRowsKernel             dst[r·cols + c] += src[map(r)·ldSrc + c]
+//   activationBackwardKernel<kAct>
+//                             p = map(r), dh = rowWeight[r]·g[p·ld + c]; (da1, da3)[p·ld + c] =
+//                             encodeBF16 of the activation's backward at a1/a3[r·F + c] for c < F,
+//                             0 for F ≤ c < ld
 // Thread mapping: every kernel is elementwise, one thread per output element (r, c), c fastest,
 // 256 threads per block over a grid-stride loop (paddedRowMapKernel: one thread per row).
 #include "padded_rows.h"
@@ -83,6 +88,37 @@ __global__ void unpackRowsKernel(const float* a1Pad, const float* a3Pad, const f
   }
 }
 
+__global__ void addRowsKernel(const float* src, int ldSrc, const int32_t* rowMap, int64_t rows, int cols,
+                              float* dst) {
+  const int64_t count = rows * cols;
+  for (int64_t i = globalThread(); i < count; i += gridThreads()) {
+    const int64_t r = i / cols, c = i % cols;
+    dst[i] += src[(rowMap ? int64_t(rowMap[r]) : r) * ldSrc + c];
+  }
+}
+
+template <int kAct>
+__global__ void activationBackwardKernel(const float* g, int ld, const int32_t* rowMap, int64_t rows, int F,
+                                         const float* rowWeight, const float* a1, const float* a3,
+                                         uint16_t* da1, uint16_t* da3) {
+  const int64_t count = rows * ld;
+  for (int64_t i = globalThread(); i < count; i += gridThreads()) {
+    const int64_t r = i / ld;
+    const int c = int(i % ld);
+    const int64_t to = int64_t(rowMap[r]) * ld + c;
+    float d1 = 0.0f, d3 = 0.0f;
+    if (c < F) {
+      const int64_t at = r * F + c;
+      const float dh = rowWeight[r] * g[to];
+      if constexpr (kAct == int(Activation::Swiglu)) activation::swigluBackward(a1[at], a3[at], dh, d1, d3);
+      else if constexpr (kAct == int(Activation::Gelu)) d1 = dh * activation::geluGrad(a1[at]);
+      else d1 = activation::reluBackward(a1[at], dh);
+    }
+    da1[to] = encodeBF16(d1);
+    if constexpr (kAct == int(Activation::Swiglu)) da3[to] = encodeBF16(d3);
+  }
+}
+
 template <class In, class Out>
 void launchPack(const In* src, int64_t rows, int cols, const int32_t* rowMap, Out* dst, int ldDst,
                 cudaStream_t stream, const char* name) {
@@ -98,6 +134,16 @@ void launchUnpack(const float* a1Pad, const float* a3Pad, const float* hPad, int
   if (rows == 0 || cols == 0) return;
   checkLaunch(moekit::launch<unpackRowsKernel<kAct>>(blocksFor(rows * cols), kThreads, 0, stream, a1Pad, a3Pad, hPad,
                                                      ldPad, rowMap, rows, cols, a1, a3, h),
+              name);
+}
+
+template <int kAct>
+void launchActivationBackward(const float* g, int ld, const int32_t* rowMap, int64_t rows, int F,
+                              const float* rowWeight, const float* a1, const float* a3, uint16_t* da1, uint16_t* da3,
+                              cudaStream_t stream, const char* name) {
+  if (rows == 0 || ld == 0) return;
+  checkLaunch(moekit::launch<activationBackwardKernel<kAct>>(blocksFor(rows * ld), kThreads, 0, stream, g, ld, rowMap,
+                                                             rows, F, rowWeight, a1, a3, da1, da3),
               name);
 }
 
@@ -132,6 +178,14 @@ void unpackRows(const float* src, int ldSrc, const int32_t* rowMap, int64_t rows
                    "unpackRowsKernel<copy>");
 }
 
+void addUnpackedRows(const float* src, int ldSrc, const int32_t* rowMap, int64_t rows, int cols, float* dst,
+                     cudaStream_t stream) {
+  if (rows == 0 || cols == 0) return;
+  checkLaunch(moekit::launch<addRowsKernel>(blocksFor(rows * cols), kThreads, 0, stream, src, ldSrc, rowMap, rows,
+                                            cols, dst),
+              "addRowsKernel");
+}
+
 void unpackUpProjection(Activation act, const float* a1Pad, const float* a3Pad, const float* hPad, int ldPad,
                         const int32_t* rowMap, int64_t rows, int F, float* a1, float* a3, float* h,
                         cudaStream_t stream) {
@@ -147,6 +201,25 @@ void unpackUpProjection(Activation act, const float* a1Pad, const float* a3Pad, 
     case Activation::Relu:
       launchUnpack<int(Activation::Relu)>(a1Pad, nullptr, nullptr, ldPad, rowMap, rows, F, a1, nullptr, h, stream,
                                           "unpackRowsKernel<relu>");
+      break;
+  }
+}
+
+void packActivationBackward(Activation act, const float* gPad, int ldPad, const int32_t* rowMap, int64_t rows,
+                            int F, const float* rowWeight, const float* a1, const float* a3, uint16_t* da1,
+                            uint16_t* da3, cudaStream_t stream) {
+  switch (act) {
+    case Activation::Swiglu:
+      launchActivationBackward<int(Activation::Swiglu)>(gPad, ldPad, rowMap, rows, F, rowWeight, a1, a3, da1, da3,
+                                                        stream, "activationBackwardKernel<swiglu>");
+      break;
+    case Activation::Gelu:
+      launchActivationBackward<int(Activation::Gelu)>(gPad, ldPad, rowMap, rows, F, rowWeight, a1, nullptr, da1,
+                                                      nullptr, stream, "activationBackwardKernel<gelu>");
+      break;
+    case Activation::Relu:
+      launchActivationBackward<int(Activation::Relu)>(gPad, ldPad, rowMap, rows, F, rowWeight, a1, nullptr, da1,
+                                                      nullptr, stream, "activationBackwardKernel<relu>");
       break;
   }
 }

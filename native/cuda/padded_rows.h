@@ -33,9 +33,12 @@ void packRows(const uint8_t* src, int64_t rows, int cols, const int32_t* rowMap,
 void packRows(const float* src, int64_t rows, int cols, const int32_t* rowMap, float* dst, int ldDst,
               cudaStream_t stream);
 
-// dst [rows, cols] row r = src row rowMap[r] of [·, ldSrc] (its first cols values).
+// dst [rows, cols] row r = src row rowMap[r] of [·, ldSrc] (its first cols values); the add form
+// adds it to dst's row instead (one f32 addition per element).
 void unpackRows(const float* src, int ldSrc, const int32_t* rowMap, int64_t rows, int cols,
                 float* dst, cudaStream_t stream);
+void addUnpackedRows(const float* src, int ldSrc, const int32_t* rowMap, int64_t rows, int cols,
+                     float* dst, cudaStream_t stream);
 
 // X1's outputs back to the compact layout: a1 (and a3, swiglu) rows from the padded GEMM outputs
 // a1Pad (a3Pad) [·, ldPad], and h = act(a1[, a3]) (core/activation.h) — for swiglu h = hPad's
@@ -43,5 +46,14 @@ void unpackRows(const float* src, int ldSrc, const int32_t* rowMap, int64_t rows
 void unpackUpProjection(Activation act, const float* a1Pad, const float* a3Pad, const float* hPad,
                         int ldPad, const int32_t* rowMap, int64_t rows, int F, float* a1, float* a3,
                         float* h, cudaStream_t stream);
+
+// X1's backward into the padded layout, for the backward GEMMs: for each compact row r with
+// padded row p = rowMap[r], dh = rowWeight[r]·gPad[p][c] (g = dy·w2, unweighted) and
+// da1 (da3, swiglu) = the activation's backward at a1[r][c] (a3[r][c]) (core/activation.h), stored
+// as bf16 bits (RNE) at da1[p][c] (da3[p][c]) for c < F and 0 for F ≤ c < ldPad. gPad, da1, da3
+// [·, ldPad]; a1, a3 [rows, F] compact; rowWeight [rows].
+void packActivationBackward(Activation act, const float* gPad, int ldPad, const int32_t* rowMap,
+                            int64_t rows, int F, const float* rowWeight, const float* a1,
+                            const float* a3, uint16_t* da1, uint16_t* da3, cudaStream_t stream);
 
 }  // namespace moekit::cuda

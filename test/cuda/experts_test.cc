@@ -138,9 +138,10 @@ double millisecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 }
 
-// One forward and one backward of Stage (cpu::Experts or cuda::Experts) on p, all outputs.
+// One forward and one backward of Stage (cpu::Experts or cuda::Experts) on p in `precision`, all
+// outputs.
 template <class Stage>
-Result run(const Problem& p, bool wantDx = true, bool wantDWeight = true) {
+Result run(const Problem& p, bool wantDx = true, bool wantDWeight = true, moekit::Precision precision = {}) {
   Result r;
   r.y = p.y;
   r.dx = p.dx;
@@ -161,7 +162,7 @@ Result run(const Problem& p, bool wantDx = true, bool wantDWeight = true) {
     eg.g2 = r.g2[g].data();
     groups.push_back(eg);
   }
-  Stage stage(p.H, p.act, groups);
+  Stage stage(p.H, p.act, groups, precision);
   auto start = std::chrono::steady_clock::now();
   stage.forward(p.x.data(), p.T, p.n(), p.token.data(), p.expert.data(), p.weight.data(),
                 r.y.data());
@@ -205,9 +206,10 @@ void expectClose(const std::string& what, const std::vector<float>& got,
 
 // Every output of cuda::Experts against cpu::Experts: bitwise for integer data, else within
 // kRandomTolerance. Prints the emulated timings.
-void compareWithCpu(const Problem& p, Data data, bool wantDx = true, bool wantDWeight = true) {
-  const Result want = run<moekit::cpu::Experts>(p, wantDx, wantDWeight);
-  const Result got = run<moekit::cuda::Experts>(p, wantDx, wantDWeight);
+void compareWithCpu(const Problem& p, Data data, bool wantDx = true, bool wantDWeight = true,
+                    moekit::Precision precision = {}) {
+  const Result want = run<moekit::cpu::Experts>(p, wantDx, wantDWeight, precision);
+  const Result got = run<moekit::cuda::Experts>(p, wantDx, wantDWeight, precision);
   std::fprintf(stderr, "  %s H=%d T=%d n=%d: emulated forward %.1f ms, backward %.1f ms (cpu %.2f / %.2f ms)\n",
                name(p.act), p.H, p.T, p.n(), got.forwardMs, got.backwardMs, want.forwardMs,
                want.backwardMs);
@@ -270,6 +272,40 @@ EMU_CASE("swiglu on random data is within 1e-5 of the CPU (rows 0, 1, 63, 65; H 
                  Data::Random);
 }
 
+// ---- precision modes: the tensor-core GEMMs, forward and backward ------------------------------
+// H = 12 and F = 20 are not multiples of 8 (nor of 16): the zero-padded inner dimensions are
+// exercised along with rows 0, 1, 63, 65 per expert, and the accumulators start non-zero.
+
+const moekit::Precision kBf16{moekit::Precision::Compute::Bf16, moekit::Precision::Experts::Same};
+const moekit::Precision kFp8{moekit::Precision::Compute::Bf16, moekit::Precision::Experts::Fp8};
+
+EMU_CASE("bf16 and fp8 modes take the tensor-core GEMMs on the emulated device (compute capability ≥ 8.9)") {
+  float w = 0.0f, g = 0.0f;
+  const std::vector<ExpertGroup> groups = {ExpertGroup{1, 8, &w, &w, &w, &g, &g, &g}};
+  EMU_EXPECT(moekit::cuda::Experts(8, Activation::Relu, groups, kBf16).gemm() == moekit::cuda::ExpertGemm::TensorCore,
+             "bf16: tensor cores");
+  EMU_EXPECT(moekit::cuda::Experts(8, Activation::Relu, groups, kFp8).gemm() == moekit::cuda::ExpertGemm::TensorCore,
+             "fp8: tensor cores");
+  EMU_EXPECT(moekit::cuda::Experts(8, Activation::Relu, groups).gemm() == moekit::cuda::ExpertGemm::F32Simt,
+             "f32: the SIMT GEMMs");
+}
+
+EMU_CASE("bf16 mode on small-integer data equals the CPU bit for bit, forward and backward (H 12, F 20/8)") {
+  for (Activation act : {Activation::Swiglu, Activation::Gelu, Activation::Relu})
+    compareWithCpu(makeProblem(act, 12, 70, heterogeneous(20, 8), kEdgeCounts, Data::Integer, 20 + int(act)),
+                   Data::Integer, true, true, kBf16);
+}
+
+EMU_CASE("bf16 and fp8 modes on random data are within 1e-5 of the CPU (H 12, F 20/8; H 72, F 80/40)") {
+  for (const moekit::Precision& mode : {kBf16, kFp8})
+    for (Activation act : {Activation::Swiglu, Activation::Gelu, Activation::Relu}) {
+      compareWithCpu(makeProblem(act, 12, 70, heterogeneous(20, 8), kEdgeCounts, Data::Random, 30 + int(act)),
+                     Data::Random, true, true, mode);
+      compareWithCpu(makeProblem(act, 72, 70, heterogeneous(80, 40), kEdgeCounts, Data::Random, 40 + int(act)),
+                     Data::Random, true, true, mode);
+    }
+}
+
 // ---- edge shapes ------------------------------------------------------------------------------
 
 EMU_CASE("n = 0 leaves y, dx and the gradients alone and reports 0 flops") {
@@ -305,38 +341,40 @@ EMU_CASE("a token routed twice to one expert, and dx or dWeight not wanted, equa
   compareWithCpu(p, Data::Integer, true, false);
 }
 
-EMU_CASE("updated weights are uploaded again at the next forward, and gradients keep accumulating") {
-  Problem p = makeProblem(Activation::Gelu, 12, 70, heterogeneous(20, 8), kEdgeCounts, Data::Integer, 11);
-  std::vector<ExpertGroup> groups[2];
-  std::vector<std::vector<float>> g1[2] = {p.g1, p.g1}, g2[2] = {p.g2, p.g2};
-  std::vector<float> y[2] = {p.y, p.y}, dx[2] = {p.dx, p.dx};
-  for (int s = 0; s < 2; ++s)
-    for (size_t g = 0; g < p.groups.size(); ++g) {
-      ExpertGroup eg;
-      eg.count = p.groups[g].count;
-      eg.ffn = p.groups[g].ffn;
-      eg.w1 = p.w1[g].data();
-      eg.w2 = p.w2[g].data();
-      eg.g1 = g1[s][g].data();
-      eg.g2 = g2[s][g].data();
-      groups[s].push_back(eg);
+EMU_CASE("updated weights are uploaded again at the next forward, and gradients keep accumulating (f32, bf16)") {
+  for (const moekit::Precision& mode : {moekit::Precision{}, kBf16}) {
+    Problem p = makeProblem(Activation::Gelu, 12, 70, heterogeneous(20, 8), kEdgeCounts, Data::Integer, 11);
+    std::vector<ExpertGroup> groups[2];
+    std::vector<std::vector<float>> g1[2] = {p.g1, p.g1}, g2[2] = {p.g2, p.g2};
+    std::vector<float> y[2] = {p.y, p.y}, dx[2] = {p.dx, p.dx};
+    for (int s = 0; s < 2; ++s)
+      for (size_t g = 0; g < p.groups.size(); ++g) {
+        ExpertGroup eg;
+        eg.count = p.groups[g].count;
+        eg.ffn = p.groups[g].ffn;
+        eg.w1 = p.w1[g].data();
+        eg.w2 = p.w2[g].data();
+        eg.g1 = g1[s][g].data();
+        eg.g2 = g2[s][g].data();
+        groups[s].push_back(eg);
+      }
+    moekit::cpu::Experts cpu(p.H, p.act, groups[0], mode);
+    moekit::cuda::Experts cuda(p.H, p.act, groups[1], mode);
+    for (int step = 0; step < 2; ++step) {
+      for (auto& w : p.w2) std::reverse(w.begin(), w.end());  // the same buffers, new values
+      cpu.forward(p.x.data(), p.T, p.n(), p.token.data(), p.expert.data(), p.weight.data(), y[0].data());
+      cuda.forward(p.x.data(), p.T, p.n(), p.token.data(), p.expert.data(), p.weight.data(), y[1].data());
+      cpu.backward(p.dy.data(), dx[0].data(), nullptr);
+      cuda.backward(p.dy.data(), dx[1].data(), nullptr);
+      expectBitEqual("y after step " + std::to_string(step), y[1], y[0]);
+      expectBitEqual("dx after step " + std::to_string(step), dx[1], dx[0]);
+      for (size_t g = 0; g < p.groups.size(); ++g) {
+        expectBitEqual("g1", g1[1][g], g1[0][g]);
+        expectBitEqual("g2", g2[1][g], g2[0][g]);
+      }
     }
-  moekit::cpu::Experts cpu(p.H, p.act, groups[0]);
-  moekit::cuda::Experts cuda(p.H, p.act, groups[1]);
-  for (int step = 0; step < 2; ++step) {
-    for (auto& w : p.w2) std::reverse(w.begin(), w.end());  // the same buffers, new values
-    cpu.forward(p.x.data(), p.T, p.n(), p.token.data(), p.expert.data(), p.weight.data(), y[0].data());
-    cuda.forward(p.x.data(), p.T, p.n(), p.token.data(), p.expert.data(), p.weight.data(), y[1].data());
-    cpu.backward(p.dy.data(), dx[0].data(), nullptr);
-    cuda.backward(p.dy.data(), dx[1].data(), nullptr);
-    expectBitEqual("y after step " + std::to_string(step), y[1], y[0]);
-    expectBitEqual("dx after step " + std::to_string(step), dx[1], dx[0]);
-    for (size_t g = 0; g < p.groups.size(); ++g) {
-      expectBitEqual("g1", g1[1][g], g1[0][g]);
-      expectBitEqual("g2", g2[1][g], g2[0][g]);
-    }
+    EMU_EXPECT(cuda.counts() == cpu.counts(), "counts per expert");
   }
-  EMU_EXPECT(cuda.counts() == cpu.counts(), "counts per expert");
 }
 
 // ---- the permutation ---------------------------------------------------------------------------

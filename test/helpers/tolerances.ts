@@ -12,9 +12,9 @@ export const TOLERANCE = {
   /**
    * precision {compute: 'bf16'}: every expert GEMM operand is rounded to 8 mantissa bits (RNE,
    * ≤ 2⁻⁹ relative per operand, ~2⁻⁹/√3 rms), accumulation stays f32. A swiglu expert chains three
-   * rounded operands into y (x, w, h) and the backward three more (dy, w, da), so ~1e-2 relative
-   * in norm on y, dx and the gradients; 2e-2 bounds that with room, and a wrong formula is still
-   * off by far more. Outputs of the router alone (losses, routing weights, decisions, bias, load)
+   * rounded operands into y (x, w, h) and the backward three more (dy or weight·dy, w, da), so
+   * ~1e-2 relative in norm on y, dx and the gradients; 2e-2 bounds that with room, and a wrong
+   * formula is still off by far more. Outputs of the router alone (losses, routing weights, decisions, bias, load)
    * keep the f32 tolerance: the router is f32/float64 in every mode.
    */
   bf16: 2e-2,
