@@ -22,7 +22,11 @@ namespace moekit::emu {
 namespace {
 
 constexpr size_t kAlign = 256;
-constexpr size_t kChunk = size_t(2) << 20;  // the accessible prefix grows by this much
+// The unit of every protection change: the accessible prefix grows by it, the base is aligned to
+// it, and an allocation's poison window is widened to it. It is the transparent huge page size, so
+// the arena (advised MADV_HUGEPAGE) is toggled one page-table entry per 2 MiB rather than per 4 KiB
+// page: the open/close around each launch costs ~0.1 ms per GiB in use instead of ~40 ms.
+constexpr size_t kChunk = size_t(2) << 20;
 
 struct Arena {
   char* base = nullptr;
@@ -96,11 +100,13 @@ Arena& getArena() {
   const char* env = std::getenv("MOEKIT_EMU_GUARD");
   a->guard = !(env && std::strcmp(env, "0") == 0);
   for (size_t capacity = size_t(16) << 30; capacity >= (size_t(256) << 20); capacity /= 2) {
-    void* mem = mmap(nullptr, capacity, a->guard ? PROT_NONE : PROT_READ | PROT_WRITE,
+    void* mem = mmap(nullptr, capacity + kChunk, a->guard ? PROT_NONE : PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (mem != MAP_FAILED) {
-      a->base = static_cast<char*>(mem);
+      const uintptr_t aligned = (reinterpret_cast<uintptr_t>(mem) + kChunk - 1) / kChunk * kChunk;
+      a->base = reinterpret_cast<char*>(aligned);
       a->capacity = capacity;
+      madvise(a->base, capacity, MADV_HUGEPAGE);  // a hint: without huge pages only speed differs
       break;
     }
   }
@@ -146,10 +152,9 @@ void* deviceAlloc(size_t bytes) {
   }
   a.live[reinterpret_cast<uintptr_t>(p)] = Arena::Allocation{bytes, size};
   a.inUse += size;
-  // Poison through a page-aligned window when no access scope has the arena open.
-  const size_t page = size_t(sysconf(_SC_PAGESIZE));
-  const size_t from = size_t(p - a.base) / page * page;
-  const size_t to = (size_t(p - a.base) + size + page - 1) / page * page;
+  // Poison through a chunk-aligned window when no access scope has the arena open.
+  const size_t from = size_t(p - a.base) / kChunk * kChunk;
+  const size_t to = (size_t(p - a.base) + size + kChunk - 1) / kChunk * kChunk;
   if (a.guard && a.openScopes == 0) setAccess(a, from, to, true);
   std::memset(p, 0xff, size);
   if (a.guard && a.openScopes == 0) setAccess(a, from, to, false);
