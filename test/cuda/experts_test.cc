@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <numeric>
 #include <random>
 #include <string>
@@ -304,6 +305,19 @@ EMU_CASE("bf16 and fp8 modes on random data are within 1e-5 of the CPU (H 12, F 
       compareWithCpu(makeProblem(act, 72, 70, heterogeneous(80, 40), kEdgeCounts, Data::Random, 40 + int(act)),
                      Data::Random, true, true, mode);
     }
+}
+
+EMU_CASE("fp8 mode on a compute capability 8.0 device takes the f32 SIMT GEMMs and is within 1e-5 of the CPU") {
+  setenv("MOEKIT_EMU_SM", "80", 1);  // read once per process, and each case runs in its own
+  float w = 0.0f, g = 0.0f;
+  const std::vector<ExpertGroup> groups = {ExpertGroup{1, 8, &w, &w, &w, &g, &g, &g}};
+  EMU_EXPECT(moekit::cuda::Experts(8, Activation::Relu, groups, kFp8).gemm() == moekit::cuda::ExpertGemm::F32Simt,
+             "fp8 below 8.9: the SIMT GEMMs");
+  EMU_EXPECT(moekit::cuda::Experts(8, Activation::Relu, groups, kBf16).gemm() == moekit::cuda::ExpertGemm::TensorCore,
+             "bf16 on 8.0: tensor cores");
+  for (Activation act : {Activation::Swiglu, Activation::Gelu, Activation::Relu})
+    compareWithCpu(makeProblem(act, 12, 70, heterogeneous(20, 8), kEdgeCounts, Data::Random, 50 + int(act)),
+                   Data::Random, true, true, kFp8);
 }
 
 // ---- edge shapes ------------------------------------------------------------------------------
