@@ -1,8 +1,13 @@
 /**
- * Jest runs the TypeScript tests through ts-jest against the sources in lib/, in two projects:
- *   cpu            every suite, normal build
- *   cuda-emulated  the backend-parametrised suites (test/helpers/devices.ts) once more with the
- *                  emulated-CUDA build loaded, on its emulated cuda device
+ * Jest runs the TypeScript tests through ts-jest against the sources in lib/, in three projects:
+ *   cpu                 every suite, normal build
+ *   cuda-emulated       the backend-parametrised suites (test/helpers/devices.ts) once more with the
+ *                       emulated-CUDA build loaded, on its emulated cuda device (compute capability
+ *                       8.9: the fp8 GEMMs on mma.sync)
+ *   cuda-emulated-sm90  the golden and precision suites on the emulated device at compute
+ *                       capability 9.0, where the fp8 forward GEMMs run the wgmma kernel
+ * The emulator reads the compute capability at every query, so the two emulated projects may share
+ * a worker process; each sets it in its setup file.
  */
 const common = {
   preset: 'ts-jest',
@@ -22,6 +27,12 @@ module.exports = {
       displayName: 'cuda-emulated',
       testMatch: perDevice.map((name) => `**/${name}.test.ts`),
       setupFiles: ['<rootDir>/test/setup/emulated-cuda.js'],
+    },
+    {
+      ...common,
+      displayName: 'cuda-emulated-sm90',
+      testMatch: ['golden-layer', 'precision'].map((name) => `**/${name}.test.ts`),
+      setupFiles: ['<rootDir>/test/setup/emulated-cuda-sm90.js'],
     },
   ],
 };

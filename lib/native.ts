@@ -68,9 +68,12 @@ export interface ExpertPrecision {
    * The expert GEMM kernels: 'cpu' on the cpu; on cuda 'f32-simt' (f32 SIMT kernels: the f32 mode,
    * and fp8 on a device below compute capability 8.9, which has no fp8 mma and is fed the e4m3
    * block values forward, the bf16 values backward) or 'tensor-core' (forward: the bf16 mma GEMMs
-   * in bf16, the e4m3 ones in fp8; backward: the bf16 mma NN/TN GEMMs in both).
+   * in bf16, the e4m3 ones in fp8; backward: the bf16 mma NN/TN GEMMs in both) or
+   * 'tensor-core-wgmma' (fp8 on compute capability 9.0 with the sm_90a code: the forward's e4m3
+   * GEMMs on warpgroup MMA, the rest as 'tensor-core'; MOEKIT_FP8_KERNEL=mma.sync selects
+   * 'tensor-core' there).
    */
-  gemm: 'cpu' | 'f32-simt' | 'tensor-core';
+  gemm: 'cpu' | 'f32-simt' | 'tensor-core' | 'tensor-core-wgmma';
 }
 
 export interface NativeMoELayer {
@@ -143,6 +146,8 @@ export interface NativeAddon {
   devices(): NativeDevice[];
   buildInfo(): NativeBuildInfo;
   liveBytes(): number;
+  /** The emulated build only: the compute capability its device reports (80, 86, 89, 90; 0 = MOEKIT_EMU_SM). */
+  setEmulatedComputeCapability?(cc: number): void;
 
   // Stateless ops (native/addon/ops.cc): fresh f32/i32 tensors out, inputs unchanged.
   permute(x: NativeTensor, experts: NativeTensor, numExperts: number): { output: NativeTensor; rowToken: NativeTensor; counts: NativeTensor };
@@ -206,6 +211,12 @@ function load(): NativeAddon {
     );
   }
   addon.setErrorClasses(errorClasses);
+  // The emulator reads MOEKIT_EMU_SM with getenv, which does not see a change made to process.env
+  // inside a jest sandbox: pass the JavaScript value on (jest.config.js, cuda-emulated-sm90).
+  if (addon.setEmulatedComputeCapability && process.env.MOEKIT_EMU_SM) {
+    const cc = Number(process.env.MOEKIT_EMU_SM);
+    addon.setEmulatedComputeCapability(Number.isInteger(cc) && cc !== 0 ? cc : -1);  // -1: refused, naming the value range
+  }
   return addon;
 }
 

@@ -27,3 +27,13 @@ test('MOEKIT_EMULATE_CUDA=1 loads the emulated build, which lists an emulated cu
   // the same CPU layer in both binaries
   expect(report.y).toEqual((normal.report as Report).y);
 });
+
+test('MOEKIT_EMU_SM sets the emulated compute capability (lib/native.ts passes it on); a value the emulator lacks is an ArgumentError', () => {
+  const sm90 = runChild<Report>('emulated-devices', { env: { MOEKIT_EMULATE_CUDA: '1', MOEKIT_EMU_SM: '90' } });
+  expect({ status: sm90.status, stderr: sm90.status === 0 ? '' : tail(sm90.stderr) }).toEqual({ status: 0, stderr: '' });
+  expect((sm90.report as Report).devices[1]).toEqual(expect.objectContaining({ kind: 'cuda', computeCapability: 90 }));
+
+  const sm75 = runChild<Report>('emulated-devices', { env: { MOEKIT_EMULATE_CUDA: '1', MOEKIT_EMU_SM: '75' } });
+  expect(sm75.status).not.toBe(0);
+  expect(sm75.stderr).toMatch(/ArgumentError: setEmulatedComputeCapability: cc: expected 80, 86, 89, 90 or 0 \(MOEKIT_EMU_SM\), got 75/);
+});

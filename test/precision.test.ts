@@ -7,6 +7,7 @@
  * agrees with the cpu in every mode.
  */
 import { devices, MoEConfig, MoELayer, MoEOutput } from '../lib';
+import type { ExpertPrecision } from '../lib/native';
 import { describeOnDevices, DeviceName } from './helpers/devices';
 import { relativeError } from './helpers/golden';
 import { uniformTensor } from './helpers/random';
@@ -77,18 +78,25 @@ function errors(got: Run, want: Run): Record<string, number> {
   return result;
 }
 
+function computeCapability(device: DeviceName): number {
+  const index = Number(device.slice('cuda:'.length));
+  const info = devices().find((d) => d.kind === 'cuda' && d.index === index);
+  return info?.kind === 'cuda' ? info.computeCapability ?? 0 : 0;
+}
+
 /**
  * The GEMMs a forward in `mode` runs on `device` (lib/native.ts ExpertPrecision.gemm): the cpu's
  * own; on cuda, f32 SIMT kernels in f32 and tensor cores in the low modes, except fp8 below compute
- * capability 8.9 (no fp8 mma: the f32 SIMT kernels fed e4m3 block values).
+ * capability 8.9 (no fp8 mma: the f32 SIMT kernels fed e4m3 block values) and fp8 at 9.0, whose
+ * forward e4m3 GEMMs run on warpgroup MMA (the emulator and the default nvcc build have the sm_90a
+ * code).
  */
-function expectedGemm(device: DeviceName, mode: PrecisionMode): 'cpu' | 'f32-simt' | 'tensor-core' {
+function expectedGemm(device: DeviceName, mode: PrecisionMode): ExpertPrecision['gemm'] {
   if (device === 'cpu') return 'cpu';
   if (mode === 'f32') return 'f32-simt';
-  const index = Number(device.slice('cuda:'.length));
-  const info = devices().find((d) => d.kind === 'cuda' && d.index === index);
-  const capability = info?.kind === 'cuda' ? info.computeCapability ?? 0 : 0;
-  return mode === 'fp8' && capability < 89 ? 'f32-simt' : 'tensor-core';
+  const capability = computeCapability(device);
+  if (mode === 'fp8' && capability < 89) return 'f32-simt';
+  return mode === 'fp8' && capability === 90 ? 'tensor-core-wgmma' : 'tensor-core';
 }
 
 // A cuda run against the cpu's in one mode.
@@ -135,6 +143,13 @@ describeOnDevices((device) => {
   });
 
   if (device !== 'cpu') {
+    if (process.env.MOEKIT_TEST_PROJECT === 'cuda-emulated-sm90') {
+      test('this project runs on an emulated compute capability 9.0 device (fp8 forward on wgmma)', () => {
+        expect(computeCapability(device)).toBe(90);
+        expect(runOnce('fp8', device).out.precision.gemm).toBe('tensor-core-wgmma');
+      });
+    }
+
     describe.each(['f32', 'bf16', 'fp8'] as const)('%s agrees with the cpu', (mode) => {
       test(`within ${TOLERANCE.crossDevice[mode]}`, () => {
         const e = errors(runOnce(mode, device), runOnce(mode, 'cpu'));

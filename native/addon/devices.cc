@@ -1,6 +1,7 @@
 #include "devices.h"
 
 #include "comm.h"
+#include "errors.h"
 
 #if MOEKIT_HAVE_CUDA
 #include "../cuda/devices.h"
@@ -38,5 +39,17 @@ Napi::Value buildInfo(const Napi::CallbackInfo& info) {
   out.Set("commBackends", commBackends(env));
   return out;
 }
+
+#if MOEKIT_EMULATED
+Napi::Value setEmulatedComputeCapability(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (info.Length() != 1 || !info[0].IsNumber())
+      throw Error(ErrorKind::Argument, "setEmulatedComputeCapability(cc): cc must be a number");
+    cuda::setEmulatedComputeCapability(info[0].As<Napi::Number>().Int32Value());
+    return env.Undefined();
+  });
+}
+#endif
 
 }  // namespace moekit::addon

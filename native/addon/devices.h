@@ -8,5 +8,9 @@ namespace moekit::addon {
 Napi::Value devices(const Napi::CallbackInfo& info);
 // buildInfo(): what this binary was compiled with (CUDA or not, architectures, emulation).
 Napi::Value buildInfo(const Napi::CallbackInfo& info);
+#if MOEKIT_EMULATED
+// setEmulatedComputeCapability(cc): the emulated build only (cuda::setEmulatedComputeCapability).
+Napi::Value setEmulatedComputeCapability(const Napi::CallbackInfo& info);
+#endif
 
 }  // namespace moekit::addon

@@ -200,8 +200,13 @@ NativeMoELayer::NativeMoELayer(const Napi::CallbackInfo& info) : Napi::ObjectWra
     #if MOEKIT_HAVE_CUDA
     const DeviceArg device = readDevice(specObj.Get("device"), "spec.device");
     const Backend& backend = device.cuda ? cuda::cudaBackend() : cpu::cpuBackend();
-    if (device.cuda)
-      gemm_ = cuda::expertGemm(spec.precision, device.index) == cuda::ExpertGemm::TensorCore ? "tensor-core" : "f32-simt";
+    if (device.cuda) {
+      switch (cuda::expertGemm(spec.precision, device.index)) {
+        case cuda::ExpertGemm::F32Simt: gemm_ = "f32-simt"; break;
+        case cuda::ExpertGemm::TensorCore: gemm_ = "tensor-core"; break;
+        case cuda::ExpertGemm::TensorCoreWgmma: gemm_ = "tensor-core-wgmma"; break;
+      }
+    }
 #else
     readDevice(specObj.Get("device"), "spec.device");  // throws for a cuda device
     const Backend& backend = cpu::cpuBackend();

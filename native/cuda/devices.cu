@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "../core/errors.h"
 #include "cuda_check.h"
 
 namespace moekit::cuda {
@@ -22,6 +23,16 @@ std::vector<DeviceInfo> listDevices() {
   }
   return devices;
 }
+
+#if defined(MOEKIT_EMU)
+void setEmulatedComputeCapability(int cc) {
+  if (cc != 0 && cc != 80 && cc != 86 && cc != 89 && cc != 90) {
+    throw Error(ErrorKind::Argument, "setEmulatedComputeCapability: cc: expected 80, 86, 89, 90 or 0 (MOEKIT_EMU_SM), got " +
+                                         std::to_string(cc));
+  }
+  emu::setComputeCapability(cc);
+}
+#endif
 
 void selectDevice(int index) {
   int count = 0;

@@ -20,4 +20,12 @@ std::vector<DeviceInfo> listDevices();
 // Throws Error(Device) naming the index when it is not one of listDevices().
 void selectDevice(int index);
 
+#if defined(MOEKIT_EMU) || (defined(MOEKIT_EMULATED) && MOEKIT_EMULATED)
+// The emulated build only: the emulated device reports compute capability `cc` (80, 86, 89 or 90)
+// from now on, or follows MOEKIT_EMU_SM again when `cc` is 0 (lib/native.ts calls it with the
+// MOEKIT_EMU_SM of the JavaScript environment, which a jest sandbox does not pass to getenv).
+// Throws Error(Argument) for another value.
+void setEmulatedComputeCapability(int cc);
+#endif
+
 }  // namespace moekit::cuda

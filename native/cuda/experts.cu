@@ -73,7 +73,8 @@ ExpertGemm expertGemm(Precision precision, int device) {
             "cuda::Experts: cudaDeviceGetAttribute");
   checkCuda(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device),
             "cuda::Experts: cudaDeviceGetAttribute");
-  return major * 10 + minor >= kFp8MmaComputeCapability ? ExpertGemm::TensorCore : ExpertGemm::F32Simt;
+  if (major * 10 + minor < kFp8MmaComputeCapability) return ExpertGemm::F32Simt;
+  return fp8GemmKernel(device) == Fp8GemmKernel::Wgmma ? ExpertGemm::TensorCoreWgmma : ExpertGemm::TensorCore;
 }
 
 Experts::Experts(int hidden, Activation act, std::vector<ExpertGroup> groups, Precision precision)
@@ -92,7 +93,7 @@ Experts::Experts(int hidden, Activation act, std::vector<ExpertGroup> groups, Pr
     state_[g].w2.reserve(size, "w2");
     if (act_ == Activation::Swiglu) state_[g].w3.reserve(size, "w3");
   }
-  if (gemm_ == ExpertGemm::TensorCore) allocateTensorCoreWeights();
+  if (gemm_ != ExpertGemm::F32Simt) allocateTensorCoreWeights();
   counts_.assign(size_t(E_), 0);
   offsets_.assign(size_t(E_) + 1, 0);
 }
@@ -216,7 +217,7 @@ void Experts::forward(const float* x, int T, int n, const int32_t* token, const 
   if (act_ == Activation::Swiglu) a3_.reserve(size_t(activations_), "a3");
   h_.reserve(size_t(activations_), "h");
   permuteRows(dX, H_, rowToken, n, xp_.get(), stream_.get());
-  if (gemm_ == ExpertGemm::TensorCore) forwardTensorCore(n);
+  if (gemm_ != ExpertGemm::F32Simt) forwardTensorCore(n);
   else forwardSimt(n);
 
   float* dY = y_.reserve(xSize, "y");
@@ -434,7 +435,7 @@ void Experts::backward(const float* dy, float* dx, float* dWeight) {
   if (dWeight) stream_.download(dWeight, dWeightDevice, size_t(n) * sizeof(float), "dWeight");
 
   float* dxp = dx ? dxp_.reserve(rowsSize, "dxp") : nullptr;
-  if (gemm_ == ExpertGemm::TensorCore) backwardTensorCore(dDy, dxp);
+  if (gemm_ != ExpertGemm::F32Simt) backwardTensorCore(dDy, dxp);
   else backwardSimt(dxp);
   if (dx) {
     float* dDx = dx_.reserve(ySize, "dx");

@@ -29,6 +29,8 @@
 #include "grouped_gemm_fp8.h"
 
 #include <climits>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "../core/errors.h"
@@ -36,6 +38,7 @@
 #include "cuda_check.h"
 #include "emu/launch.h"
 #include "grid.h"
+#include "grouped_gemm_fp8_wgmma.h"
 #include "stream_buffer.h"
 #include "padded_groups.h"
 #include "tensor_core.h"
@@ -238,6 +241,22 @@ std::vector<Tile> listTiles(const std::vector<Fp8GemmGroup>& groups, const char*
 
 }  // namespace
 
+Fp8GemmKernel fp8GemmKernel(int device) {
+  const char* api = "groupedGemmFp8";
+  requireFp8Mma(device, api);
+  const char* forced = std::getenv("MOEKIT_FP8_KERNEL");
+  if (forced && *forced) {
+    if (std::strcmp(forced, "mma.sync") != 0) {
+      fail(ErrorKind::Argument, api, std::string("MOEKIT_FP8_KERNEL: expected mma.sync or unset, got ") + forced);
+    }
+    return Fp8GemmKernel::MmaSync;
+  }
+  int major = 0, minor = 0;
+  checkCuda(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), std::string(api) + ": cudaDeviceGetAttribute");
+  checkCuda(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device), std::string(api) + ": cudaDeviceGetAttribute");
+  return major == 9 && minor == 0 && fp8WgmmaLoaded() ? Fp8GemmKernel::Wgmma : Fp8GemmKernel::MmaSync;
+}
+
 std::vector<int64_t> fp8GemmRowStarts(const std::vector<Fp8GemmGroup>& groups) {
   return paddedRowStarts<kTileM>(groups);
 }
@@ -248,7 +267,7 @@ void groupedGemmFp8(const uint8_t* a, int lda, const float* aScales, int ldaScal
   checkArguments(api, a, lda, aScales, ldaScales, groups, out, ldOut);
   int device = 0;
   checkCuda(cudaGetDevice(&device), std::string(api) + ": cudaGetDevice");
-  requireFp8Mma(device, api);
+  const Fp8GemmKernel kernel = fp8GemmKernel(device);
   const std::vector<Tile> tiles = listTiles(groups, api);
   if (tiles.empty()) return;
   // The tables' host vectors end with this call: from pageable memory, cudaMemcpyAsync has copied
@@ -260,6 +279,12 @@ void groupedGemmFp8(const uint8_t* a, int lda, const float* aScales, int ldaScal
             std::string(api) + ": cudaMemcpyAsync of the groups");
   checkCuda(cudaMemcpyAsync(dTiles.get(), tiles.data(), tiles.size() * sizeof(Tile), cudaMemcpyHostToDevice, stream),
             std::string(api) + ": cudaMemcpyAsync of the tiles");
+  if (kernel == Fp8GemmKernel::Wgmma) {
+    checkCuda(launchGroupedGemmFp8Wgmma(a, lda, aScales, ldaScales, dGroups.get(), dTiles.get(), int(tiles.size()), out,
+                                        ldOut, stream),
+              std::string(api) + ": launch of groupedGemmFp8WgmmaKernel");
+    return;
+  }
   const size_t smem = size_t(kStages) * 2 * kSliceBytes;
   checkCuda(moekit::launch<groupedGemmFp8Kernel>(dim3(unsigned(tiles.size())), dim3(kThreads), smem, stream, a, lda,
                                                  aScales, ldaScales, dGroups.get(), dTiles.get(), out, ldOut),

@@ -1,5 +1,6 @@
 // Grouped FP8 GEMM with block scaling on tensor cores (DESIGN F3), m-grouped contiguous NT with
-// tile-padded groups, e4m3 × e4m3 → f32 (kernel and thread mapping: grouped_gemm_fp8.cu). The
+// tile-padded groups, e4m3 × e4m3 → f32 (kernels and thread mappings: grouped_gemm_fp8.cu for
+// mma.sync, grouped_gemm_fp8_wgmma.cu for warpgroup MMA on sm_90a; fp8GemmKernel picks one). The
 // layout follows grouped_gemm_bf16.h; the operands are e4m3 codes (uint8_t bits, core/minifloat.h)
 // with the block scales of DESIGN F2 (quantize_fp8.h makes them).
 //
@@ -22,9 +23,9 @@
 // output (r, n) of group g, with nb = ⌊n/128⌋:
 //   acc = 0
 //   for kb = 0, 1, …, ⌈k_g/128⌉ − 1:
-//     p   = Σ_{k in block kb} decode(a[r,k]) · decode(w_g[n,k])     fp32, by mma.sync m16n8k32 in
-//           4 steps of 32 (k ascending, each step's 32 products added onto p in the tensor
-//           core's order, unspecified on hardware, k order on the emulator)
+//     p   = Σ_{k in block kb} decode(a[r,k]) · decode(w_g[n,k])     fp32, by mma.sync m16n8k32 or
+//           wgmma m64n64k32 in 4 steps of 32 (k ascending, each step's 32 products added onto p
+//           in the tensor core's order, unspecified on hardware, k order on the emulator)
 //     s   = aScales[r, kb] · wScales_g[nb, kb]                       fp32 product, rounded
 //     acc = fmaf(p, s, acc)                                          one rounding
 //   out[r, n] = acc
@@ -62,6 +63,18 @@ struct Fp8GemmGroup {
   const uint8_t* w = nullptr;        // DEVICE [n_g, k_g] e4m3
   const float* wScales = nullptr;    // DEVICE [⌈n_g/128⌉, ⌈k_g/128⌉] f32
 };
+
+// The kernel groupedGemmFp8 runs on CUDA device `device`:
+//   Wgmma    warpgroup MMA (wgmma m64n64k32, grouped_gemm_fp8_wgmma.cu), on compute capability 9.0
+//            when the code it loaded is the sm_90a build (fp8WgmmaLoaded; CMake builds 90a-real by
+//            default);
+//   MmaSync  mma.sync m16n8k32 (grouped_gemm_fp8.cu), on 8.9 and on devices newer than 9.0 (they run
+//            the compute_90 PTX, which has no sm_90a instruction), and on 9.0 when the environment
+//            sets MOEKIT_FP8_KERNEL=mma.sync.
+// Both follow the order of the arithmetic above. Throws Error(Device) below 8.9 and Error(Argument)
+// for another MOEKIT_FP8_KERNEL value.
+enum class Fp8GemmKernel { MmaSync, Wgmma };
+Fp8GemmKernel fp8GemmKernel(int device);
 
 // start [G+1]: start[g] = first padded row of group g, start[G] = Mpad.
 std::vector<int64_t> fp8GemmRowStarts(const std::vector<Fp8GemmGroup>& groups);

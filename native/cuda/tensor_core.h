@@ -210,12 +210,10 @@ inline void mmaBf16m16n8k16(float (&c)[4], const uint32_t (&a)[4], const uint32_
 }
 
 inline void mmaE4m3m16n8k32(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2], emu::Site site = {}) {
-  static const int sm = [] {
-    int major = 0, minor = 0;
-    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0);
-    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0);
-    return major * 10 + minor;
-  }();
+  int major = 0, minor = 0;
+  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0);
+  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0);
+  const int sm = major * 10 + minor;
   if (sm < kFp8MmaComputeCapability) {
     throw std::runtime_error("mmaE4m3m16n8k32 at " + std::string(site.file) + ":" + std::to_string(site.line) +
                              " on an emulated sm_" + std::to_string(sm) +

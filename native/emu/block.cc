@@ -31,6 +31,29 @@ struct AsyncCopy {
   uint64_t group;
 };
 
+// A wgmma op not yet completed; group = the wgmma commit count when issued.
+struct PendingWgmma {
+  WgmmaOp op;
+  uint64_t group;
+  Site site;
+};
+
+// Accumulator registers under pending wgmma ops: their values (the registers themselves read as
+// poison meanwhile) and how many ops still have to run on them.
+struct HeldAccumulators {
+  float* d;
+  unsigned count;
+  std::vector<float> values;
+  int pending;
+};
+
+// The n-th wgmma of a warpgroup, as the first of its threads issued it.
+struct WgmmaRecord {
+  uint64_t signature;
+  Site site;
+  int thread;
+};
+
 struct Thread {
   State state = State::Ready;
   FiberSp sp = nullptr;
@@ -50,6 +73,16 @@ struct Thread {
   // open (uncommitted) copies have group == asyncCommits.
   std::vector<AsyncCopy> asyncCopies;
   uint64_t asyncCommits = 0;
+  // Where this thread's cp.async copies last landed with no fence.proxy.async since (file null:
+  // nowhere).
+  Site unfencedLanding{nullptr, 0, nullptr};
+  // wgmma: pending ops in issue order, the accumulators they hold, the commit and issue counts, and
+  // whether a wgmma.fence came since the start or the last wait.
+  std::vector<PendingWgmma> wgmmas;
+  std::vector<HeldAccumulators> held;
+  uint64_t wgmmaCommits = 0;
+  uint64_t wgmmaIssued = 0;
+  bool wgmmaFenced = false;
 };
 
 // splitmix64: a small, good generator; one per block, seeded from (seed, launch, block).
@@ -154,6 +187,12 @@ class BlockRunner {
   void asyncCopyIssue(void* dst, const void* src, unsigned copyBytes, unsigned srcBytes, const Site& site);
   void asyncCopyCommit() { ++threads_[size_t(current_)].asyncCommits; }
   void asyncCopyWait(int pendingGroups, const Site& site);
+  void wgmmaFence() { threads_[size_t(current_)].wgmmaFenced = true; }
+  void wgmmaIssue(WgmmaOp op, const Site& site);
+  void wgmmaCommit() { ++threads_[size_t(current_)].wgmmaCommits; }
+  void wgmmaWait(int pendingGroups, const Site& site);
+  void fenceProxyAsync() { threads_[size_t(current_)].unfencedLanding = Site{nullptr, 0, nullptr}; }
+  uint32_t sharedOffset(const void* p, const Site& site);
   void* dynamicShared() { return smem_; }
   const LaunchSpec* spec() const { return spec_; }
   bool inKernel() const { return current_ >= 0; }
@@ -186,6 +225,7 @@ class BlockRunner {
   int barrierCount_ = 0;
   Site barrierSite_{nullptr, 0, nullptr};
   std::string fault_;
+  std::vector<std::vector<WgmmaRecord>> warpgroupIssues_;  // per warpgroup
   std::unique_ptr<unsigned char[]> smemStorage_;
   size_t smemCapacity_ = 0;
   unsigned char* smem_ = nullptr;
@@ -232,6 +272,7 @@ void BlockRunner::run(const LaunchSpec& spec, uint3 block, uint64_t blockSeed) {
     ready_.push_back(i);
   }
   live_ = n;
+  warpgroupIssues_.assign(size_t((n + 127) / 128), {});
   atBarrier_ = 0;
   barrierCount_ = 0;
   fault_.clear();
@@ -294,6 +335,11 @@ void BlockRunner::exitCurrent() {
   Thread& me = threads_[size_t(current_)];
   me.state = State::Exited;
   me.asyncCopies.clear();  // cp.async copies it never waited for never land
+  if (!me.wgmmas.empty()) {
+    fail("thread " + std::to_string(current_) + " exited with " + std::to_string(me.wgmmas.size()) +
+         " wgmma op(s) pending, the first issued at " + where(me.wgmmas.front().site) +
+         ": wgmma.wait_group must complete them");
+  }
   --live_;
   const int lane = current_ & 31;
   const int base = current_ - lane;
@@ -519,6 +565,78 @@ void BlockRunner::asyncCopyWait(int pendingGroups, const Site& site) {
     std::memset(dst + c.srcBytes, 0, c.copyBytes - c.srcBytes);
   }
   me.asyncCopies.erase(me.asyncCopies.begin(), me.asyncCopies.begin() + std::ptrdiff_t(landed));
+  if (landed > 0) me.unfencedLanding = site;
+}
+
+void BlockRunner::wgmmaIssue(WgmmaOp op, const Site& site) {
+  Thread& me = threads_[size_t(current_)];
+  const int warpgroup = current_ / 128;
+  const std::string who = "wgmma.mma_async at " + where(site) + " (thread " + std::to_string(current_) + ")";
+  if (size_t(128 * (warpgroup + 1)) > threads_.size()) {
+    fail(who + ": its warpgroup (threads " + std::to_string(128 * warpgroup) + "-" +
+         std::to_string(128 * warpgroup + 127) + ") is incomplete in a block of " + std::to_string(threads_.size()) +
+         " threads");
+  }
+  if (!me.wgmmaFenced) {
+    fail(who + ": no wgmma.fence since the accumulators were last accessible (the thread's start or its last "
+               "wgmma.wait_group)");
+  }
+  for (size_t u = 0; u < threads_.size(); ++u) {
+    const Thread& t = threads_[u];
+    if (t.unfencedLanding.file) {
+      fail(who + ": reads shared memory through the async proxy, but thread " + std::to_string(u) +
+           "'s cp.async copies landed at " + where(t.unfencedLanding) + " with no fence.proxy.async since");
+    }
+  }
+  std::vector<WgmmaRecord>& issues = warpgroupIssues_[size_t(warpgroup)];
+  const uint64_t n = me.wgmmaIssued++;
+  if (n < issues.size()) {
+    const WgmmaRecord& first = issues[size_t(n)];
+    if (first.signature != op.signature || !sameSite(first.site, site)) {
+      fail(who + ": wgmma number " + std::to_string(n) + " of warpgroup " + std::to_string(warpgroup) +
+           " differs from thread " + std::to_string(first.thread) + "'s at " + where(first.site) +
+           " (a warpgroup issues the same wgmma, with the same descriptors, in every thread)");
+    }
+  } else {
+    issues.push_back(WgmmaRecord{op.signature, site, current_});
+  }
+  auto held = std::find_if(me.held.begin(), me.held.end(), [&](const HeldAccumulators& h) { return h.d == op.d; });
+  if (held == me.held.end()) {
+    me.held.push_back(HeldAccumulators{op.d, op.count, std::vector<float>(op.d, op.d + op.count), 0});
+    held = me.held.end() - 1;
+    std::memset(op.d, 0xff, op.count * sizeof(float));
+  } else if (held->count != op.count) {
+    fail(who + ": its accumulators overlap a pending op's of another size");
+  }
+  ++held->pending;
+  me.wgmmas.push_back(PendingWgmma{std::move(op), me.wgmmaCommits, site});
+}
+
+void BlockRunner::wgmmaWait(int pendingGroups, const Site& site) {
+  if (pendingGroups < 0) fail("wgmma.wait_group at " + where(site) + ": negative group count");
+  Thread& me = threads_[size_t(current_)];
+  size_t done = 0;
+  for (; done < me.wgmmas.size(); ++done) {
+    PendingWgmma& w = me.wgmmas[done];
+    if (w.group + uint64_t(pendingGroups) >= me.wgmmaCommits) break;
+    auto held = std::find_if(me.held.begin(), me.held.end(), [&](const HeldAccumulators& h) { return h.d == w.op.d; });
+    w.op.multiply(held->values.data());
+    if (--held->pending == 0) {
+      std::copy(held->values.begin(), held->values.end(), held->d);
+      me.held.erase(held);
+    }
+  }
+  me.wgmmas.erase(me.wgmmas.begin(), me.wgmmas.begin() + std::ptrdiff_t(done));
+  me.wgmmaFenced = false;
+}
+
+uint32_t BlockRunner::sharedOffset(const void* p, const Site& site) {
+  const auto* byte = static_cast<const unsigned char*>(p);
+  if (!smem_ || byte < smem_ || byte >= smem_ + spec_->dynamicSmemBytes) {
+    fail("shared address at " + where(site) + ": " + hex(p) +
+         " is not in the block's dynamic shared memory (the emulator's shared window)");
+  }
+  return uint32_t(byte - smem_);
 }
 
 // Where every lane of the warp at `base` is: "lanes 0-15 at __shfl_sync ... ; lanes 16-31 at ...".
@@ -614,6 +732,18 @@ void asyncCopyCommit(const Site& site) { runner("cp.async.commit_group", site).a
 void asyncCopyWait(int pendingGroups, const Site& site) {
   runner("cp.async.wait_group", site).asyncCopyWait(pendingGroups, site);
 }
+
+void wgmmaFence(const Site& site) { runner("wgmma.fence", site).wgmmaFence(); }
+
+void wgmmaIssue(WgmmaOp op, const Site& site) { runner("wgmma.mma_async", site).wgmmaIssue(std::move(op), site); }
+
+void wgmmaCommit(const Site& site) { runner("wgmma.commit_group", site).wgmmaCommit(); }
+
+void wgmmaWait(int pendingGroups, const Site& site) { runner("wgmma.wait_group", site).wgmmaWait(pendingGroups, site); }
+
+void fenceProxyAsync(const Site& site) { runner("fence.proxy.async", site).fenceProxyAsync(); }
+
+uint32_t sharedOffset(const void* p, const Site& site) { return runner("a shared address", site).sharedOffset(p, site); }
 
 void misuse(const char* what, const Site& site) {
   std::fprintf(stderr, "moekit emulator: %s called outside a kernel launched by moekit::launch, at %s:%d (in %s)\n",

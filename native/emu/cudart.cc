@@ -11,6 +11,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -114,13 +115,17 @@ size_t maxDynamicSharedBytes(const void* kernel) {
   return it == dynamicSharedLimits.end() ? kDefaultDynamicShared : it->second;
 }
 
+namespace {
+std::atomic<int> computeCapabilityOverride{0};
+}  // namespace
+
+void setComputeCapability(int cc) { computeCapabilityOverride.store(cc); }
+
 int computeCapability() {
-  static const int cc = [] {
-    const char* env = std::getenv("MOEKIT_EMU_SM");
-    const int v = env ? std::atoi(env) : 89;
-    return v == 80 || v == 86 || v == 89 || v == 90 ? v : 89;
-  }();
-  return cc;
+  if (const int cc = computeCapabilityOverride.load()) return cc;
+  const char* env = std::getenv("MOEKIT_EMU_SM");
+  const int v = env ? std::atoi(env) : 89;
+  return v == 80 || v == 86 || v == 89 || v == 90 ? v : 89;
 }
 
 size_t sharedMemoryOptin() {

@@ -15,7 +15,8 @@ cudaError_t recordError(cudaError_t err);
 size_t maxDynamicSharedBytes(const void* kernel);
 
 // The emulated device's opt-in shared memory limit per block and compute capability (MOEKIT_EMU_SM,
-// default 89: sm_89 has the fp8 mma.sync the kernels use, and no wgmma the emulator cannot run).
+// default 89: sm_89 has the fp8 mma.sync; 90 makes the fp8 GEMM take its wgmma kernel). Read at
+// every query, so a process may change it between launches (jest's cuda-emulated-sm90 project).
 size_t sharedMemoryOptin();
 int computeCapability();
 

@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <stdexcept>
 #include <string>
 
@@ -84,6 +85,36 @@ void asyncCopyIssue(void* dst, const void* src, unsigned copyBytes, unsigned src
 void asyncCopyCommit(const Site& site);
 void asyncCopyWait(int pendingGroups, const Site& site);
 
+// wgmma (cuda/wgmma.h), per thread of a warpgroup: 4 consecutive warps, threads 128w..128w+127 of
+// the block, which must all exist. The model:
+// - wgmmaIssue records `multiply` in the thread's open group; it runs when a wait completes that
+//   group, reading shared memory then (a kernel that overwrites an operand before the wait computes
+//   with the new bytes, and its test fails). The accumulators `d[0, count)` read as 0xFF bytes (NaN)
+//   from the first issue to the wait that completes the last op on them; ops on the same registers
+//   chain in issue order on a saved copy, and `multiply` receives that copy.
+// - Faults (KernelFault): an issue without wgmmaFence since the thread started or last waited; an
+//   issue while some thread of the block has cp.async copies that landed after its last
+//   fenceProxyAsync (shared memory written through the generic proxy, read by the async one); the
+//   threads of a warpgroup issuing different sequences (the n-th issue of every thread must have the
+//   same site and `signature`: shape and descriptors); a thread exiting with ops pending; an
+//   incomplete warpgroup.
+// - wgmmaWait(n) completes every group except the n most recently committed.
+struct WgmmaOp {
+  float* d;                                 // the thread's accumulator registers
+  unsigned count;                           // how many
+  uint64_t signature;                       // equal across the warpgroup
+  std::function<void(float* d)> multiply;   // d = (scale-d ? d : 0) + A·B for this thread's elements
+};
+void wgmmaFence(const Site& site);
+void wgmmaIssue(WgmmaOp op, const Site& site);
+void wgmmaCommit(const Site& site);
+void wgmmaWait(int pendingGroups, const Site& site);
+void fenceProxyAsync(const Site& site);
+
+// The byte offset of `p` in the block's dynamic shared memory (the emulator's shared address
+// space); KernelFault when `p` is not inside it.
+uint32_t sharedOffset(const void* p, const Site& site);
+
 // Lanes of the calling thread's warp that have not exited.
 unsigned activeMask();
 
@@ -93,6 +124,10 @@ void yieldThread();
 // The block's dynamic shared memory: 128-byte aligned, refilled with 0xFF bytes for every block so
 // that reading it before writing shows up (NaN for floats).
 void* dynamicSharedBase();
+
+// The compute capability the emulated device reports: MOEKIT_EMU_SM (default 89), read at every
+// query, unless setComputeCapability(cc) set one (80, 86, 89 or 90; 0 returns to the variable).
+void setComputeCapability(int cc);
 
 // Scheduling seed: MOEKIT_EMU_SEED, or setSeed(); every block derives its order from it.
 uint64_t seed();

@@ -308,7 +308,7 @@ EMU_CASE("bf16 and fp8 modes on random data are within 1e-5 of the CPU (H 12, F 
 }
 
 EMU_CASE("fp8 mode on a compute capability 8.0 device takes the f32 SIMT GEMMs and is within 1e-5 of the CPU") {
-  setenv("MOEKIT_EMU_SM", "80", 1);  // read once per process, and each case runs in its own
+  setenv("MOEKIT_EMU_SM", "80", 1);  // each case runs in its own process
   float w = 0.0f, g = 0.0f;
   const std::vector<ExpertGroup> groups = {ExpertGroup{1, 8, &w, &w, &w, &g, &g, &g}};
   EMU_EXPECT(moekit::cuda::Experts(8, Activation::Relu, groups, kFp8).gemm() == moekit::cuda::ExpertGemm::F32Simt,
@@ -318,6 +318,22 @@ EMU_CASE("fp8 mode on a compute capability 8.0 device takes the f32 SIMT GEMMs a
   for (Activation act : {Activation::Swiglu, Activation::Gelu, Activation::Relu})
     compareWithCpu(makeProblem(act, 12, 70, heterogeneous(20, 8), kEdgeCounts, Data::Random, 50 + int(act)),
                    Data::Random, true, true, kFp8);
+}
+
+EMU_CASE("fp8 mode on a compute capability 9.0 device runs the forward on the wgmma GEMM and is within 1e-5 of the CPU (H 12, F 20/8; H 72, F 80/40)") {
+  setenv("MOEKIT_EMU_SM", "90", 1);
+  float w = 0.0f, g = 0.0f;
+  const std::vector<ExpertGroup> groups = {ExpertGroup{1, 8, &w, &w, &w, &g, &g, &g}};
+  EMU_EXPECT(moekit::cuda::Experts(8, Activation::Relu, groups, kFp8).gemm() == moekit::cuda::ExpertGemm::TensorCoreWgmma,
+             "fp8 on 9.0: the wgmma forward");
+  EMU_EXPECT(moekit::cuda::Experts(8, Activation::Relu, groups, kBf16).gemm() == moekit::cuda::ExpertGemm::TensorCore,
+             "bf16 on 9.0: the mma.sync GEMMs");
+  for (Activation act : {Activation::Swiglu, Activation::Gelu, Activation::Relu}) {
+    compareWithCpu(makeProblem(act, 12, 70, heterogeneous(20, 8), kEdgeCounts, Data::Random, 60 + int(act)),
+                   Data::Random, true, true, kFp8);
+    compareWithCpu(makeProblem(act, 72, 70, heterogeneous(80, 40), kEdgeCounts, Data::Random, 70 + int(act)),
+                   Data::Random, true, true, kFp8);
+  }
 }
 
 // ---- edge shapes ------------------------------------------------------------------------------

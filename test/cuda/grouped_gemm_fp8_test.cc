@@ -22,7 +22,10 @@
 // and columns past k_g hold NaN codes and NaN scales (must never be read), and out starts as a
 // sentinel that padding rows and columns past n_g must keep. A deliberately broken GEMM
 // (promoteOnceKernel below: the scales applied once at the end instead of per 128-wide block)
-// must fail the same comparison, and on an emulated sm_80 the GEMM throws Error(Device).
+// must fail the same comparison, and on an emulated sm_80 the GEMM throws Error(Device). On an
+// emulated sm_90 the same GEMM checks run the wgmma kernel (grouped_gemm_fp8_wgmma.cu), which must
+// also give the mma.sync kernel's bits on random data (both add each k32 step's products in k order
+// on the emulator).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -464,20 +467,16 @@ const std::vector<GroupShape> kEdgeGroups = {{0, 200, 384}, {1, 200, 384}, {63, 
 // Unequal n_g and k_g: k = 304 ends on a 48-wide block, k = 48 and 32 are one partial stage.
 const std::vector<GroupShape> kHeterogeneous = {{65, 24, 32}, {0, 100, 96}, {63, 130, 304}, {1, 8, 48}, {20, 256, 128}};
 
-EMU_CASE("fp8 grouped GEMM: equals cpu::groupedGemmFp8Reference bit for bit on small integers, groups of 0, 1, 63, 64, 65, 130 rows") {
-  expectGemm(integerProblem(kEdgeGroups, 400, 4, 208, 11), true, "edge groups");
-}
+void checkEdgeGroups() { expectGemm(integerProblem(kEdgeGroups, 400, 4, 208, 11), true, "edge groups"); }
 
-EMU_CASE("fp8 grouped GEMM: heterogeneous experts (unequal n_g and k_g, partial K and N blocks) in one launch, bit for bit on small integers") {
-  expectGemm(integerProblem(kHeterogeneous, 320, 3, 264, 12), true, "heterogeneous groups");
-}
+void checkHeterogeneous() { expectGemm(integerProblem(kHeterogeneous, 320, 3, 264, 12), true, "heterogeneous groups"); }
 
-EMU_CASE("fp8 grouped GEMM: CPU-quantised random data within (128 + kBlocks + 3)·2^-24·Σ|sa·sb·a·w| of the reference") {
+void checkRandom() {
   expectGemm(randomProblem(kEdgeGroups, 384, 3, 200, 13), false, "edge groups");
   expectGemm(randomProblem(kHeterogeneous, 304, 3, 256, 14), false, "heterogeneous groups");
 }
 
-EMU_CASE("fp8 grouped GEMM: the result does not depend on the emulator's thread order (pipeline barriers)") {
+void checkThreadOrder() {
   const Problem p = integerProblem({{65, 72, 384}, {1, 40, 160}}, 384, 3, 72, 15);
   const Expected want = reference(p);
   for (uint64_t seed : {1u, 2u, 3u, 4u}) {
@@ -487,7 +486,69 @@ EMU_CASE("fp8 grouped GEMM: the result does not depend on the emulator's thread 
   }
 }
 
+void checkGolden();
+
+// Makes this process's emulated device compute capability 9.0 (each case runs in its own
+// process), where groupedGemmFp8 runs the wgmma kernel.
+void onEmulatedSm90() {
+  setenv("MOEKIT_EMU_SM", "90", 1);
+  EMU_EXPECT(moekit::cuda::fp8GemmKernel(0) == moekit::cuda::Fp8GemmKernel::Wgmma, "sm_90 runs the wgmma kernel");
+}
+
+EMU_CASE("fp8 grouped GEMM: equals cpu::groupedGemmFp8Reference bit for bit on small integers, groups of 0, 1, 63, 64, 65, 130 rows") {
+  EMU_EXPECT(moekit::cuda::fp8GemmKernel(0) == moekit::cuda::Fp8GemmKernel::MmaSync, "sm_89 runs the mma.sync kernel");
+  checkEdgeGroups();
+}
+
+EMU_CASE("fp8 grouped GEMM: heterogeneous experts (unequal n_g and k_g, partial K and N blocks) in one launch, bit for bit on small integers") {
+  checkHeterogeneous();
+}
+
+EMU_CASE("fp8 grouped GEMM: CPU-quantised random data within (128 + kBlocks + 3)·2^-24·Σ|sa·sb·a·w| of the reference") {
+  checkRandom();
+}
+
+EMU_CASE("fp8 grouped GEMM: the result does not depend on the emulator's thread order (pipeline barriers)") {
+  checkThreadOrder();
+}
+
 EMU_CASE("fp8 grouped GEMM: the golden gemm (groups 0, 37, 128, 5, 211) gives fp8.safetensors gemm.out within 1e-5 relative") {
+  checkGolden();
+}
+
+EMU_CASE("fp8 grouped GEMM, wgmma (emulated sm_90): bit for bit on small integers, groups of 0, 1, 63, 64, 65, 130 rows and heterogeneous experts") {
+  onEmulatedSm90();
+  checkEdgeGroups();
+  checkHeterogeneous();
+}
+
+EMU_CASE("fp8 grouped GEMM, wgmma (emulated sm_90): random data within the bound, and independent of the thread order") {
+  onEmulatedSm90();
+  checkRandom();
+  checkThreadOrder();
+}
+
+EMU_CASE("fp8 grouped GEMM, wgmma (emulated sm_90): the golden gemm within 1e-5 relative") {
+  onEmulatedSm90();
+  checkGolden();
+}
+
+EMU_CASE("fp8 grouped GEMM: wgmma and mma.sync (MOEKIT_FP8_KERNEL=mma.sync on sm_90) give the same bits on random data") {
+  onEmulatedSm90();
+  const Problem p = randomProblem(kHeterogeneous, 304, 3, 256, 16);
+  const std::vector<float> wgmma = runGemm(p);
+  setenv("MOEKIT_FP8_KERNEL", "mma.sync", 1);
+  EMU_EXPECT(moekit::cuda::fp8GemmKernel(0) == moekit::cuda::Fp8GemmKernel::MmaSync, "the variable forces mma.sync");
+  const std::vector<float> mma = runGemm(p);
+  size_t differ = 0;
+  for (size_t i = 0; i < mma.size(); ++i) differ += !sameBits(mma[i], wgmma[i]);
+  EMU_EXPECT(differ == 0, std::to_string(differ) + " elements differ between the two kernels");
+  setenv("MOEKIT_FP8_KERNEL", "wgmma", 1);
+  expectError(moekit::ErrorKind::Argument, {"groupedGemmFp8: MOEKIT_FP8_KERNEL", "mma.sync or unset", "got wgmma"},
+              [&] { runGemm(p); });
+}
+
+void checkGolden() {
   std::vector<int64_t> aShape, bShape, shape;
   const std::vector<uint8_t> aCodes = golden().get<uint8_t>("gemm.a.codes", "U8", &aShape);
   const std::vector<float> aScales = golden().get<float>("gemm.a.scales", "F32", &shape);
@@ -585,7 +646,7 @@ EMU_CASE("fp8 grouped GEMM: groups without rows launch nothing and need no point
 }
 
 EMU_CASE("fp8 grouped GEMM: on an emulated sm_80 it throws Error(Device) before any launch; quantisation still runs") {
-  setenv("MOEKIT_EMU_SM", "80", 1);  // read once per process, and each case runs in its own
+  setenv("MOEKIT_EMU_SM", "80", 1);  // each case runs in its own process
   const Problem p = integerProblem({{3, 16, 128}}, 128, 1, 16, 17);
   const DeviceProblem d(p);
   emutest::DeviceArray<float> out(std::vector<float>(size_t(p.mPad()) * 16, kSentinel));
