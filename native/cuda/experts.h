@@ -39,9 +39,11 @@
 //   Bf16 + Fp8  the same with groupedGemmFp8: x rows and h quantised in 1×128 blocks
 //               (quantize_fp8.h), the weights in 128×128 blocks, codes and scales packed into the
 //               padded layout; the up projection runs once for w1 (and once for w3), the activation
-//               applied in the copy back to the compact rows. On a device below compute capability
-//               8.9 (no fp8 mma) this mode takes the f32 SIMT GEMMs fed the e4m3 block values
-//               (precision_operands.h; expertGemm says F32Simt).
+//               applied in the copy back to the compact rows. groupedGemmFp8 runs its wgmma
+//               kernel on compute capability 9.0 (expertGemm says TensorCoreWgmma), mma.sync
+//               elsewhere. On a device below compute capability 8.9 (no fp8 mma) this mode takes
+//               the f32 SIMT GEMMs fed the e4m3 block values (precision_operands.h; expertGemm
+//               says F32Simt).
 //   backward    tensor-core path (both low modes): the bf16 GEMMs of grouped_gemm_bf16_backward.h
 //               on the same padded layout, every operand a bf16 value (straight-through for fp8):
 //                 g = bf16(dy)[token] · w2            NN (unweighted, as cpu::Experts)
