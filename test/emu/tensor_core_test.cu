@@ -17,6 +17,7 @@
 #include "core/errors.h"
 #include "core/minifloat.h"
 #include "cuda/tensor_core.h"
+#include "exact_products.h"
 #include "harness.h"
 
 namespace {
@@ -71,35 +72,9 @@ __global__ void mmaE4m3ByLayout(const uint8_t* A, const uint8_t* B, const float*
   D[(g + 8) * 8 + 2 * t + 1] = c[3];
 }
 
-// Small integers in [-range, range], deterministic.
-std::vector<float> smallIntegers(size_t n, int range, uint32_t seed) {
-  std::vector<float> v(n);
-  uint32_t s = seed;
-  for (float& x : v) {
-    s = s * 1664525u + 1013904223u;
-    x = float(int((s >> 8) % uint32_t(2 * range + 1)) - range);
-  }
-  return v;
-}
-
-// D [m,n] = A [m,k] · B [k,n] + C, in double (exact for these data).
-std::vector<float> referenceProduct(const std::vector<float>& A, const std::vector<float>& B, const std::vector<float>& C,
-                                    int m, int n, int k) {
-  std::vector<float> D(size_t(m) * n);
-  for (int i = 0; i < m; ++i)
-    for (int j = 0; j < n; ++j) {
-      double sum = C[size_t(i) * n + j];
-      for (int q = 0; q < k; ++q) sum += double(A[size_t(i) * k + q]) * B[size_t(q) * n + j];
-      D[size_t(i) * n + j] = float(sum);
-    }
-  return D;
-}
-
-int countMismatches(const std::vector<float>& got, const std::vector<float>& expected) {
-  int bad = 0;
-  for (size_t i = 0; i < got.size(); ++i) bad += std::memcmp(&got[i], &expected[i], sizeof(float)) != 0;
-  return bad;
-}
+using emutest::countMismatches;
+using emutest::referenceProduct;
+using emutest::smallIntegers;
 
 std::vector<uint16_t> toBf16(const std::vector<float>& v) {
   std::vector<uint16_t> out;

@@ -16,6 +16,7 @@
 #include "core/minifloat.h"
 #include "cuda/tensor_core.h"
 #include "cuda/wgmma.h"
+#include "exact_products.h"
 #include "harness.h"
 
 namespace {
@@ -72,16 +73,6 @@ __global__ void wgmmaByLayout(const uint8_t* A, const uint8_t* B, const float* C
   for (int i = 0; i < 32; ++i) D[accumulatorRow(i) * kN + accumulatorCol(i)] = d[i];
 }
 
-std::vector<float> smallIntegers(size_t n, int range, uint32_t seed) {
-  std::vector<float> v(n);
-  uint32_t s = seed;
-  for (float& x : v) {
-    s = s * 1664525u + 1013904223u;
-    x = float(int((s >> 8) % uint32_t(2 * range + 1)) - range);
-  }
-  return v;
-}
-
 std::vector<uint8_t> toE4m3(const std::vector<float>& v) {
   std::vector<uint8_t> out;
   for (float x : v) out.push_back(moekit::encodeE4M3(x));
@@ -90,20 +81,10 @@ std::vector<uint8_t> toE4m3(const std::vector<float>& v) {
 
 // D [64,64] = A [64,32] · B [64,32]ᵀ + C in double.
 std::vector<float> reference(const std::vector<float>& A, const std::vector<float>& B, const std::vector<float>& C) {
-  std::vector<float> D(size_t(kM) * kN);
-  for (int r = 0; r < kM; ++r)
-    for (int n = 0; n < kN; ++n) {
-      double sum = C[size_t(r) * kN + n];
-      for (int k = 0; k < kK; ++k) sum += double(A[size_t(r) * kK + k]) * B[size_t(n) * kK + k];
-      D[size_t(r) * kN + n] = float(sum);
-    }
-  return D;
-}
-
-int mismatches(const std::vector<float>& got, const std::vector<float>& want) {
-  int bad = 0;
-  for (size_t i = 0; i < got.size(); ++i) bad += std::memcmp(&got[i], &want[i], sizeof(float)) != 0;
-  return bad;
+  std::vector<float> Bt(B.size());  // [k][n]
+  for (int n = 0; n < kN; ++n)
+    for (int k = 0; k < kK; ++k) Bt[size_t(k) * kN + size_t(n)] = B[size_t(n) * kK + size_t(k)];
+  return emutest::referenceProduct(A, Bt, C, kM, kN, kK);
 }
 
 struct Run {
@@ -118,8 +99,8 @@ int operandBytes(const Layout& l) {
 }
 
 Run runLayout(const Layout& layout, uint32_t seed) {
-  const std::vector<float> A = smallIntegers(size_t(kM) * kK, 6, seed), B = smallIntegers(size_t(kN) * kK, 6, seed + 1),
-                           C = smallIntegers(size_t(kM) * kN, 200, seed + 2);
+  const std::vector<float> A = emutest::smallIntegers(size_t(kM) * kK, 6, seed), B = emutest::smallIntegers(size_t(kN) * kK, 6, seed + 1),
+                           C = emutest::smallIntegers(size_t(kM) * kN, 200, seed + 2);
   emutest::DeviceArray<uint8_t> dA(toE4m3(A)), dB(toE4m3(B));
   emutest::DeviceArray<float> dC(C), dD(size_t(kM) * kN);
   emutest::DeviceArray<int> poisoned(128);
@@ -131,19 +112,19 @@ Run runLayout(const Layout& layout, uint32_t seed) {
 
 EMU_CASE("wgmma: m64n64k32 e4m3 equals A·Bᵀ + C on the documented accumulator positions, core matrices packed (LBO 128, SBO 256)") {
   const Run r = runLayout({128, 256, 128, 256}, 1);
-  EMU_EXPECT(mismatches(r.got, r.want) == 0, "D = A·Bᵀ + C bit for bit");
+  EMU_EXPECT(emutest::countMismatches(r.got, r.want) == 0, "D = A·Bᵀ + C bit for bit");
 }
 
 EMU_CASE("wgmma: the descriptor's LBO and SBO place the core matrices (K-adjacent 1024 bytes apart, row groups 128)") {
   const Run r = runLayout({1024, 128, 1024, 128}, 2);
-  EMU_EXPECT(mismatches(r.got, r.want) == 0, "D = A·Bᵀ + C bit for bit with the core matrices transposed in memory");
+  EMU_EXPECT(emutest::countMismatches(r.got, r.want) == 0, "D = A·Bᵀ + C bit for bit with the core matrices transposed in memory");
   const Run padded = runLayout({128, 384, 128, 384}, 3);
-  EMU_EXPECT(mismatches(padded.got, padded.want) == 0, "D = A·Bᵀ + C with 128 bytes between row groups");
+  EMU_EXPECT(emutest::countMismatches(padded.got, padded.want) == 0, "D = A·Bᵀ + C with 128 bytes between row groups");
 }
 
 EMU_CASE("wgmma: descriptors with LBO and SBO swapped fail the A·Bᵀ + C comparison") {
   const Run r = runLayout({128, 256, 256, 128}, 4);
-  const int bad = mismatches(r.got, r.want);
+  const int bad = emutest::countMismatches(r.got, r.want);
   std::fprintf(stderr, "swapped LBO/SBO: %d of %d accumulators differ\n", bad, kM * kN);
   EMU_EXPECT(bad > kM * kN / 2, "the comparison catches a descriptor that misplaces the core matrices");
 }
@@ -151,7 +132,7 @@ EMU_CASE("wgmma: descriptors with LBO and SBO swapped fail the A·Bᵀ + C compa
 EMU_CASE("wgmma: the accumulators read as 0xFF bytes from the issue until the wait completes the group") {
   const Run r = runLayout({128, 256, 128, 256}, 5);
   for (int p : r.poisoned) EMU_EXPECT(p == 1, "d[0] is poison between issue and wait");
-  EMU_EXPECT(mismatches(r.got, r.want) == 0, "and the product after the wait");
+  EMU_EXPECT(emutest::countMismatches(r.got, r.want) == 0, "and the product after the wait");
 }
 
 // Two groups on one accumulator: op 0 (scale-d 0) in group 0, op 1 (scale-d 1, the second operand
@@ -182,7 +163,7 @@ __global__ void chainedGroups(const uint8_t* operands, float* D, int* poisonedAf
 
 EMU_CASE("wgmma: ops on one accumulator chain in issue order across groups; scale-d 0 ignores the old value") {
   const size_t n = size_t(kM) * kK;
-  std::vector<float> all = smallIntegers(4 * n, 5, 9);
+  std::vector<float> all = emutest::smallIntegers(4 * n, 5, 9);
   emutest::DeviceArray<uint8_t> dOps(toE4m3(all));
   emutest::DeviceArray<float> dD(size_t(kM) * kN);
   emutest::DeviceArray<int> poisoned(128);
@@ -190,7 +171,7 @@ EMU_CASE("wgmma: ops on one accumulator chain in issue order across groups; scal
   const auto part = [&](int m) { return std::vector<float>(all.begin() + long(m * n), all.begin() + long((m + 1) * n)); };
   const std::vector<float> first = reference(part(0), part(1), std::vector<float>(size_t(kM) * kN, 0.0f));
   const std::vector<float> want = reference(part(2), part(3), first);
-  EMU_EXPECT(mismatches(dD.download(), want) == 0, "D = A0·B0ᵀ + A1·B1ᵀ");
+  EMU_EXPECT(emutest::countMismatches(dD.download(), want) == 0, "D = A0·B0ᵀ + A1·B1ᵀ");
   for (int p : poisoned.download()) EMU_EXPECT(p == 1, "still poison while the second group is pending");
 }
 
