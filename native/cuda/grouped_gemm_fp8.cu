@@ -254,7 +254,7 @@ Fp8GemmKernel fp8GemmKernel(int device) {
   int major = 0, minor = 0;
   checkCuda(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), std::string(api) + ": cudaDeviceGetAttribute");
   checkCuda(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device), std::string(api) + ": cudaDeviceGetAttribute");
-  return major == 9 && minor == 0 && fp8WgmmaLoaded() ? Fp8GemmKernel::Wgmma : Fp8GemmKernel::MmaSync;
+  return major == 9 && minor == 0 && fp8WgmmaLoaded(device) ? Fp8GemmKernel::Wgmma : Fp8GemmKernel::MmaSync;
 }
 
 std::vector<int64_t> fp8GemmRowStarts(const std::vector<Fp8GemmGroup>& groups) {

@@ -29,6 +29,9 @@
 // (DeepGEMM's design), which hide the copies and the promotion behind the tensor cores.
 #include "grouped_gemm_fp8_wgmma.h"
 
+#include <map>
+#include <mutex>
+
 #include "../core/fp8_blocks.h"
 #include "cuda_check.h"
 #include "emu/launch.h"
@@ -141,10 +144,19 @@ __device__ int wgmmaInLoadedCode = 0;
 
 }  // namespace
 
-bool fp8WgmmaLoaded() {
-  int loaded = 0;
-  checkCuda(cudaMemcpyFromSymbol(&loaded, wgmmaInLoadedCode, sizeof loaded), "groupedGemmFp8: cudaMemcpyFromSymbol");
-  return loaded == 1;
+bool fp8WgmmaLoaded(int device) {
+  static std::mutex mutex;
+  static std::map<int, bool> loaded;  // per device: the code a device loaded does not change
+  std::lock_guard<std::mutex> lock(mutex);
+  const auto known = loaded.find(device);
+  if (known != loaded.end()) return known->second;
+  int current = 0, flag = 0;
+  checkCuda(cudaGetDevice(&current), "groupedGemmFp8: cudaGetDevice");
+  checkCuda(cudaSetDevice(device), "groupedGemmFp8: cudaSetDevice");
+  const cudaError_t read = cudaMemcpyFromSymbol(&flag, wgmmaInLoadedCode, sizeof flag);
+  checkCuda(cudaSetDevice(current), "groupedGemmFp8: cudaSetDevice");
+  checkCuda(read, "groupedGemmFp8: cudaMemcpyFromSymbol");
+  return loaded[device] = flag == 1;
 }
 
 cudaError_t launchGroupedGemmFp8Wgmma(const uint8_t* a, int lda, const float* aScales, int ldaScales,

@@ -12,10 +12,12 @@
 
 namespace moekit::cuda {
 
-// Whether the device's loaded code has the wgmma kernel's instructions: true when it runs the sm_90a
-// code (a build whose CUDA architectures include 90a, on a compute capability 9.0 device) and on the
-// emulator. Throws Error(Device) when the query fails.
-bool fp8WgmmaLoaded();
+// Whether the code CUDA device `device` loaded has the wgmma kernel's
+// instructions: true when it runs the sm_90a code (a build whose CUDA architectures include 90a,
+// on a compute capability 9.0 device) and on the emulator. The first call per device reads a flag
+// of that code back (a synchronous copy); later calls answer from a cache. Throws Error(Device)
+// when the query fails.
+bool fp8WgmmaLoaded(int device);
 
 // Launches one warpgroup per tile of `tiles` [tileCount] (DEVICE, the 64×64 tiles of the padded
 // layout); `groups` is DEVICE memory too. Returns the launch's error.
