@@ -6,8 +6,8 @@
  *                       8.9: the fp8 GEMMs on mma.sync)
  *   cuda-emulated-sm90  the golden and precision suites on the emulated device at compute
  *                       capability 9.0, where the fp8 forward GEMMs run the wgmma kernel
- * The emulator reads the compute capability at every query, so the two emulated projects may share
- * a worker process; each sets it in its setup file.
+ * Each emulated project sets MOEKIT_EMU_SM in its setup file and lib/native.ts passes it to the
+ * emulated addon for every test file, so the two projects may share a worker process.
  */
 const common = {
   preset: 'ts-jest',

@@ -123,9 +123,12 @@ void setComputeCapability(int cc) { computeCapabilityOverride.store(cc); }
 
 int computeCapability() {
   if (const int cc = computeCapabilityOverride.load()) return cc;
-  const char* env = std::getenv("MOEKIT_EMU_SM");
-  const int v = env ? std::atoi(env) : 89;
-  return v == 80 || v == 86 || v == 89 || v == 90 ? v : 89;
+  static const int fromEnvironment = [] {
+    const char* env = std::getenv("MOEKIT_EMU_SM");
+    const int v = env ? std::atoi(env) : 89;
+    return v == 80 || v == 86 || v == 89 || v == 90 ? v : 89;
+  }();
+  return fromEnvironment;
 }
 
 size_t sharedMemoryOptin() {

@@ -15,8 +15,9 @@ cudaError_t recordError(cudaError_t err);
 size_t maxDynamicSharedBytes(const void* kernel);
 
 // The emulated device's opt-in shared memory limit per block and compute capability (MOEKIT_EMU_SM,
-// default 89: sm_89 has the fp8 mma.sync; 90 makes the fp8 GEMM take its wgmma kernel). Read at
-// every query, so a process may change it between launches (jest's cuda-emulated-sm90 project).
+// default 89: sm_89 has the fp8 mma.sync; 90 makes the fp8 GEMM take its wgmma kernel), read once
+// per process, unless setComputeCapability set one: that may change between launches (lib/native.ts
+// sets it for each jest test file, so the two emulated projects may share a worker process).
 size_t sharedMemoryOptin();
 int computeCapability();
 

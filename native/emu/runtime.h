@@ -125,8 +125,8 @@ void yieldThread();
 // that reading it before writing shows up (NaN for floats).
 void* dynamicSharedBase();
 
-// The compute capability the emulated device reports: MOEKIT_EMU_SM (default 89), read at every
-// query, unless setComputeCapability(cc) set one (80, 86, 89 or 90; 0 returns to the variable).
+// The compute capability the emulated device reports: MOEKIT_EMU_SM (default 89, read once per
+// process), unless setComputeCapability(cc) set one (80, 86, 89 or 90; 0 returns to the variable).
 void setComputeCapability(int cc);
 
 // Scheduling seed: MOEKIT_EMU_SEED, or setSeed(); every block derives its order from it.
