@@ -280,15 +280,17 @@ EMU_CASE("swiglu on random data is within 1e-5 of the CPU (rows 0, 1, 63, 65; H 
 const moekit::Precision kBf16{moekit::Precision::Compute::Bf16, moekit::Precision::Experts::Same};
 const moekit::Precision kFp8{moekit::Precision::Compute::Bf16, moekit::Precision::Experts::Fp8};
 
-EMU_CASE("bf16 and fp8 modes take the tensor-core GEMMs on the emulated device (compute capability ≥ 8.9)") {
+// The GEMM path a one-expert stage in `mode` takes on this process's emulated device.
+moekit::cuda::ExpertGemm gemmOf(const moekit::Precision& mode) {
   float w = 0.0f, g = 0.0f;
   const std::vector<ExpertGroup> groups = {ExpertGroup{1, 8, &w, &w, &w, &g, &g, &g}};
-  EMU_EXPECT(moekit::cuda::Experts(8, Activation::Relu, groups, kBf16).gemm() == moekit::cuda::ExpertGemm::TensorCore,
-             "bf16: tensor cores");
-  EMU_EXPECT(moekit::cuda::Experts(8, Activation::Relu, groups, kFp8).gemm() == moekit::cuda::ExpertGemm::TensorCore,
-             "fp8: tensor cores");
-  EMU_EXPECT(moekit::cuda::Experts(8, Activation::Relu, groups).gemm() == moekit::cuda::ExpertGemm::F32Simt,
-             "f32: the SIMT GEMMs");
+  return moekit::cuda::Experts(8, Activation::Relu, groups, mode).gemm();
+}
+
+EMU_CASE("bf16 and fp8 modes take the tensor-core GEMMs on the emulated device (compute capability ≥ 8.9)") {
+  EMU_EXPECT(gemmOf(kBf16) == moekit::cuda::ExpertGemm::TensorCore, "bf16: tensor cores");
+  EMU_EXPECT(gemmOf(kFp8) == moekit::cuda::ExpertGemm::TensorCore, "fp8: tensor cores");
+  EMU_EXPECT(gemmOf(moekit::Precision{}) == moekit::cuda::ExpertGemm::F32Simt, "f32: the SIMT GEMMs");
 }
 
 EMU_CASE("bf16 mode on small-integer data equals the CPU bit for bit, forward and backward (H 12, F 20/8)") {
@@ -297,43 +299,35 @@ EMU_CASE("bf16 mode on small-integer data equals the CPU bit for bit, forward an
                    Data::Integer, true, true, kBf16);
 }
 
-EMU_CASE("bf16 and fp8 modes on random data are within 1e-5 of the CPU (H 12, F 20/8; H 72, F 80/40)") {
-  for (const moekit::Precision& mode : {kBf16, kFp8})
-    for (Activation act : {Activation::Swiglu, Activation::Gelu, Activation::Relu}) {
-      compareWithCpu(makeProblem(act, 12, 70, heterogeneous(20, 8), kEdgeCounts, Data::Random, 30 + int(act)),
-                     Data::Random, true, true, mode);
-      compareWithCpu(makeProblem(act, 72, 70, heterogeneous(80, 40), kEdgeCounts, Data::Random, 40 + int(act)),
+// Random data in `mode`, every activation, within 1e-5 of the CPU: H 12 with F 20/8 (seeds
+// seed + act), and with `wide` also H 72 with F 80/40 (seeds seed + 10 + act).
+void compareRandomWithCpu(const moekit::Precision& mode, int seed, bool wide) {
+  for (Activation act : {Activation::Swiglu, Activation::Gelu, Activation::Relu}) {
+    compareWithCpu(makeProblem(act, 12, 70, heterogeneous(20, 8), kEdgeCounts, Data::Random, seed + int(act)),
+                   Data::Random, true, true, mode);
+    if (wide) {
+      compareWithCpu(makeProblem(act, 72, 70, heterogeneous(80, 40), kEdgeCounts, Data::Random, seed + 10 + int(act)),
                      Data::Random, true, true, mode);
     }
+  }
+}
+
+EMU_CASE("bf16 and fp8 modes on random data are within 1e-5 of the CPU (H 12, F 20/8; H 72, F 80/40)") {
+  for (const moekit::Precision& mode : {kBf16, kFp8}) compareRandomWithCpu(mode, 30, true);
 }
 
 EMU_CASE("fp8 mode on a compute capability 8.0 device takes the f32 SIMT GEMMs and is within 1e-5 of the CPU") {
   setenv("MOEKIT_EMU_SM", "80", 1);  // each case runs in its own process
-  float w = 0.0f, g = 0.0f;
-  const std::vector<ExpertGroup> groups = {ExpertGroup{1, 8, &w, &w, &w, &g, &g, &g}};
-  EMU_EXPECT(moekit::cuda::Experts(8, Activation::Relu, groups, kFp8).gemm() == moekit::cuda::ExpertGemm::F32Simt,
-             "fp8 below 8.9: the SIMT GEMMs");
-  EMU_EXPECT(moekit::cuda::Experts(8, Activation::Relu, groups, kBf16).gemm() == moekit::cuda::ExpertGemm::TensorCore,
-             "bf16 on 8.0: tensor cores");
-  for (Activation act : {Activation::Swiglu, Activation::Gelu, Activation::Relu})
-    compareWithCpu(makeProblem(act, 12, 70, heterogeneous(20, 8), kEdgeCounts, Data::Random, 50 + int(act)),
-                   Data::Random, true, true, kFp8);
+  EMU_EXPECT(gemmOf(kFp8) == moekit::cuda::ExpertGemm::F32Simt, "fp8 below 8.9: the SIMT GEMMs");
+  EMU_EXPECT(gemmOf(kBf16) == moekit::cuda::ExpertGemm::TensorCore, "bf16 on 8.0: tensor cores");
+  compareRandomWithCpu(kFp8, 50, false);
 }
 
 EMU_CASE("fp8 mode on a compute capability 9.0 device runs the forward on the wgmma GEMM and is within 1e-5 of the CPU (H 12, F 20/8; H 72, F 80/40)") {
   setenv("MOEKIT_EMU_SM", "90", 1);
-  float w = 0.0f, g = 0.0f;
-  const std::vector<ExpertGroup> groups = {ExpertGroup{1, 8, &w, &w, &w, &g, &g, &g}};
-  EMU_EXPECT(moekit::cuda::Experts(8, Activation::Relu, groups, kFp8).gemm() == moekit::cuda::ExpertGemm::TensorCoreWgmma,
-             "fp8 on 9.0: the wgmma forward");
-  EMU_EXPECT(moekit::cuda::Experts(8, Activation::Relu, groups, kBf16).gemm() == moekit::cuda::ExpertGemm::TensorCore,
-             "bf16 on 9.0: the mma.sync GEMMs");
-  for (Activation act : {Activation::Swiglu, Activation::Gelu, Activation::Relu}) {
-    compareWithCpu(makeProblem(act, 12, 70, heterogeneous(20, 8), kEdgeCounts, Data::Random, 60 + int(act)),
-                   Data::Random, true, true, kFp8);
-    compareWithCpu(makeProblem(act, 72, 70, heterogeneous(80, 40), kEdgeCounts, Data::Random, 70 + int(act)),
-                   Data::Random, true, true, kFp8);
-  }
+  EMU_EXPECT(gemmOf(kFp8) == moekit::cuda::ExpertGemm::TensorCoreWgmma, "fp8 on 9.0: the wgmma forward");
+  EMU_EXPECT(gemmOf(kBf16) == moekit::cuda::ExpertGemm::TensorCore, "bf16 on 9.0: the mma.sync GEMMs");
+  compareRandomWithCpu(kFp8, 60, true);
 }
 
 // ---- edge shapes ------------------------------------------------------------------------------
