@@ -37,6 +37,7 @@
 #include "../core/fp8_blocks.h"
 #include "cuda_check.h"
 #include "emu/launch.h"
+#include "fp8_gemm_tile.cuh"
 #include "grid.h"
 #include "grouped_gemm_fp8_wgmma.h"
 #include "stream_buffer.h"
@@ -62,7 +63,6 @@ constexpr int kWarpTile = 32;
 constexpr int kMmaRows = kWarpTile / 16;  // m16 tiles per warp
 constexpr int kMmaCols = kWarpTile / 8;   // n8 tiles per warp
 static_assert(kTileN == kTileM, "one slice size serves both operands");
-static_assert(kFp8Block % kTileN == 0, "a column tile lies inside one 128-wide weight scale block");
 static_assert(kFp8Block % kTileK == 0, "a stage lies inside one 128-wide K scale block");
 static_assert(kTileM * kChunksPerRow % kThreads == 0, "every thread copies the same number of chunks");
 
@@ -115,11 +115,8 @@ __global__ void __launch_bounds__(kThreads)
   uint8_t* smem = moekit::dynamicShared<uint8_t>();
   const Tile tile = tiles[blockIdx.x];
   const Fp8GemmGroup group = groups[tile.group];
-  const uint8_t* aTile = a + tile.row0 * lda;
-  const uint8_t* w = group.w + int64_t(tile.col0) * group.k;
-  const int cols = group.n - tile.col0 < kTileN ? group.n - tile.col0 : kTileN;
+  const auto [aTile, w, wScales, cols] = fp8TileOperands<kTileN>(a, lda, tile, group);
   const int kSteps = (group.k + kTileK - 1) / kTileK;
-  const float* wScales = group.wScales + tile.col0 / kFp8Block * int(fp8BlockCount(group.k));
   const auto stage = [smem](int s) { return smem + s * 2 * kSliceBytes; };
 
   MOEKIT_UNROLL

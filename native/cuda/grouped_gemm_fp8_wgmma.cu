@@ -35,6 +35,7 @@
 #include "../core/fp8_blocks.h"
 #include "cuda_check.h"
 #include "emu/launch.h"
+#include "fp8_gemm_tile.cuh"
 #include "grid.h"
 #include "tensor_core.h"
 #include "wgmma.h"
@@ -56,7 +57,6 @@ constexpr int kChunksPerOperand = kTileM * kTileK / 16;                       //
 constexpr int kCopiesPerThread = kChunksPerOperand / kThreads;                // 4
 constexpr int kAccumulators = kTileM * kTileN / kThreads;                     // 32
 static_assert(kTileN == kTileM, "one slice size serves both operands");
-static_assert(kFp8Block % kTileN == 0, "a column tile lies inside one 128-wide weight scale block");
 static_assert(kChunksPerOperand % kThreads == 0, "every thread copies the same number of chunks");
 
 __device__ __forceinline__ int stagedOffset(int row, int kb) {
@@ -84,11 +84,8 @@ __global__ void __launch_bounds__(kThreads)
   uint8_t* smem = moekit::dynamicShared<uint8_t>();
   const PaddedTile tile = tiles[blockIdx.x];
   const Fp8GemmGroup group = groups[tile.group];
-  const uint8_t* aTile = a + tile.row0 * lda;
-  const uint8_t* w = group.w + int64_t(tile.col0) * group.k;
-  const int cols = group.n - tile.col0 < kTileN ? group.n - tile.col0 : kTileN;
+  const auto [aTile, w, wScales, cols] = fp8TileOperands<kTileN>(a, lda, tile, group);
   const int kSteps = int(fp8BlockCount(group.k));
-  const float* wScales = group.wScales + tile.col0 / kFp8Block * kSteps;
   const auto stage = [smem](int s) { return smem + s * 2 * kSliceBytes; };
 
   MOEKIT_UNROLL
