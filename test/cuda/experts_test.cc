@@ -139,6 +139,28 @@ double millisecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 }
 
+using Grads = std::vector<std::vector<float>>;
+
+// The stage's group descriptors over p's weights and the gradient buffers g1, g3, g2 (w3 and g3
+// for swiglu only; g3 may be null otherwise).
+std::vector<ExpertGroup> stageGroups(const Problem& p, Grads& g1, Grads* g3, Grads& g2) {
+  const bool swiglu = p.act == Activation::Swiglu;
+  std::vector<ExpertGroup> groups;
+  for (size_t g = 0; g < p.groups.size(); ++g) {
+    ExpertGroup eg;
+    eg.count = p.groups[g].count;
+    eg.ffn = p.groups[g].ffn;
+    eg.w1 = p.w1[g].data();
+    eg.w3 = swiglu ? p.w3[g].data() : nullptr;
+    eg.w2 = p.w2[g].data();
+    eg.g1 = g1[g].data();
+    eg.g3 = swiglu ? (*g3)[g].data() : nullptr;
+    eg.g2 = g2[g].data();
+    groups.push_back(eg);
+  }
+  return groups;
+}
+
 // One forward and one backward of Stage (cpu::Experts or cuda::Experts) on p in `precision`, all
 // outputs.
 template <class Stage>
@@ -150,20 +172,7 @@ Result run(const Problem& p, bool wantDx = true, bool wantDWeight = true, moekit
   r.g1 = p.g1;
   r.g3 = p.g3;
   r.g2 = p.g2;
-  std::vector<ExpertGroup> groups;
-  for (size_t g = 0; g < p.groups.size(); ++g) {
-    ExpertGroup eg;
-    eg.count = p.groups[g].count;
-    eg.ffn = p.groups[g].ffn;
-    eg.w1 = p.w1[g].data();
-    eg.w3 = p.act == Activation::Swiglu ? p.w3[g].data() : nullptr;
-    eg.w2 = p.w2[g].data();
-    eg.g1 = r.g1[g].data();
-    eg.g3 = p.act == Activation::Swiglu ? r.g3[g].data() : nullptr;
-    eg.g2 = r.g2[g].data();
-    groups.push_back(eg);
-  }
-  Stage stage(p.H, p.act, groups, precision);
+  Stage stage(p.H, p.act, stageGroups(p, r.g1, &r.g3, r.g2), precision);
   auto start = std::chrono::steady_clock::now();
   stage.forward(p.x.data(), p.T, p.n(), p.token.data(), p.expert.data(), p.weight.data(),
                 r.y.data());
@@ -368,22 +377,10 @@ EMU_CASE("a token routed twice to one expert, and dx or dWeight not wanted, equa
 EMU_CASE("updated weights are uploaded again at the next forward, and gradients keep accumulating (f32, bf16)") {
   for (const moekit::Precision& mode : {moekit::Precision{}, kBf16}) {
     Problem p = makeProblem(Activation::Gelu, 12, 70, heterogeneous(20, 8), kEdgeCounts, Data::Integer, 11);
-    std::vector<ExpertGroup> groups[2];
-    std::vector<std::vector<float>> g1[2] = {p.g1, p.g1}, g2[2] = {p.g2, p.g2};
+    Grads g1[2] = {p.g1, p.g1}, g2[2] = {p.g2, p.g2};
     std::vector<float> y[2] = {p.y, p.y}, dx[2] = {p.dx, p.dx};
-    for (int s = 0; s < 2; ++s)
-      for (size_t g = 0; g < p.groups.size(); ++g) {
-        ExpertGroup eg;
-        eg.count = p.groups[g].count;
-        eg.ffn = p.groups[g].ffn;
-        eg.w1 = p.w1[g].data();
-        eg.w2 = p.w2[g].data();
-        eg.g1 = g1[s][g].data();
-        eg.g2 = g2[s][g].data();
-        groups[s].push_back(eg);
-      }
-    moekit::cpu::Experts cpu(p.H, p.act, groups[0], mode);
-    moekit::cuda::Experts cuda(p.H, p.act, groups[1], mode);
+    moekit::cpu::Experts cpu(p.H, p.act, stageGroups(p, g1[0], nullptr, g2[0]), mode);
+    moekit::cuda::Experts cuda(p.H, p.act, stageGroups(p, g1[1], nullptr, g2[1]), mode);
     for (int step = 0; step < 2; ++step) {
       for (auto& w : p.w2) std::reverse(w.begin(), w.end());  // the same buffers, new values
       cpu.forward(p.x.data(), p.T, p.n(), p.token.data(), p.expert.data(), p.weight.data(), y[0].data());
