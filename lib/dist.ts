@@ -227,7 +227,8 @@ export class Communicator {
 }
 
 function init(opts: DistInitOptions): Communicator {
-  const o = checkObject(opts, 'opts');
+  // A plain copy, each option read once: what was checked is what native code reads.
+  const o: Record<string, unknown> = { ...checkObject(opts, 'opts') };
   checkKeys(o, 'opts', INIT_KEYS);
   if (typeof o.backend !== 'string' || !(BACKENDS as readonly string[]).includes(o.backend)) {
     throw new ArgumentError(`opts.backend must be 'nccl', 'mpi' or 'local', got ${describe(o.backend)}`);
@@ -247,7 +248,7 @@ function init(opts: DistInitOptions): Communicator {
     }
   }
   if (o.device !== undefined && o.backend !== 'nccl') throw new ArgumentError(`opts.device is only for backend 'nccl', got backend '${o.backend}'`);
-  const comm = new Communicator(new native.NativeCommunicator(opts));
+  const comm = new Communicator(new native.NativeCommunicator(o as unknown as DistInitOptions));
   open.add(comm);
   installExitHook();
   return comm;

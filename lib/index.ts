@@ -19,7 +19,7 @@ export {
   NumericsError,
 } from './errors';
 export type { NumericsStage, NumericsDetails } from './errors';
-export { liveBytes } from './memory';
+export { availableMemory, liveBytes } from './memory';
 export { MoELayer } from './layer';
 export type { ForwardOptions, LayerOptions, MoEOutput, ExpertStats, ExpertRange, ExchangeStats } from './layer';
 export type { MoEConfig, ExpertGroupConfig, RouterConfig, ParallelConfig, ParallelSetup } from './config';

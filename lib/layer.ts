@@ -26,7 +26,7 @@
  * gradients) are this rank's token share: Σ over ranks of (Σ y·dy + aux) is the whole batch's
  * objective, and allReduceGrads() sums the gradients into the whole batch's.
  */
-import { ArgumentError, DeviceError, DTypeError, NumericsDetails, NumericsError, ShapeError } from './errors';
+import { ArgumentError, DeviceError, DTypeError, MoEConfigError, NumericsDetails, NumericsError, ShapeError } from './errors';
 import { DeviceSpec } from './devices';
 import { FlatSpec, MoEConfig, ParallelSetup, validateConfig } from './config';
 import { Communicator } from './dist';
@@ -216,13 +216,15 @@ export class MoELayer {
     const spec = this.#spec as FlatSpec;
     if (x.shape[1] !== spec.hidden) throw new ShapeError(`x must have shape [T, ${spec.hidden}], got [${x.shape.join(', ')}]`);
     if (x.device !== spec.device) throw new DeviceError(`x is on ${x.device}, the layer on ${spec.device}: move it with x.to('${spec.device}')`);
-    const modality = o.modality === undefined ? null : checkModality(o.modality, x.shape[0], spec);
-    const seqLens = o.seqLens === undefined ? null : checkSeqLens(o.seqLens, x.shape[0]);
-    if (o.training !== undefined && typeof o.training !== 'boolean') throw new ArgumentError(`opts.training must be a boolean, got ${describe(o.training)}`);
-    if (o.checkFinite !== undefined && typeof o.checkFinite !== 'boolean') throw new ArgumentError(`opts.checkFinite must be a boolean, got ${describe(o.checkFinite)}`);
-    const check = (o.checkFinite as boolean | undefined) ?? this.checkFinite;
+    // Each option is read once (an accessor must not see a second read that differs from the checked one).
+    const { modality: modalityOpt, seqLens: seqLensOpt, training: trainingOpt, checkFinite: checkFiniteOpt } = o;
+    const modality = modalityOpt === undefined ? null : checkModality(modalityOpt, x.shape[0], spec);
+    const seqLens = seqLensOpt === undefined ? null : checkSeqLens(seqLensOpt, x.shape[0]);
+    if (trainingOpt !== undefined && typeof trainingOpt !== 'boolean') throw new ArgumentError(`opts.training must be a boolean, got ${describe(trainingOpt)}`);
+    if (checkFiniteOpt !== undefined && typeof checkFiniteOpt !== 'boolean') throw new ArgumentError(`opts.checkFinite must be a boolean, got ${describe(checkFiniteOpt)}`);
+    const check = (checkFiniteOpt as boolean | undefined) ?? this.checkFinite;
     if (check) this.#checkTensor(x, 'input', 'x');
-    const r = (this.#native as NativeMoELayer).forward(x.handle, modality, seqLens, o.training ?? true, check);
+    const r = (this.#native as NativeMoELayer).forward(x.handle, modality, seqLens, (trainingOpt as boolean | undefined) ?? true, check);
     this.#lastTokens = x.shape[0];
     this.#lastChecked = check;
     if (r.nonFinite) {
@@ -443,7 +445,30 @@ export class MoELayer {
     if (!this.#native) throw new ArgumentError(`${what}: config.hidden is unknown until the first forward; set it in the config`);
   }
 
+  /** Allocates the tensors and the native layer; on failure frees what it allocated at once and leaves the layer unbuilt. */
   #build(spec: FlatSpec): void {
+    const needed = layerBytes(spec, this.#parallel?.expert?.size ?? 1);
+    const available = native.availableMemory();
+    if (needed > available) {
+      throw new MoEConfigError(`config: the layer's parameters, gradients and state need ${needed} bytes of host memory (${gib(needed)} GiB), ` +
+        `${available} bytes (${gib(available)} GiB) are available; nothing was allocated`);
+    }
+    const made: Tensor[] = [];
+    try {
+      this.#allocate(spec, made);
+    } catch (error) {
+      for (const t of made) t.dispose();
+      this.#params = {};
+      this.#state = {};
+      this.#grads = {};
+      this.#spec = undefined;
+      this.#native = undefined;
+      throw error;
+    }
+  }
+
+  /** Every tensor it allocates goes into `made` first. */
+  #allocate(spec: FlatSpec, made: Tensor[]): void {
     this.#spec = spec;
     const H = spec.hidden;
     const E = spec.groups.reduce((sum, g) => sum + g.count, 0);
@@ -451,14 +476,19 @@ export class MoELayer {
     let stream = 0;
     const seed = spec.router.seed;
     const device = spec.device as DeviceSpec;
-    const randn = (shape: number[], fanIn: number) => Tensor.randn(shape, { seed: seed * 1000 + stream++, std: 1 / Math.sqrt(fanIn), device });
+    const keep = (t: Tensor) => {
+      made.push(t);
+      return t;
+    };
+    const zeros = (shape: number[]) => keep(Tensor.zeros(shape, { device }));
+    const randn = (shape: number[], fanIn: number) => keep(Tensor.randn(shape, { seed: seed * 1000 + stream++, std: 1 / Math.sqrt(fanIn), device }));
     // Routed experts under expert parallelism: drawn whole (the same stream on every layout), this rank's block kept.
     const routed = (shape: number[], fanIn: number) => {
       const full = randn(shape, fanIn);
       if ((this.#parallel?.expert?.size ?? 1) === 1) return full;
       const rows = this.#block(full.toArray() as Float32Array, shape[0]);
       full.dispose();
-      return Tensor.from(rows, [rows.length / (shape[1] * shape[2]), shape[1], shape[2]], { device });
+      return keep(Tensor.from(rows, [rows.length / (shape[1] * shape[2]), shape[1], shape[2]], { device }));
     };
     const expertTensors = (count: number, ffn: number, draw = randn): ExpertTensors => ({
       w1: draw([count, ffn, H], H),
@@ -466,18 +496,18 @@ export class MoELayer {
       w2: draw([count, H, ffn], ffn),
     });
     const zerosLike = (t: ExpertTensors): ExpertTensors => ({
-      w1: Tensor.zeros([...t.w1.shape], { device }),
-      ...(t.w3 ? { w3: Tensor.zeros([...t.w3.shape], { device }) } : {}),
-      w2: Tensor.zeros([...t.w2.shape], { device }),
+      w1: zeros([...t.w1.shape]),
+      ...(t.w3 ? { w3: zeros([...t.w3.shape]) } : {}),
+      w2: zeros([...t.w2.shape]),
     });
     const routerWeight = randn([E, H], H);
     const groups = spec.groups.map((g) => expertTensors(g.count, g.ffn, routed));
     const shared = spec.sharedCount > 0 ? expertTensors(spec.sharedCount, spec.sharedFfn) : undefined;
     const gradGroups = groups.map(zerosLike);
     const gradShared = shared ? zerosLike(shared) : undefined;
-    const routerBias = Tensor.zeros([E], { device });
-    const routerLoad = Tensor.from(new Float32Array(E).fill(1 / E), [E], { device });
-    const gradRouter = Tensor.zeros([E, H], { device });
+    const routerBias = zeros([E]);
+    const routerLoad = keep(Tensor.from(new Float32Array(E).fill(1 / E), [E], { device }));
+    const gradRouter = zeros([E, H]);
 
     this.#params['router.weight'] = routerWeight;
     this.#grads['router.weight'] = gradRouter;
@@ -500,6 +530,18 @@ export class MoELayer {
     );
   }
 }
+
+/** Bytes #allocate takes: f32 parameters and their gradients, router.bias and router.load. */
+function layerBytes(spec: FlatSpec, expertRanks: number): number {
+  const H = spec.hidden;
+  const perExpert = (ffn: number) => (spec.activation === 0 ? 3 : 2) * ffn * H;
+  const E = spec.groups.reduce((sum, g) => sum + g.count, 0);
+  const routed = spec.groups.reduce((sum, g) => sum + (g.count / expertRanks) * perExpert(g.ffn), 0);
+  const shared = spec.sharedCount * perExpert(spec.sharedFfn);
+  return 4 * (2 * (E * H + routed + shared) + 2 * E);
+}
+
+const gib = (bytes: number) => (bytes / 2 ** 30).toFixed(2);
 
 function addExpertTensors(prefix: string, params: ExpertTensors, grads: ExpertTensors, paramOut: Record<string, Tensor>, gradOut: Record<string, Tensor>): void {
   for (const key of ['w1', 'w3', 'w2'] as const) {
@@ -539,11 +581,17 @@ function checkStepEntry(value: unknown): number | undefined {
   return step;
 }
 
+/** A plain copy of seqLens, each entry read once (accessors and proxies run once; native code reads the copy). */
 function checkSeqLens(seqLens: unknown, T: number): number[] {
-  if (!Array.isArray(seqLens) || seqLens.some((n) => !Number.isInteger(n) || n < 1)) {
-    throw new ArgumentError(`opts.seqLens must be an array of positive integers, got ${describe(seqLens)}`);
+  if (!Array.isArray(seqLens)) throw new ArgumentError(`opts.seqLens must be an array of positive integers, got ${describe(seqLens)}`);
+  const lens: number[] = [];
+  const length = seqLens.length;
+  for (let i = 0; i < length; i++) {
+    const n: unknown = seqLens[i];
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1) throw new ArgumentError(`opts.seqLens[${i}] must be a positive integer, got ${describe(n)}`);
+    lens.push(n);
   }
-  const total = seqLens.reduce((a: number, b: number) => a + b, 0);
+  const total = lens.reduce((a, b) => a + b, 0);
   if (total !== T) throw new ShapeError(`opts.seqLens must sum to the ${T} tokens of x, got ${total}`);
-  return seqLens;
+  return lens;
 }

@@ -146,6 +146,7 @@ export interface NativeAddon {
   devices(): NativeDevice[];
   buildInfo(): NativeBuildInfo;
   liveBytes(): number;
+  availableMemory(): number;
   /** The emulated build only: the compute capability its device reports (80, 86, 89, 90; 0 = MOEKIT_EMU_SM). */
   setEmulatedComputeCapability?(cc: number): void;
 

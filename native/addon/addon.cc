@@ -22,6 +22,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("devices", Napi::Function::New(env, devices, "devices"));
   exports.Set("buildInfo", Napi::Function::New(env, buildInfo, "buildInfo"));
   exports.Set("liveBytes", Napi::Function::New(env, liveBytes, "liveBytes"));
+  exports.Set("availableMemory", Napi::Function::New(env, availableMemory, "availableMemory"));
 #if MOEKIT_EMULATED
   exports.Set("setEmulatedComputeCapability",
               Napi::Function::New(env, setEmulatedComputeCapability, "setEmulatedComputeCapability"));

@@ -285,13 +285,13 @@ Napi::Value NativeCommunicator::allReduce(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value {
     checkArgs(info, 2, "allReduce(t, op)");
     NativeTensor& t = NativeTensor::unwrap(info[0], "t");
-    const void* source = t.data("t");
+    t.data("t");  // DisposedError before any other complaint
     const comm::ReduceOp op = readOp(info[1], "op");
     const comm::ElemType type = reducibleType(t, op, "allReduce");
     communicator().checkAgreement("allReduce", t.numel(), type, "op", int64_t(op));
     void* out = nullptr;
     Napi::Object result = newTensor(env, t.dtype(), t.shape(), &out);
-    if (t.bytes() > 0) std::memcpy(out, source, t.bytes());
+    if (t.bytes() > 0) std::memcpy(out, t.data("t"), t.bytes());
     communicator().allReduce(out, t.numel(), type, op);
     return result;
   });
@@ -303,7 +303,7 @@ Napi::Value NativeCommunicator::allGather(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value {
     checkArgs(info, 1, "allGather(t)");
     NativeTensor& t = NativeTensor::unwrap(info[0], "t");
-    const void* source = t.data("t");
+    t.data("t");
     const comm::ElemType type = comm::elemTypeOf(t.dtype());
     if (t.numel() > kMaxElements / communicator().size()) {
       throw Error(ErrorKind::Shape, "t: allGather of " + std::to_string(t.numel()) + " elements from " +
@@ -315,7 +315,7 @@ Napi::Value NativeCommunicator::allGather(const Napi::CallbackInfo& info) {
     else shape[0] *= communicator().size();
     void* out = nullptr;
     Napi::Object result = newTensor(env, t.dtype(), shape, &out);
-    communicator().allGather(source, out, t.numel(), type);
+    communicator().allGather(t.data("t"), out, t.numel(), type);
     return result;
   });
 }
@@ -326,7 +326,7 @@ Napi::Value NativeCommunicator::reduceScatter(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value {
     checkArgs(info, 2, "reduceScatter(t, op)");
     NativeTensor& t = NativeTensor::unwrap(info[0], "t");
-    const void* source = t.data("t");
+    t.data("t");
     const comm::ReduceOp op = readOp(info[1], "op");
     const comm::ElemType type = reducibleType(t, op, "reduceScatter");
     checkLeadingDim(t, "reduceScatter");
@@ -340,7 +340,7 @@ Napi::Value NativeCommunicator::reduceScatter(const Napi::CallbackInfo& info) {
     shape[0] /= size;
     void* out = nullptr;
     Napi::Object result = newTensor(env, t.dtype(), shape, &out);
-    communicator().reduceScatter(source, out, t.numel() / size, type, op);
+    communicator().reduceScatter(t.data("t"), out, t.numel() / size, type, op);
     return result;
   });
 }
@@ -351,7 +351,7 @@ Napi::Value NativeCommunicator::broadcast(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value {
     checkArgs(info, 2, "broadcast(t, root)");
     NativeTensor& t = NativeTensor::unwrap(info[0], "t");
-    const void* source = t.data("t");
+    t.data("t");
     const double root = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1.0;
     if (!info[1].IsNumber() || !(root >= 0 && root < communicator().size()) || double(int64_t(root)) != root) {
       throw Error(ErrorKind::Argument, "root: expected a rank in [0, " + std::to_string(communicator().size() - 1) + "], got " +
@@ -361,7 +361,7 @@ Napi::Value NativeCommunicator::broadcast(const Napi::CallbackInfo& info) {
     communicator().checkAgreement("broadcast", t.numel(), type, "root", int64_t(root));
     void* out = nullptr;
     Napi::Object result = newTensor(env, t.dtype(), t.shape(), &out);
-    if (t.bytes() > 0) std::memcpy(out, source, t.bytes());
+    if (t.bytes() > 0) std::memcpy(out, t.data("t"), t.bytes());
     communicator().broadcast(out, t.numel(), type, int(root));
     return result;
   });
@@ -374,7 +374,7 @@ Napi::Value NativeCommunicator::allToAllV(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value {
     checkArgs(info, 2, "allToAllV(t, sendCounts)");
     NativeTensor& t = NativeTensor::unwrap(info[0], "t");
-    const void* source = t.data("t");
+    t.data("t");
     checkLeadingDim(t, "allToAllV");
     const int size = communicator().size();
     if (!info[1].IsArray() || info[1].As<Napi::Array>().Length() != uint32_t(size)) {
@@ -392,6 +392,7 @@ Napi::Value NativeCommunicator::allToAllV(const Napi::CallbackInfo& info) {
       sendRows.push_back(rows);
       total += rows;
     }
+    t.data("t");  // sendCounts' accessors ran user code: t is checked again before any collective
     const int64_t leading = t.shape()[0];
     if (total != leading) {
       throw Error(ErrorKind::Shape, "sendCounts: expected counts summing to t.shape[0] = " + std::to_string(leading) + ", got " +
@@ -419,7 +420,7 @@ Napi::Value NativeCommunicator::allToAllV(const Napi::CallbackInfo& info) {
     shape[0] = received;
     void* out = nullptr;
     Napi::Object tensor = newTensor(env, t.dtype(), shape, &out);
-    communicator().allToAllV(source, sendElements, out, recvElements, type);
+    communicator().allToAllV(t.data("t"), sendElements, out, recvElements, type);
     Napi::Array recvCounts = Napi::Array::New(env, size_t(size));
     for (int r = 0; r < size; ++r) recvCounts.Set(uint32_t(r), Napi::Number::New(env, double(recvRows[size_t(r)])));
     Napi::Object result = Napi::Object::New(env);

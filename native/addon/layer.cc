@@ -101,11 +101,15 @@ float* NativeMoELayer::hold(const Napi::Value& value, const std::string& name, c
   return data;
 }
 
-void NativeMoELayer::checkAlive() const {
-  if (!layer_) throw Error(ErrorKind::Argument, "the layer was not constructed");
+void NativeMoELayer::checkHeld() const {
   for (const auto& [name, storage] : held_) {
     if (storage->released()) throw Error(ErrorKind::Disposed, "the layer's tensor " + name + " was disposed");
   }
+}
+
+void NativeMoELayer::checkAlive() const {
+  if (!layer_) throw Error(ErrorKind::Argument, "the layer was not constructed");
+  checkHeld();
 }
 
 // new NativeMoELayer(spec, params, grads, parallel?)
@@ -212,6 +216,9 @@ NativeMoELayer::NativeMoELayer(const Napi::CallbackInfo& info) : Napi::ObjectWra
     const Backend& backend = cpu::cpuBackend();
 #endif
     device_ = backend.name();
+    // The reads above ran getters (user code) after earlier tensors were held: every held
+    // storage is checked again before the layer takes their addresses.
+    checkHeld();
     layer_ = std::make_unique<MoELayer>(backend, std::move(spec), std::move(buffers), parallel);
     return env.Undefined();
   });
@@ -228,21 +235,22 @@ Napi::Value NativeMoELayer::forward(const Napi::CallbackInfo& info) {
     if (info.Length() != 5) {
       throw Error(ErrorKind::Argument, "forward(x, modality, seqLens, training, checkFinite) takes 5 arguments");
     }
-    checkAlive();
+    // Every JavaScript value is read first (seqLens may be an array with accessors, which run
+    // user code that can dispose tensors); liveness is checked and storage addresses are taken
+    // after the last read, so nothing that runs in between can free what the forward uses.
     NativeTensor& x = NativeTensor::unwrap(info[0], "x");
     if (x.dtype() != DType::F32) throw Error(ErrorKind::DType, std::string("x must be f32, got ") + dtypeName(x.dtype()));
     if (x.shape().size() != 2 || x.shape()[1] != hidden_) {
       throw Error(ErrorKind::Shape, "x must have shape [T, " + std::to_string(hidden_) + "], got " + shapeString(x.shape()));
     }
     const int T = int(x.shape()[0]);
-    const int32_t* modality = nullptr;
+    NativeTensor* modality = nullptr;
     if (!info[1].IsNull() && !info[1].IsUndefined()) {
-      NativeTensor& m = NativeTensor::unwrap(info[1], "modality");
-      if (m.dtype() != DType::I32 || m.shape() != std::vector<int64_t>{T}) {
+      modality = &NativeTensor::unwrap(info[1], "modality");
+      if (modality->dtype() != DType::I32 || modality->shape() != std::vector<int64_t>{T}) {
         throw Error(ErrorKind::Shape, "modality must be an i32 tensor of shape [" + std::to_string(T) + "], got " +
-                                          dtypeName(m.dtype()) + " " + shapeString(m.shape()));
+                                          dtypeName(modality->dtype()) + " " + shapeString(modality->shape()));
       }
-      modality = static_cast<const int32_t*>(m.data("modality"));
     }
     std::vector<int> seqLens;
     if (!info[2].IsNull() && !info[2].IsUndefined()) {
@@ -255,11 +263,13 @@ Napi::Value NativeMoELayer::forward(const Napi::CallbackInfo& info) {
     const bool training = info[3].ToBoolean();
     const bool checkFinite = info[4].ToBoolean();
 
+    checkAlive();
     Napi::Object yHandle;
     NativeTensor* y = NativeTensor::create(env, DType::F32, {T, hidden_}, &yHandle);
+    const float* xData = static_cast<const float*>(x.data("x"));
+    const int32_t* modalityData = modality ? static_cast<const int32_t*>(modality->data("modality")) : nullptr;
     LayerForward out;
-    layer_->forward(static_cast<const float*>(x.data("x")), T, modality, seqLens, training,
-                    static_cast<float*>(y->data("y")), out, checkFinite);
+    layer_->forward(xData, T, modalityData, seqLens, training, static_cast<float*>(y->data("y")), out, checkFinite);
     const Routing& r = out.routing;
     const int64_t k = r.k, E = experts_, n = int64_t(r.assignToken.size());
     Napi::Object result = Napi::Object::New(env);

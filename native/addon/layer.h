@@ -30,6 +30,9 @@ class NativeMoELayer : public Napi::ObjectWrap<NativeMoELayer> {
 
   // A parameter buffer: checks dtype f32 and shape, keeps the storage alive.
   float* hold(const Napi::Value& value, const std::string& name, const std::vector<int64_t>& shape);
+  // DisposedError naming the first held tensor that was disposed.
+  void checkHeld() const;
+  // checkHeld, and that the constructor finished.
   void checkAlive() const;
 
   std::unique_ptr<MoELayer> layer_;

@@ -230,19 +230,16 @@ Napi::Value unpermuteBackward(const Napi::CallbackInfo& info) {
     if (weights) expectDim(*weights, "weights", 0, n, "n = rows.shape[0]");
     if (H < 1) fail(ErrorKind::Shape, "dOutput has shape " + shapeString(dOutput.shape()) + ": the hidden size must be at least 1");
     Fresh dRows = fresh(env, DType::F32, {n, H});
-    Napi::Object out = Napi::Object::New(env);
-    out.Set("dRows", dRows.handle);
-    float* dWeights = nullptr;
-    if (weights) {
-      Fresh dw = fresh(env, DType::F32, {n});
-      dWeights = static_cast<float*>(dw.data);
-      out.Set("dWeights", dw.handle);
-    } else {
-      out.Set("dWeights", env.Null());
-    }
+    Fresh dWeights;
+    if (weights) dWeights = fresh(env, DType::F32, {n});
     cpu::unpermuteRowsBackward(f32(dOutput, "dOutput"), T, H, i32(rowToken, "rowToken"),
                                weights ? f32(*weights, "weights") : nullptr, f32(rows, "rows"), n,
-                               static_cast<float*>(dRows.data), dWeights);
+                               static_cast<float*>(dRows.data), static_cast<float*>(dWeights.data));
+    // The result object is built after the work: setting a property can run JavaScript (a setter
+    // on Object.prototype), which must not meet storage still in use.
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("dRows", dRows.handle);
+    out.Set("dWeights", weights ? Napi::Value(dWeights.handle) : env.Null());
     return out;
   });
 }

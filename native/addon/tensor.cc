@@ -4,6 +4,7 @@
 #include <string>
 
 #include "../cpu/convert.h"
+#include "../cpu/host_memory.h"
 #include "addon_data.h"
 #include "args.h"
 #include "errors.h"
@@ -12,10 +13,16 @@ namespace moekit::addon {
 
 namespace {
 
+// Marks the objects this class constructed: unwrap() checks the tag, which JavaScript cannot
+// forge (an instanceof test runs the constructor's Symbol.hasInstance, which a caller can replace).
+constexpr napi_type_tag kTensorTag = {0x6d6f656b69742e74, 0x656e736f722e7631};
+
 // Drops one owner of a storage; when it was the last, the bytes leave V8's external accounting.
+// Runs in finalizers, where nothing may throw: the status is not turned into an exception.
 void dropOwner(Napi::Env env, std::shared_ptr<cpu::Storage>& owner) {
   if (owner && owner.use_count() == 1 && !owner->released() && owner->bytes() > 0) {
-    Napi::MemoryManagement::AdjustExternalMemory(env, -int64_t(owner->bytes()));
+    int64_t adjusted = 0;
+    napi_adjust_external_memory(env, -int64_t(owner->bytes()), &adjusted);
   }
   owner.reset();
 }
@@ -23,6 +30,28 @@ void dropOwner(Napi::Env env, std::shared_ptr<cpu::Storage>& owner) {
 void finalizeView(Napi::Env env, void*, std::shared_ptr<cpu::Storage>* owner) {
   dropOwner(env, *owner);
   delete owner;
+}
+
+// Storage is zero-filled, which commits every page: a request the machine cannot hold would be
+// ended by the kernel's OOM killer rather than refused. Requests from kCheckedBytes up are
+// checked against the available host memory first (smaller ones skip the /proc read).
+constexpr size_t kCheckedBytes = size_t(64) << 20;
+
+std::shared_ptr<cpu::Storage> allocate(DType dtype, const std::vector<int64_t>& shape, size_t bytes) {
+  const auto tooLarge = [&](const std::string& why) {
+    return Error(ErrorKind::Argument, "shape " + shapeString(shape) + ": expected a " + dtypeName(dtype) +
+                                          " tensor that fits in host memory, got one of " + std::to_string(bytes) +
+                                          " bytes (" + why + ")");
+  };
+  if (bytes >= kCheckedBytes) {
+    const int64_t available = cpu::availableHostMemory();
+    if (int64_t(bytes) > available) throw tooLarge(std::to_string(available) + " bytes are available");
+  }
+  try {
+    return std::make_shared<cpu::Storage>(bytes);
+  } catch (const std::bad_alloc&) {
+    throw tooLarge("the allocation failed: out of memory");
+  }
 }
 
 }  // namespace
@@ -51,8 +80,9 @@ NativeTensor::NativeTensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Na
     dtype_ = readDType(info[0], "dtype");
     shape_ = readShape(info[1], "shape");
     numel_ = numelOf(shape_);
-    storage_ = std::make_shared<cpu::Storage>(bytes());
+    storage_ = allocate(dtype_, shape_, bytes());
     if (bytes() > 0) Napi::MemoryManagement::AdjustExternalMemory(env, int64_t(bytes()));
+    info.This().As<Napi::Object>().TypeTag(&kTensorTag);
     return env.Undefined();
   });
 }
@@ -67,10 +97,9 @@ NativeTensor* NativeTensor::create(Napi::Env env, DType dtype, const std::vector
 }
 
 NativeTensor& NativeTensor::unwrap(const Napi::Value& value, const char* name) {
-  Napi::Env env = value.Env();
   if (value.IsObject()) {
     Napi::Object object = value.As<Napi::Object>();
-    if (object.InstanceOf(addonData(env).tensorConstructor.Value())) return *Unwrap(object);
+    if (object.CheckTypeTag(&kTensorTag)) return *Unwrap(object);
   }
   throw Error(ErrorKind::Argument, std::string(name) + " must be a native tensor, got " + describe(value));
 }
@@ -98,10 +127,6 @@ Napi::Value NativeTensor::fromData(const Napi::CallbackInfo& info) {
     Napi::TypedArray source = info[0].As<Napi::TypedArray>();
     const int64_t numel = numelOf(shape);
     const size_t expectedBytes = size_t(numel) * elementSize(dtype);
-    const uint8_t* bytes = static_cast<const uint8_t*>(source.ArrayBuffer().Data()) + source.ByteOffset();
-    if (source.ByteLength() > 0 && source.ArrayBuffer().Data() == nullptr) {
-      throw Error(ErrorKind::Disposed, "data is a view of a detached (disposed) buffer");
-    }
     if (raw) {
       if (source.ByteLength() != expectedBytes) {
         throw Error(ErrorKind::Shape, "data has " + std::to_string(source.ByteLength()) + " bytes but shape " +
@@ -122,6 +147,11 @@ Napi::Value NativeTensor::fromData(const Napi::CallbackInfo& info) {
     }
     Napi::Object handle;
     NativeTensor* tensor = create(env, dtype, shape, &handle);
+    // The source's address is taken last, after every step that could run JavaScript.
+    if (source.ByteLength() > 0 && source.ArrayBuffer().Data() == nullptr) {
+      throw Error(ErrorKind::Disposed, "data is a view of a detached (disposed) buffer");
+    }
+    const uint8_t* bytes = static_cast<const uint8_t*>(source.ArrayBuffer().Data()) + source.ByteOffset();
     if (raw) {
       if (expectedBytes > 0) std::memcpy(tensor->data("tensor"), bytes, expectedBytes);
     } else {
@@ -236,6 +266,10 @@ Napi::Value NativeTensor::dispose(const Napi::CallbackInfo& info) {
 
 Napi::Value liveBytes(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), double(cpu::Storage::liveBytes()));
+}
+
+Napi::Value availableMemory(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), double(cpu::availableHostMemory()));
 }
 
 }  // namespace moekit::addon

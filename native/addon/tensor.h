@@ -54,5 +54,7 @@ class NativeTensor : public Napi::ObjectWrap<NativeTensor> {
 };
 
 Napi::Value liveBytes(const Napi::CallbackInfo& info);
+// availableMemory(): bytes of host memory a new allocation may take (cpu/host_memory.h).
+Napi::Value availableMemory(const Napi::CallbackInfo& info);
 
 }  // namespace moekit::addon

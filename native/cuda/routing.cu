@@ -42,6 +42,7 @@
 
 #include "../core/errors.h"
 #include "../core/routing.h"
+#include "../layer/router_common.h"
 #include "cuda_check.h"
 #include "staging.h"
 #include "emu/launch.h"
@@ -289,6 +290,7 @@ void routeTopK(const RouterSpec& spec, const float* x, int T, const float* weigh
   if (spec.useBias && !bias)
     fail(ErrorKind::Argument, "router.bias: required when router.bias is true");
   if (sampled && !load) fail(ErrorKind::Argument, "router.load: required by the 'sampled' router (R10)");
+  checkFiniteTokens(x, T, H);
 
   out = TopKRouting();
   out.tokens = T;

@@ -35,7 +35,7 @@ int firstNonFiniteExpert(ExpertStage& stage, const float* x, int t, int H, const
 }  // namespace
 
 MoELayer::MoELayer(const Backend& backend, LayerSpec spec, LayerBuffers buffers, ParallelGroups parallel)
-    : spec_(std::move(spec)), buffers_(std::move(buffers)), parallel_(parallel) {
+    : spec_(std::move(spec)), layout_(checkRouterSpec(spec_.router)), buffers_(std::move(buffers)), parallel_(parallel) {
   if (spec_.groupFfn.size() != spec_.router.groupSizes.size() || buffers_.groups.size() != spec_.groupFfn.size()) {
     throw Error(ErrorKind::Config, "experts: every group needs its ffnHidden and its weights");
   }
@@ -72,6 +72,10 @@ void MoELayer::forward(const float* x, int T, const int32_t* modality, const std
                        bool training, float* y, LayerForward& out, bool checkFinite) {
   const int H = spec_.router.hidden, E = experts();
   using Stage = NonFinite::Stage;
+  RouterParams params{buffers_.routerWeight, buffers_.routerBias, buffers_.routerLoad};
+  // DESIGN §4: a refused call changes nothing, so the inputs (a non-finite token included) are
+  // checked before the saved forward is dropped; the router repeats the check for its own callers.
+  checkRouterInputs(spec_.router, layout_, x, T, modality, seqLens, params);
   haveForward_ = false;
   out.nonFinite = NonFinite{};
   if (checkFinite) {
@@ -83,7 +87,6 @@ void MoELayer::forward(const float* x, int T, const int32_t* modality, const std
       return;
     }
   }
-  RouterParams params{buffers_.routerWeight, buffers_.routerBias, buffers_.routerLoad};
   router_->forward(x, T, modality, seqLens, params, out.routing, training);
   const Routing& r = out.routing;
   if (checkFinite) {

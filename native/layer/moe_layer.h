@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "expert_parallel.h"
+#include "router_common.h"
 #include "parallel_groups.h"
 #include "stages.h"
 
@@ -88,6 +89,7 @@ class MoELayer {
 
  private:
   LayerSpec spec_;
+  RouterLayout layout_;  // checkRouterSpec of spec_.router, for the input checks of forward
   LayerBuffers buffers_;
   std::unique_ptr<RouterStage> router_;
   std::unique_ptr<ExpertStage> experts_, shared_;

@@ -22,7 +22,13 @@ struct RouterLayout {
 // Validates the spec (Error(Config) naming the setting) and fills an empty groupModality with −1.
 RouterLayout checkRouterSpec(RouterSpec& spec);
 
-// A forward's inputs (Error(Shape/Argument) naming the argument), before any state changes.
+// DESIGN §4: a token of x [T,H] holding a NaN or an Inf throws Error(Argument) naming the token,
+// for every router type (top-k would find no finite key, affinity would route it to experts 0
+// and 1, expert choice would let it push finite tokens out).
+void checkFiniteTokens(const float* x, int T, int H);
+
+// A forward's inputs (Error(Shape/Argument) naming the argument), before any state changes;
+// checkFiniteTokens included.
 void checkRouterInputs(const RouterSpec& spec, const RouterLayout& layout, const float* x, int T,
                        const int32_t* modality, const std::vector<int>& seqLens,
                        const RouterParams& p);
