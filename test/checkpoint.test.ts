@@ -124,6 +124,8 @@ describeOnDevices((device) => {
       delete sd['v.experts.b.w2'];
       expect(() => optimizer.loadStateDict(sd)).toThrow(/lacks v\.experts\.b\.w2/);
       expect(() => optimizer.loadStateDict({ ...sd, 'm.nope': Tensor.zeros([1]) })).toThrow(ArgumentError);
+      const { 'v.experts.a.w1': inherited, ...own } = optimizer.stateDict();  // own names only: an inherited entry is absent
+      expect(() => optimizer.loadStateDict(Object.assign(Object.create({ 'v.experts.a.w1': inherited }), own))).toThrow(/lacks v\.experts\.a\.w1$/);
       expect(Array.from((optimizer.moments('experts.a.w1') as { m: Tensor }).m.toArray())).toEqual(before);
       expect(optimizer.stepCount).toBe(STEPS);
     });
