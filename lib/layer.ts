@@ -205,6 +205,11 @@ export class MoELayer {
     return this.#native?.step ?? 0;
   }
 
+  /** R10's noise key: config.seed (default 0), or the router.seed of the last state dict loaded. */
+  get seed(): number {
+    return this.#native?.seed ?? this.config.seed ?? 0;
+  }
+
   forward(x: Tensor, opts: ForwardOptions = {}): MoEOutput {
     if (!Tensor.isTensor(x)) throw new ArgumentError(`x must be a Tensor, got ${describe(x)}`);
     const o = checkObject(opts, 'opts');
@@ -321,24 +326,28 @@ export class MoELayer {
   }
 
   /**
-   * Copies of every parameter and state tensor: router.bias, router.load, and router.step
-   * (i32 [1], the training forwards so far: R10's noise counter).
+   * Copies of every parameter and state tensor: router.bias and router.load (f32 [E]),
+   * router.step (i32 [1], the training forwards so far: R10's noise counter) and router.seed
+   * (i32 [2], R10's noise key: the low and the high 32-bit word of the seed, an integer in
+   * [0, 2^53-1], each as the i32 of its bits; seed = (low >>> 0) + high·2^32).
    */
   stateDict(): Record<string, Tensor> {
     this.#requireBuilt('stateDict()');
     const out: Record<string, Tensor> = {};
     for (const [name, t] of Object.entries({ ...this.#params, ...this.#state })) out[name] = t.to('f32');
     out['router.step'] = Tensor.from([this.step], [1], { dtype: 'i32' });
+    out['router.seed'] = Tensor.from(Int32Array.of(this.seed % 2 ** 32, Math.floor(this.seed / 2 ** 32)), [2]);
     return out;
   }
 
   /**
    * Restores parameters and state from a state dict. Only its own names count (an inherited
    * property is absent, and a name such as `constructor` is unknown): every parameter,
-   * router.bias, router.load and router.step are required; any other name is an ArgumentError.
-   * DESIGN §4: a failed call writes nothing. Every entry is read once and checked (a live Tensor
-   * of the target's shape, a float dtype, finite router.bias and router.load, a valid
-   * router.step), then this layer's own tensors are checked alive, and only then is anything
+   * router.bias, router.load and router.step are required; router.seed is optional (a state dict
+   * from before it existed keeps this layer's seed); any other name is an ArgumentError. DESIGN §4:
+   * a failed call writes nothing. Every entry is read once and checked (a live Tensor of the
+   * target's shape, a float dtype, finite router.bias and router.load, valid router.step and
+   * router.seed), then this layer's own tensors are checked alive, and only then is anything
    * written. Under expert parallelism an expert tensor may be the full one (this rank keeps its
    * block) or the rank's block.
    */
@@ -348,11 +357,13 @@ export class MoELayer {
     const entries: Record<string, unknown> = Object.create(null);
     for (const name of Object.keys(dict)) entries[name] = dict[name];  // each getter runs once, here
     const targets = { ...this.#params, ...this.#state };
-    const unknown = Object.keys(entries).filter((k) => !Object.hasOwn(targets, k) && k !== 'router.step');
+    const counters = ['router.step', 'router.seed'];
+    const unknown = Object.keys(entries).filter((k) => !Object.hasOwn(targets, k) && !counters.includes(k));
     if (unknown.length > 0) throw new ArgumentError(`stateDict has names this layer does not: ${unknown.join(', ')}`);
     const missing = [...Object.keys(targets), 'router.step'].filter((k) => !Object.hasOwn(entries, k));
     if (missing.length > 0) throw new ArgumentError(`stateDict lacks ${missing.join(', ')}`);
     const step = checkStepEntry(entries['router.step']);
+    const seed = Object.hasOwn(entries, 'router.seed') ? checkSeedEntry(entries['router.seed']) : this.seed;
     const writes = Object.entries(targets).map(([name, target]): [Tensor, Float32Array] => {
       const source = liveEntry(entries[name], name);
       const full = this.#fullShape(name, target);
@@ -371,7 +382,9 @@ export class MoELayer {
     });
     this.#requireAlive('loadStateDict()');
     for (const [target, data] of writes) (target.view() as Float32Array).set(data);
-    (this.#native as NativeMoELayer).step = step;
+    const layer = this.#native as NativeMoELayer;
+    layer.step = step;
+    layer.seed = seed;
   }
 
   /** Frees every parameter, state and gradient tensor; the layer cannot be used afterwards. */
@@ -610,6 +623,22 @@ function checkStepEntry(value: unknown): number {
   const step = t.toArray()[0];
   if (step < 0) throw new ArgumentError(`stateDict["router.step"] must be >= 0, got ${step}`);
   return step;
+}
+
+/**
+ * router.seed of a state dict: an i32 [2] tensor, [low, high] 32-bit words of an integer in
+ * [0, 2^53-1] (stateDict()), so the high word is in [0, 2^21).
+ */
+function checkSeedEntry(value: unknown): number {
+  const t = liveEntry(value, 'router.seed');
+  if (t.dtype !== 'i32' || t.shape.join() !== '2') {
+    throw new DTypeError(`stateDict["router.seed"] must be an i32 tensor of shape [2] (low and high 32-bit words), got ${t.dtype} [${t.shape.join(', ')}]`);
+  }
+  const [low, high] = t.toArray();
+  if (high < 0 || high >= 2 ** 21) {
+    throw new ArgumentError(`stateDict["router.seed"] must hold a seed in [0, 2^53-1]: its high word must be in [0, 2^21), got ${high}`);
+  }
+  return (low >>> 0) + high * 2 ** 32;
 }
 
 /** A plain copy of seqLens, each entry read once (accessors and proxies run once; native code reads the copy). */

@@ -95,8 +95,8 @@ describe('layer misuse', () => {
 
 /**
  * DESIGN §4: a failed call writes nothing. loadStateDict checks every entry (own names only), this
- * layer's own tensors and the step before it writes anything, so each cause below leaves every
- * byte the layer holds and its step as they were.
+ * layer's own tensors and the counters before it writes anything, so each cause below leaves every
+ * byte the layer holds, its step and its seed as they were.
  */
 describe('a failed loadStateDict writes nothing (DESIGN §4)', () => {
   const sampled: MoEConfig = { ...config, router: { type: 'sampled', topK: 2 }, losses: {}, seed: 1 };
@@ -110,9 +110,9 @@ describe('a failed loadStateDict writes nothing (DESIGN §4)', () => {
     return { ...source.stateDict(), 'router.bias': Tensor.from([0.5, -0.25, 0.125, 1], [4]) };
   }
 
-  /** Every byte of the layer's parameters, router.bias, router.load and gradients (alive ones), and its step. */
+  /** Every byte of the layer's parameters, router.bias, router.load and gradients (alive ones), its step and seed. */
   function contents({ layer, bias, load }: Live): Record<string, string> {
-    const out: Record<string, string> = { step: String(layer.step) };
+    const out: Record<string, string> = { step: String(layer.step), seed: String(layer.seed) };
     const held: [string, Record<string, Tensor>][] = [['param', layer.parameters()], ['state', { 'router.bias': bias, 'router.load': load }], ['grad', layer.grads()]];
     for (const [kind, record] of held) {
       for (const [name, t] of Object.entries(record)) out[`${kind} ${name}`] = t.disposed ? 'disposed' : Buffer.from(t.view().buffer).toString('base64');
@@ -140,6 +140,9 @@ describe('a failed loadStateDict writes nothing (DESIGN §4)', () => {
     ['router.bias holds -Inf in bf16', (_live, sd) => replace(sd, 'router.bias', Tensor.from([0, 0, 0, -Infinity], [4], { dtype: 'bf16' })), ArgumentError, /stateDict\["router\.bias"\]\[3\] must be a finite number \(DESIGN §4\), got -Infinity/],
     ['router.step is negative', (_live, sd) => replace(sd, 'router.step', Tensor.from([-1], [1], { dtype: 'i32' })), ArgumentError, /stateDict\["router\.step"\] must be >= 0, got -1/],
     ['router.step is f32', (_live, sd) => replace(sd, 'router.step', Tensor.from([1], [1])), DTypeError, /stateDict\["router\.step"\] must be an i32 tensor of shape \[1\], got f32 \[1\]/],
+    ['router.seed is above 2^53-1', (_live, sd) => replace(sd, 'router.seed', Tensor.from([0, 2 ** 21], [2], { dtype: 'i32' })), ArgumentError, /stateDict\["router\.seed"\] must hold a seed in \[0, 2\^53-1\]: its high word must be in \[0, 2\^21\), got 2097152/],
+    ['router.seed has one word', (_live, sd) => replace(sd, 'router.seed', Tensor.from([3], [1], { dtype: 'i32' })), DTypeError, /stateDict\["router\.seed"\] must be an i32 tensor of shape \[2\] \(low and high 32-bit words\), got i32 \[1\]/],
+    ['router.seed was disposed', (_live, sd) => { sd['router.seed'].dispose(); return sd; }, DisposedError, /stateDict\["router\.seed"\] has been disposed/],
     ...['constructor', 'toString', 'hasOwnProperty', '__proto__', ''].map(ownEntry),
     ['router.load is only inherited', (_live, sd) => {
       const { 'router.load': load, ...rest } = sd;
@@ -151,13 +154,14 @@ describe('a failed loadStateDict writes nothing (DESIGN §4)', () => {
     }, ArgumentError, /stateDict lacks router\.step$/],
   ];
 
-  test('the control: the same state dict without a fault loads, changing every parameter, the state and the step', () => {
+  test('the control: the same state dict without a fault loads, changing every parameter, the state, the step and the seed', () => {
     const live = withLiveState(() => new MoELayer(sampled));
     const before = contents(live);
     live.layer.loadStateDict(otherState());
     const after = contents(live);
     const changed = Object.keys(before).filter((k) => !k.startsWith('grad ') && before[k] !== after[k]);
     expect(changed.sort()).toEqual(Object.keys(before).filter((k) => !k.startsWith('grad ')).sort());
+    expect(live.layer.seed).toBe(2 ** 40 + 7);
   });
 
   test.each(causes)('%s: a typed error, and the layer is bit-identical', (_name, prepare, errorClass, message) => {
@@ -177,6 +181,6 @@ describe('a failed loadStateDict writes nothing (DESIGN §4)', () => {
     expect(contents(live)).toEqual(before);
     delete tensors['__proto__'];
     live.layer.loadStateDict(tensors);
-    expect(live.layer.step).toBe(1);
+    expect(live.layer.seed).toBe(2 ** 40 + 7);
   });
 });
