@@ -85,8 +85,9 @@ describeOnDevices((device) => {
     expect(run(b, optB, RESUME_AT, STEPS)).toEqual(rest);
   });
 
-  // R10's noise is keyed by the seed, which the state dict carries as router.seed (i32 [2], low and
-  // high 32-bit words): a resume draws the checkpoint's noise whatever seed the new layer was built with.
+  // Issue #16 item 8 (DESIGN §3 R10, the §2 state dict): R10's noise is keyed by the seed, which the
+  // state dict carries as router.seed (i32 [2], low and high 32-bit words), so a resume draws the
+  // checkpoint's noise whatever seed the new layer was built with; before, it silently drew other noise.
   test('router.seed: a sampled router loaded into a layer built with another seed routes bit-identically to the original', () => {
     const sampled: MoEConfig = { ...config, router: { type: 'sampled', topK: 2, loadPenalty: 2, loadDecay: 0.3 }, capacity: undefined, losses: { balance: { coeff: 0.01 } }, device };
     const a = new MoELayer({ ...sampled, seed: 1 });
