@@ -28,7 +28,7 @@ export class FormatError extends MoekitError {}
 export class ArgumentError extends MoekitError {}
 
 /** Where checkFinite found the first NaN or Inf (lib/layer.ts, in pipeline order). */
-export type NumericsStage = 'input' | 'router.weight' | 'router' | 'expert' | 'shared' | 'grad' | 'dx';
+export type NumericsStage = 'input' | 'router.bias' | 'router.load' | 'router.weight' | 'router' | 'expert' | 'shared' | 'grad' | 'dx';
 
 /** Details of a NumericsError; `expert` is the group name and index within the group. */
 export interface NumericsDetails {
@@ -36,7 +36,7 @@ export interface NumericsDetails {
   stage?: NumericsStage;
   token?: number;
   expert?: { group: string; index: number };
-  /** The parameter whose gradient is non-finite (stage 'grad'). */
+  /** The parameter whose gradient is non-finite (stage 'grad'), or the state tensor (stages 'router.bias', 'router.load'). */
   parameter?: string;
 }
 

@@ -9,13 +9,14 @@
  *
  * Numerics guard (opt-in, `new MoELayer(config, {name, checkFinite: true})` or per forward with
  * `opts.checkFinite`): a NaN or Inf throws NumericsError naming the layer, the first stage that
- * produced one and the expert. Forward, in pipeline order: x ('input'), router.weight rows
- * ('router.weight', checked before the router runs), the routing weights and aux loss ('router'),
+ * produced one and the expert. Forward, in pipeline order: x ('input'); before the router runs, the
+ * router state ('router.bias', then 'router.load': the entry and its expert; DESIGN §4 wants both
+ * finite) and router.weight rows ('router.weight'); the routing weights and aux loss ('router'),
  * y after the routed experts ('expert': the token's expert whose own output is non-finite), y after
  * the shared experts ('shared'). The backward of a checked forward: dy ('input'), then every
  * gradient accumulator ('grad': expert groups, shared, router.weight; the expert from the index),
- * then dx ('dx'). Only 'input' is found before any state changes; after a failed forward no backward
- * may follow. Off, nothing is scanned.
+ * then dx ('dx'). 'input', 'router.bias' and 'router.load' are found before any state changes;
+ * after a failed forward no backward may follow. Off, nothing is scanned.
  *
  * Parallel (config.parallel, DESIGN §2; README "Multi-process"). Every rank builds the layer with
  * the same config and calls forward, backward, endStep and allReduceGrads together (collectives).
@@ -26,7 +27,7 @@
  * gradients) are this rank's token share: Σ over ranks of (Σ y·dy + aux) is the whole batch's
  * objective, and allReduceGrads() sums the gradients into the whole batch's.
  */
-import { ArgumentError, DeviceError, DTypeError, MoEConfigError, NumericsDetails, NumericsError, ShapeError } from './errors';
+import { ArgumentError, DeviceError, DisposedError, DTypeError, MoEConfigError, NumericsDetails, NumericsError, ShapeError } from './errors';
 import { DeviceSpec } from './devices';
 import { FlatSpec, MoEConfig, ParallelSetup, validateConfig } from './config';
 import { Communicator } from './dist';
@@ -204,6 +205,11 @@ export class MoELayer {
     return this.#native?.step ?? 0;
   }
 
+  /** R10's noise key: config.seed (default 0), or the router.seed of the last state dict loaded. */
+  get seed(): number {
+    return this.#native?.seed ?? this.config.seed ?? 0;
+  }
+
   forward(x: Tensor, opts: ForwardOptions = {}): MoEOutput {
     if (!Tensor.isTensor(x)) throw new ArgumentError(`x must be a Tensor, got ${describe(x)}`);
     const o = checkObject(opts, 'opts');
@@ -223,7 +229,10 @@ export class MoELayer {
     if (trainingOpt !== undefined && typeof trainingOpt !== 'boolean') throw new ArgumentError(`opts.training must be a boolean, got ${describe(trainingOpt)}`);
     if (checkFiniteOpt !== undefined && typeof checkFiniteOpt !== 'boolean') throw new ArgumentError(`opts.checkFinite must be a boolean, got ${describe(checkFiniteOpt)}`);
     const check = (checkFiniteOpt as boolean | undefined) ?? this.checkFinite;
-    if (check) this.#checkTensor(x, 'input', 'x');
+    if (check) {
+      this.#checkTensor(x, 'input', 'x');
+      for (const name of ['router.bias', 'router.load'] as const) this.#checkTensor(this.#state[name], name, name, name);
+    }
     const r = (this.#native as NativeMoELayer).forward(x.handle, modality, seqLens, (trainingOpt as boolean | undefined) ?? true, check);
     this.#lastTokens = x.shape[0];
     this.#lastChecked = check;
@@ -317,34 +326,46 @@ export class MoELayer {
   }
 
   /**
-   * Copies of every parameter and state tensor: router.bias, router.load, and router.step
-   * (i32 [1], the training forwards so far: R10's noise counter).
+   * Copies of every parameter and state tensor: router.bias and router.load (f32 [E]),
+   * router.step (i32 [1], the training forwards so far: R10's noise counter) and router.seed
+   * (i32 [2], R10's noise key: the low and the high 32-bit word of the seed, an integer in
+   * [0, 2^53-1], each as the i32 of its bits; seed = (low >>> 0) + high·2^32).
    */
   stateDict(): Record<string, Tensor> {
     this.#requireBuilt('stateDict()');
     const out: Record<string, Tensor> = {};
     for (const [name, t] of Object.entries({ ...this.#params, ...this.#state })) out[name] = t.to('f32');
     out['router.step'] = Tensor.from([this.step], [1], { dtype: 'i32' });
+    out['router.seed'] = Tensor.from(Int32Array.of(this.seed % 2 ** 32, Math.floor(this.seed / 2 ** 32)), [2]);
     return out;
   }
 
   /**
-   * Restores parameters and state from a state dict: every name required, shapes checked, nothing
-   * written until all pass. Under expert parallelism an expert tensor may be the full one (this
-   * rank keeps its block) or the rank's block.
+   * Restores parameters and state from a state dict. Only its own names count (an inherited
+   * property is absent, and a name such as `constructor` is unknown): every parameter,
+   * router.bias, router.load and router.step are required; router.seed is optional (a state dict
+   * from before it existed keeps this layer's seed); any other name is an ArgumentError. DESIGN §4:
+   * a failed call writes nothing. Every entry is read once and checked (a live Tensor of the
+   * target's shape, a float dtype, finite router.bias and router.load, valid router.step and
+   * router.seed), then this layer's own tensors are checked alive, and only then is anything
+   * written. Under expert parallelism an expert tensor may be the full one (this rank keeps its
+   * block) or the rank's block.
    */
   loadStateDict(sd: Record<string, Tensor>): void {
     this.#requireBuilt('loadStateDict()');
     const dict = checkObject(sd, 'stateDict');
+    const entries: Record<string, unknown> = Object.create(null);
+    for (const name of Object.keys(dict)) entries[name] = dict[name];  // each getter runs once, here
     const targets = { ...this.#params, ...this.#state };
-    const step = checkStepEntry(dict['router.step']);
-    const unknown = Object.keys(dict).filter((k) => !(k in targets) && k !== 'router.step');
+    const counters = ['router.step', 'router.seed'];
+    const unknown = Object.keys(entries).filter((k) => !Object.hasOwn(targets, k) && !counters.includes(k));
     if (unknown.length > 0) throw new ArgumentError(`stateDict has names this layer does not: ${unknown.join(', ')}`);
-    const missing = [...Object.keys(targets), 'router.step'].filter((k) => !(k in dict));
+    const missing = [...Object.keys(targets), 'router.step'].filter((k) => !Object.hasOwn(entries, k));
     if (missing.length > 0) throw new ArgumentError(`stateDict lacks ${missing.join(', ')}`);
-    const values: [Tensor, Float32Array][] = Object.entries(targets).map(([name, target]) => {
-      const source = dict[name];
-      if (!Tensor.isTensor(source)) throw new ArgumentError(`stateDict["${name}"] must be a Tensor, got ${describe(source)}`);
+    const step = checkStepEntry(entries['router.step']);
+    const seed = Object.hasOwn(entries, 'router.seed') ? checkSeedEntry(entries['router.seed']) : this.seed;
+    const writes = Object.entries(targets).map(([name, target]): [Tensor, Float32Array] => {
+      const source = liveEntry(entries[name], name);
       const full = this.#fullShape(name, target);
       const whole = full !== undefined && source.shape.join() === full.join();
       if (source.shape.join() !== target.shape.join() && !whole) {
@@ -353,10 +374,17 @@ export class MoELayer {
       }
       if (source.dtype === 'i32' || source.dtype === 'u8') throw new DTypeError(`stateDict["${name}"] must be a float tensor, got ${source.dtype}`);
       const values = source.toArray() as Float32Array;
+      if (Object.hasOwn(this.#state, name)) {
+        const i = values.findIndex((v) => !Number.isFinite(v));
+        if (i >= 0) throw new ArgumentError(`stateDict["${name}"][${i}] must be a finite number (DESIGN §4), got ${values[i]}`);
+      }
       return [target, whole ? this.#block(values, full[0]) : values];
     });
-    for (const [target, data] of values) (target.view() as Float32Array).set(data);
-    (this.#native as NativeMoELayer).step = step as number;
+    this.#requireAlive('loadStateDict()');
+    for (const [target, data] of writes) (target.view() as Float32Array).set(data);
+    const layer = this.#native as NativeMoELayer;
+    layer.step = step;
+    layer.seed = seed;
   }
 
   /** Frees every parameter, state and gradient tensor; the layer cannot be used afterwards. */
@@ -433,12 +461,22 @@ export class MoELayer {
       const group = parameter.match(/^experts\.(\w+)\./)?.[1];
       if (group !== undefined) details.expert = { group, index: index[0] };
       else if (parameter.startsWith('shared.')) details.expert = { group: 'shared', index: index[0] };
-      else if (parameter === 'router.weight') details.expert = this.#expertOf(index[0]);
+      else if (parameter.startsWith('router.')) details.expert = this.#expertOf(index[0]);  // weight, bias, load: a row or entry per expert
       if (details.expert) where = ` (expert ${details.expert.group}[${details.expert.index}])`;
     } else {
       details.token = index[0];
     }
     throw this.#fail(stage, `${what}[${index.join(', ')}] is ${values[i]}${where}`, details);
+  }
+
+  /** DisposedError when any tensor the native layer holds (parameter, state, gradient) was disposed. */
+  #requireAlive(what: string): void {
+    const held: [string, Record<string, Tensor>][] = [['parameters()', this.#params], ['state', this.#state], ['grads()', this.#grads]];
+    for (const [where, record] of held) {
+      for (const [name, t] of Object.entries(record)) {
+        if (t.disposed) throw new DisposedError(`${what}: this layer's ${where}["${name}"] has been disposed`);
+      }
+    }
   }
 
   #requireBuilt(what: string): void {
@@ -569,16 +607,38 @@ function checkModality(modality: unknown, T: number, spec: FlatSpec): NativeTens
   return modality.handle;
 }
 
-/** router.step of a state dict: an i32 [1] tensor holding a non-negative count (undefined = missing). */
-function checkStepEntry(value: unknown): number | undefined {
-  if (value === undefined) return undefined;
-  if (!Tensor.isTensor(value)) throw new ArgumentError(`stateDict["router.step"] must be a Tensor, got ${describe(value)}`);
-  if (value.dtype !== 'i32' || value.shape.join() !== '1') {
-    throw new DTypeError(`stateDict["router.step"] must be an i32 tensor of shape [1], got ${value.dtype} [${value.shape.join(', ')}]`);
+/** A state dict entry that must be a Tensor that was not disposed. */
+function liveEntry(value: unknown, name: string): Tensor {
+  if (!Tensor.isTensor(value)) throw new ArgumentError(`stateDict["${name}"] must be a Tensor, got ${describe(value)}`);
+  if (value.disposed) throw new DisposedError(`stateDict["${name}"] has been disposed`);
+  return value;
+}
+
+/** router.step of a state dict: an i32 [1] tensor holding a non-negative count. */
+function checkStepEntry(value: unknown): number {
+  const t = liveEntry(value, 'router.step');
+  if (t.dtype !== 'i32' || t.shape.join() !== '1') {
+    throw new DTypeError(`stateDict["router.step"] must be an i32 tensor of shape [1], got ${t.dtype} [${t.shape.join(', ')}]`);
   }
-  const step = value.toArray()[0];
+  const step = t.toArray()[0];
   if (step < 0) throw new ArgumentError(`stateDict["router.step"] must be >= 0, got ${step}`);
   return step;
+}
+
+/**
+ * router.seed of a state dict: an i32 [2] tensor, [low, high] 32-bit words of an integer in
+ * [0, 2^53-1] (stateDict()), so the high word is in [0, 2^21).
+ */
+function checkSeedEntry(value: unknown): number {
+  const t = liveEntry(value, 'router.seed');
+  if (t.dtype !== 'i32' || t.shape.join() !== '2') {
+    throw new DTypeError(`stateDict["router.seed"] must be an i32 tensor of shape [2] (low and high 32-bit words), got ${t.dtype} [${t.shape.join(', ')}]`);
+  }
+  const [low, high] = t.toArray();
+  if (high < 0 || high >= 2 ** 21) {
+    throw new ArgumentError(`stateDict["router.seed"] must hold a seed in [0, 2^53-1]: its high word must be in [0, 2^21), got ${high}`);
+  }
+  return (low >>> 0) + high * 2 ** 32;
 }
 
 /** A plain copy of seqLens, each entry read once (accessors and proxies run once; native code reads the copy). */

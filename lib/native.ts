@@ -78,6 +78,8 @@ export interface ExpertPrecision {
 
 export interface NativeMoELayer {
   step: number;
+  /** R10's Philox key, an integer in [0, 2^53-1]: spec.router.seed until set from a state dict. */
+  seed: number;
   forward(x: NativeTensor, modality: NativeTensor | null, seqLens: number[] | null, training: boolean, checkFinite: boolean): NativeForward;
   backward(dy: NativeTensor): NativeTensor;
   endStep(): void;

@@ -126,12 +126,15 @@ export class AdamW {
 
   /**
    * Restores a stateDict(): `step` and, once a step was taken, `m.<name>` and `v.<name>` for every
-   * parameter of the target, each of the parameter's shape. Everything is checked before anything
-   * is replaced; the tensors are copied.
+   * parameter of the target, each of the parameter's shape. Only the state dict's own names count
+   * (an inherited property is absent). Everything is checked before anything is replaced; the
+   * tensors are copied.
    */
   loadStateDict(sd: Record<string, Tensor>): void {
     if (this.#disposed) throw new ArgumentError('loadStateDict(): this AdamW has been disposed');
-    const dict = checkObject(sd, 'stateDict');
+    const given = checkObject(sd, 'stateDict');
+    const dict: Record<string, unknown> = Object.create(null);
+    for (const key of Object.keys(given)) dict[key] = given[key];
     const stepTensor = checkTensor(dict.step, 'stateDict["step"]', 'i32', 1);
     if (stepTensor.shape[0] !== 1) throw new ShapeError(`stateDict["step"] must have shape [1], got [${stepTensor.shape.join(', ')}]`);
     const step = stepTensor.toArray()[0];
@@ -140,7 +143,7 @@ export class AdamW {
     const expected = step === 0 ? [] : Object.keys(params).flatMap((name) => [`m.${name}`, `v.${name}`]);
     const unknown = Object.keys(dict).filter((k) => k !== 'step' && !expected.includes(k));
     if (unknown.length > 0) throw new ArgumentError(`stateDict has entries this optimizer does not${step === 0 ? ' at step 0' : ''}: ${unknown.join(', ')}`);
-    const missing = expected.filter((k) => !(k in dict));
+    const missing = expected.filter((k) => !Object.hasOwn(dict, k));
     if (missing.length > 0) throw new ArgumentError(`stateDict lacks ${missing.join(', ')}`);
     const state = new Map<string, { m: Tensor; v: Tensor }>();
     const copies: Tensor[] = [];

@@ -9,6 +9,12 @@
  * other metadata and the data part as metadata "moekit.sha256" and, reading a file that has one,
  * rejects a file that does not match (tampered or corrupted) before any tensor is made. The key is the library's own: it is not returned in `metadata` and may not
  * be passed in. Files from other writers (no key) are read as they are.
+ *
+ * Names come from outside (a file, a caller): every string is a valid tensor name or metadata key,
+ * the empty string and `__proto__`, `constructor` or `toString` included (only "__metadata__" is
+ * not a tensor name). Records keyed by them are null-prototype objects (Object.create(null)), so
+ * no name reaches a prototype: `tensors` and `metadata` hold exactly the file's names, and nothing
+ * inherited looks like one.
  */
 import { createHash } from 'crypto';
 import * as fs from 'fs';
@@ -22,6 +28,7 @@ const OTHER_FILE_DTYPES = ['F64', 'I64', 'I16', 'I8', 'U16', 'U32', 'U64', 'BOOL
 const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 const CHECKSUM_KEY = 'moekit.sha256';
 
+/** What parseSafetensors returns: null-prototype records of the file's names (see the file comment). */
 export interface Safetensors {
   tensors: Record<string, Tensor>;
   metadata: Record<string, string>;
@@ -56,7 +63,7 @@ export function serializeSafetensors(tensors: Record<string, Tensor>, metadata: 
     if (typeof value !== 'string') throw new FormatError(`metadata["${key}"] must be a string, got ${describe(value)}`);
   }
   if (Object.hasOwn(meta, CHECKSUM_KEY)) throw new FormatError(`metadata["${CHECKSUM_KEY}"] is reserved: moekit writes the data checksum there`);
-  const header: Record<string, unknown> = {};
+  const header: Record<string, unknown> = Object.create(null);
   const chunks: Uint8Array[] = [];
   let offset = 0;
   for (const name of Object.keys(tensors).sort()) {
@@ -119,7 +126,7 @@ export function parseSafetensors(bytes: Uint8Array, source = 'buffer'): Safetens
     }
   }
 
-  const tensors: Record<string, Tensor> = {};
+  const tensors: Record<string, Tensor> = Object.create(null);
   try {
     for (const entry of entries) {
       const raw = new Uint8Array(buffer.buffer, buffer.byteOffset + dataStart + entry.begin, entry.end - entry.begin);
@@ -147,7 +154,7 @@ function parseMetadata(value: unknown, source: string): Record<string, string> {
   for (const [key, v] of Object.entries(value)) {
     if (typeof v !== 'string') throw new FormatError(`${source}: __metadata__["${key}"] must be a string, got ${describe(v)}`);
   }
-  return { ...(value as Record<string, string>) };
+  return Object.assign(Object.create(null) as Record<string, string>, value);
 }
 
 function parseEntry(name: string, value: unknown, dataLength: number, source: string): Entry {

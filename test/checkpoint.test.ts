@@ -9,6 +9,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { AdamW, ArgumentError, DeviceSpec, FormatError, MoEConfig, MoELayer, ShapeError, Tensor, loadSafetensors, saveSafetensors } from '../lib';
 import { EMULATED_PROJECT, describeOnDevices } from './helpers/devices';
+import { decisions } from './helpers/layer';
 
 const config: MoEConfig = {
   hidden: 8,
@@ -76,12 +77,62 @@ describeOnDevices((device) => {
     const file = path.join(tmp, 'sampled.safetensors');
     saveCheckpoint(file, a, optA);
     const rest = run(a, optA, RESUME_AT, STEPS);
-    const b = new MoELayer(JSON.parse(loadSafetensors(file).metadata.config));  // the seed keys the noise: it comes with the config
+    const b = new MoELayer(JSON.parse(loadSafetensors(file).metadata.config));
     const optB = new AdamW(b, { lr: 1e-2 });
     loadCheckpoint(file, b, optB);
     expect(b.step).toBe(a.step - 2 * (STEPS - RESUME_AT));
     expect(snapshot(b)).toEqual(first[RESUME_AT - 1]);
     expect(run(b, optB, RESUME_AT, STEPS)).toEqual(rest);
+  });
+
+  // Issue #16 item 8 (DESIGN §3 R10, the §2 state dict): R10's noise is keyed by the seed, which the
+  // state dict carries as router.seed (i32 [2], low and high 32-bit words), so a resume draws the
+  // checkpoint's noise whatever seed the new layer was built with; before, it silently drew other noise.
+  test('router.seed: a sampled router loaded into a layer built with another seed routes bit-identically to the original', () => {
+    const sampled: MoEConfig = { ...config, router: { type: 'sampled', topK: 2, loadPenalty: 2, loadDecay: 0.3 }, capacity: undefined, losses: { balance: { coeff: 0.01 } }, device };
+    const a = new MoELayer({ ...sampled, seed: 1 });
+    const optA = new AdamW(a, { lr: 1e-2 });
+    for (let s = 0; s < 2; s++) trainStep(a, optA, s);
+    const sd = a.stateDict();
+    const b = new MoELayer({ ...sampled, seed: 2 });
+    b.loadStateDict(sd);
+    expect([b.seed, b.step]).toEqual([1, a.step]);
+    const x = Tensor.randn([16, 8], { seed: 4242, device });
+    const bits = (t: Tensor) => Buffer.from(t.view().buffer).toString('base64');
+    const outA = a.forward(x);
+    const outB = b.forward(x);
+    expect(decisions(outB)).toBe(decisions(outA));
+    expect(bits(outB.routing.weights)).toBe(bits(outA.routing.weights));
+    expect(bits(outB.y)).toBe(bits(outA.y));
+
+    // A state dict from before router.seed existed loads and keeps the constructor's seed, whose
+    // noise routes differently here: what the entry is for.
+    const old = Object.fromEntries(Object.entries(sd).filter(([name]) => name !== 'router.seed'));
+    const c = new MoELayer({ ...sampled, seed: 2 });
+    c.loadStateDict(old);
+    expect([c.seed, c.step]).toEqual([2, a.step - 1]);
+    expect(decisions(c.forward(x))).not.toBe(decisions(outA));
+  });
+
+  test('router.seed holds any seed up to 2^53-1 as [low, high] 32-bit words and loads it back', () => {
+    const words = (layer: MoELayer) => {
+      const entry = layer.stateDict()['router.seed'];
+      expect([entry.dtype, entry.shape]).toEqual(['i32', [2]]);
+      return Array.from(entry.toArray());
+    };
+    for (const seed of [0, 2 ** 31, 2 ** 32 + 5, 2 ** 42 + 3]) {
+      const layer = new MoELayer({ ...config, device, seed });
+      const [low, high] = words(layer);
+      expect((low >>> 0) + high * 2 ** 32).toBe(seed);
+      const other = new MoELayer({ ...config, device, seed: 3 });
+      other.loadStateDict(layer.stateDict());
+      expect(other.seed).toBe(seed);
+    }
+    // the largest seed, [2^32-1, 2^21-1] as i32 bits, through loadStateDict and back
+    const layer = new MoELayer({ ...config, device, seed: 3 });
+    layer.loadStateDict({ ...layer.stateDict(), 'router.seed': Tensor.from([-1, 2 ** 21 - 1], [2], { dtype: 'i32' }) });
+    expect(layer.seed).toBe(2 ** 53 - 1);
+    expect(words(layer)).toEqual([-1, 2 ** 21 - 1]);
   });
 
   describe('checkpoints', () => {
@@ -124,6 +175,8 @@ describeOnDevices((device) => {
       delete sd['v.experts.b.w2'];
       expect(() => optimizer.loadStateDict(sd)).toThrow(/lacks v\.experts\.b\.w2/);
       expect(() => optimizer.loadStateDict({ ...sd, 'm.nope': Tensor.zeros([1]) })).toThrow(ArgumentError);
+      const { 'v.experts.a.w1': inherited, ...own } = optimizer.stateDict();  // own names only: an inherited entry is absent
+      expect(() => optimizer.loadStateDict(Object.assign(Object.create({ 'v.experts.a.w1': inherited }), own))).toThrow(/lacks v\.experts\.a\.w1$/);
       expect(Array.from((optimizer.moments('experts.a.w1') as { m: Tensor }).m.toArray())).toEqual(before);
       expect(optimizer.stepCount).toBe(STEPS);
     });

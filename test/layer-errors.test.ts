@@ -9,11 +9,14 @@ import {
   MoekitError,
   MoELayer,
   NumericsError,
+  parseSafetensors,
+  serializeSafetensors,
   ShapeError,
   Tensor,
 } from '../lib';
 import { native } from '../lib/native';
 import { ErrorCase, expectTypedError } from './helpers/expect-error';
+import { withLiveState } from './helpers/layer';
 import { uniformTensor } from './helpers/random';
 
 const config: MoEConfig = {
@@ -87,5 +90,97 @@ describe('layer misuse', () => {
       return;
     }
     expect(result).toBeDefined();
+  });
+});
+
+/**
+ * DESIGN §4: a failed call writes nothing. loadStateDict checks every entry (own names only), this
+ * layer's own tensors and the counters before it writes anything, so each cause below leaves every
+ * byte the layer holds, its step and its seed as they were.
+ */
+describe('a failed loadStateDict writes nothing (DESIGN §4)', () => {
+  const sampled: MoEConfig = { ...config, router: { type: 'sampled', topK: 2 }, losses: {}, seed: 1 };
+  type Live = ReturnType<typeof withLiveState>;
+  type Cause = [string, (target: Live, sd: Record<string, Tensor>) => Record<string, Tensor>, new (...args: never[]) => Error, RegExp];
+
+  /** A state dict that differs from a fresh layer in every entry: other seed, one training forward (step, load), a bias. */
+  function otherState(): Record<string, Tensor> {
+    const source = new MoELayer({ ...sampled, seed: 2 ** 40 + 7 });
+    source.forward(x);
+    return { ...source.stateDict(), 'router.bias': Tensor.from([0.5, -0.25, 0.125, 1], [4]) };
+  }
+
+  /** Every byte of the layer's parameters, router.bias, router.load and gradients (alive ones), its step and seed. */
+  function contents({ layer, bias, load }: Live): Record<string, string> {
+    const out: Record<string, string> = { step: String(layer.step), seed: String(layer.seed) };
+    const held: [string, Record<string, Tensor>][] = [['param', layer.parameters()], ['state', { 'router.bias': bias, 'router.load': load }], ['grad', layer.grads()]];
+    for (const [kind, record] of held) {
+      for (const [name, t] of Object.entries(record)) out[`${kind} ${name}`] = t.disposed ? 'disposed' : Buffer.from(t.view().buffer).toString('base64');
+    }
+    return out;
+  }
+
+  const replace = (sd: Record<string, Tensor>, name: string, value: unknown) => ({ ...sd, [name]: value as Tensor });
+  const ownEntry = (name: string): Cause => [
+    `an own entry named ${JSON.stringify(name)} (unknown, whatever Object.prototype has)`,
+    (_live, sd) => Object.defineProperty(sd, name, { value: Tensor.zeros([1]), enumerable: true }),
+    ArgumentError,
+    new RegExp(`names this layer does not: ${name.replace(/[_$]/g, '\\$&')}$`),
+  ];
+  const causes: Cause[] = [
+    ['the layer\'s last parameter was disposed (router.weight comes first)', ({ layer }, sd) => { layer.parameters()['experts.e.w2'].dispose(); return sd; }, DisposedError, /loadStateDict\(\): this layer's parameters\(\)\["experts\.e\.w2"\] has been disposed/],
+    ['the layer\'s router.load was disposed', ({ load }, sd) => { load.dispose(); return sd; }, DisposedError, /this layer's state\["router\.load"\] has been disposed/],
+    ['one of the layer\'s gradients was disposed', ({ layer }, sd) => { layer.grads()['experts.e.w1'].dispose(); return sd; }, DisposedError, /this layer's grads\(\)\["experts\.e\.w1"\] has been disposed/],
+    ['an entry was disposed', (_live, sd) => { sd['experts.e.w2'].dispose(); return sd; }, DisposedError, /stateDict\["experts\.e\.w2"\] has been disposed/],
+    ['an entry has the wrong shape', (_live, sd) => replace(sd, 'experts.e.w2', Tensor.zeros([4, 4, 2])), ShapeError, /stateDict\["experts\.e\.w2"\] must have shape \[4, 4, 3\], got \[4, 4, 2\]/],
+    ['an entry is i32', (_live, sd) => replace(sd, 'experts.e.w2', Tensor.zeros([4, 4, 3], { dtype: 'i32' })), DTypeError, /stateDict\["experts\.e\.w2"\] must be a float tensor, got i32/],
+    ['an entry is not a Tensor', (_live, sd) => replace(sd, 'router.load', [0.25, 0.25, 0.25, 0.25]), ArgumentError, /stateDict\["router\.load"\] must be a Tensor, got array of length 4/],
+    ['router.bias holds NaN', (_live, sd) => replace(sd, 'router.bias', Tensor.from([0, 0, NaN, 0], [4])), ArgumentError, /stateDict\["router\.bias"\]\[2\] must be a finite number \(DESIGN §4\), got NaN/],
+    ['router.load holds Inf', (_live, sd) => replace(sd, 'router.load', Tensor.from([0.25, Infinity, 0.25, 0.25], [4])), ArgumentError, /stateDict\["router\.load"\]\[1\] must be a finite number \(DESIGN §4\), got Infinity/],
+    ['router.bias holds -Inf in bf16', (_live, sd) => replace(sd, 'router.bias', Tensor.from([0, 0, 0, -Infinity], [4], { dtype: 'bf16' })), ArgumentError, /stateDict\["router\.bias"\]\[3\] must be a finite number \(DESIGN §4\), got -Infinity/],
+    ['router.step is negative', (_live, sd) => replace(sd, 'router.step', Tensor.from([-1], [1], { dtype: 'i32' })), ArgumentError, /stateDict\["router\.step"\] must be >= 0, got -1/],
+    ['router.step is f32', (_live, sd) => replace(sd, 'router.step', Tensor.from([1], [1])), DTypeError, /stateDict\["router\.step"\] must be an i32 tensor of shape \[1\], got f32 \[1\]/],
+    ['router.seed is above 2^53-1', (_live, sd) => replace(sd, 'router.seed', Tensor.from([0, 2 ** 21], [2], { dtype: 'i32' })), ArgumentError, /stateDict\["router\.seed"\] must hold a seed in \[0, 2\^53-1\]: its high word must be in \[0, 2\^21\), got 2097152/],
+    ['router.seed has one word', (_live, sd) => replace(sd, 'router.seed', Tensor.from([3], [1], { dtype: 'i32' })), DTypeError, /stateDict\["router\.seed"\] must be an i32 tensor of shape \[2\] \(low and high 32-bit words\), got i32 \[1\]/],
+    ['router.seed was disposed', (_live, sd) => { sd['router.seed'].dispose(); return sd; }, DisposedError, /stateDict\["router\.seed"\] has been disposed/],
+    ...['constructor', 'toString', 'hasOwnProperty', '__proto__', ''].map(ownEntry),
+    ['router.load is only inherited', (_live, sd) => {
+      const { 'router.load': load, ...rest } = sd;
+      return Object.assign(Object.create({ 'router.load': load }), rest);
+    }, ArgumentError, /stateDict lacks router\.load$/],
+    ['router.step is only inherited', (_live, sd) => {
+      const { 'router.step': step, ...rest } = sd;
+      return Object.assign(Object.create({ 'router.step': step }), rest);
+    }, ArgumentError, /stateDict lacks router\.step$/],
+  ];
+
+  test('the control: the same state dict without a fault loads, changing every parameter, the state, the step and the seed', () => {
+    const live = withLiveState(() => new MoELayer(sampled));
+    const before = contents(live);
+    live.layer.loadStateDict(otherState());
+    const after = contents(live);
+    const changed = Object.keys(before).filter((k) => !k.startsWith('grad ') && before[k] !== after[k]);
+    expect(changed.sort()).toEqual(Object.keys(before).filter((k) => !k.startsWith('grad ')).sort());
+    expect(live.layer.seed).toBe(2 ** 40 + 7);
+  });
+
+  test.each(causes)('%s: a typed error, and the layer is bit-identical', (_name, prepare, errorClass, message) => {
+    const live = withLiveState(() => new MoELayer(sampled));
+    const sd = prepare(live, otherState());
+    const before = contents(live);
+    expectTypedError(() => live.layer.loadStateDict(sd), errorClass, message);
+    expect(contents(live)).toEqual(before);
+  });
+
+  test('a tensor named __proto__ in a safetensors file is an unknown name, not a prototype (DESIGN §4)', () => {
+    const live = withLiveState(() => new MoELayer(sampled));
+    const sd = otherState();
+    const { tensors } = parseSafetensors(serializeSafetensors({ ...sd, ['__proto__']: Tensor.zeros([1]) }));
+    const before = contents(live);
+    expectTypedError(() => live.layer.loadStateDict(tensors), ArgumentError, /names this layer does not: __proto__$/);
+    expect(contents(live)).toEqual(before);
+    delete tensors['__proto__'];
+    live.layer.loadStateDict(tensors);
+    expect(live.layer.seed).toBe(2 ** 40 + 7);
   });
 });

@@ -3,6 +3,7 @@
  * NaN or Inf throws NumericsError naming the layer, the stage and the expert.
  */
 import { MoEConfig, MoELayer, MoekitError, NumericsError, Tensor } from '../lib';
+import { withLiveState } from './helpers/layer';
 import { uniformTensor } from './helpers/random';
 
 const config: MoEConfig = {
@@ -55,6 +56,26 @@ describe('numerics guard (checkFinite)', () => {
     expect(error.expert).toEqual({ group: 'code', index: 1 });
     expect(error.message).toMatch(/^layer "moe1", stage router\.weight: router\.weight row 3 \(expert code\[1\]\)/);
     expect(layer.step).toBe(0);
+  });
+
+  // DESIGN §4: router.bias and router.load must be finite; loadStateDict refuses others, and the
+  // guard finds one that got there anyway (written through the live tensor) before the router runs.
+  test.each([
+    ['router.bias', NaN],
+    ['router.load', Infinity],
+    ['router.load', -Infinity],
+  ] as const)('a non-finite %s entry (%s): the stage of that name names the entry and its expert, before the router runs (DESIGN §4)', (name, value) => {
+    const sampled: MoEConfig = { ...config, router: { type: 'sampled', topK: 2 } };  // R10 reads the load
+    const { layer, bias, load } = withLiveState(() => new MoELayer(sampled, { name: 'moe5', checkFinite: true }));
+    const loadBefore = Array.from(load.toArray());
+    ((name === 'router.bias' ? bias : load).view() as Float32Array)[3] = value;
+    const error = caught(() => layer.forward(x));
+    expect(error.message).toBe(`layer "moe5", stage ${name}: ${name}[3] is ${value} (expert code[1]) (checkFinite)`);
+    expect([error.layer, error.stage, error.parameter, error.expert]).toEqual(['moe5', name, name, { group: 'code', index: 1 }]);
+    expect(layer.step).toBe(0);  // the router did not run: no step, and the load estimate (R10) did not move
+    const loadAfter = Array.from(load.toArray());
+    loadAfter[3] = loadBefore[3];
+    expect(loadAfter).toEqual(loadBefore);
   });
 
   test('a NaN weight of one routed expert: stage expert names that expert and its first token', () => {

@@ -124,3 +124,68 @@ describe('malformed and truncated files throw FormatError (or DTypeError for for
     expect(() => loadSafetensors('' as string)).toThrow(FormatError);
   });
 });
+
+/**
+ * Names come from outside (issue #16): a tensor or metadata key named like an Object.prototype
+ * member must be an entry like any other, never a prototype, and nothing inherited may look like
+ * one (DESIGN §4: a hostile file cannot change what the caller gets). Empty names are supported on
+ * save and load alike (the format allows any string).
+ */
+describe('hostile names: __proto__, constructor, the empty string, 10 kB (DESIGN §4)', () => {
+  const names = ['__proto__', 'constructor', 'hasOwnProperty', 'toString', '', 'n'.repeat(10 * 1024)];
+
+  test('tensors and metadata keys with these names round-trip through saveSafetensors and loadSafetensors', () => {
+    const tensors: Record<string, Tensor> = Object.create(null);
+    const metadata: Record<string, string> = Object.create(null);
+    names.forEach((name, i) => {
+      tensors[name] = Tensor.from([i, -i - 0.5], [2]);
+      metadata[name] = `value ${i}`;
+    });
+    const file = path.join(tmp, 'hostile.safetensors');
+    saveSafetensors(file, tensors, metadata);
+    const back = loadSafetensors(file);
+    expect(Object.keys(back.tensors).sort()).toEqual([...names].sort());
+    for (const name of names) {
+      expect(Object.hasOwn(back.tensors, name)).toBe(true);
+      expect(Array.from(back.tensors[name].toArray())).toEqual(Array.from(tensors[name].toArray()));
+    }
+    expect(Object.entries(back.metadata).sort()).toEqual(Object.entries(metadata).sort());
+  });
+
+  test('an object literal\'s own "__proto__" key (computed) is a tensor name too', () => {
+    const t = Tensor.from([4, 5], [2]);
+    const back = parseSafetensors(serializeSafetensors({ ['__proto__']: t, a: t }));
+    expect(Object.keys(back.tensors).sort()).toEqual(['__proto__', 'a']);
+    expect(Array.from(back.tensors['__proto__'].toArray())).toEqual([4, 5]);
+  });
+
+  test('nothing inherited looks like a name: a file without them has no constructor, toString or __proto__ entry', () => {
+    const { tensors, metadata } = parseSafetensors(serializeSafetensors({ a: Tensor.zeros([1]) }, { k: 'v' }));
+    for (const record of [tensors, metadata] as Record<string, unknown>[]) {
+      for (const name of ['constructor', 'toString', 'hasOwnProperty', '__proto__']) expect(record[name]).toBeUndefined();
+    }
+  });
+
+  test('an untrusted file built by hand (no checksum): __proto__, constructor and "" are own entries, and every tensor made is returned', () => {
+    const entry = (begin: number) => `{"dtype":"F32","shape":[1],"data_offsets":[${begin},${begin + 4}]}`;
+    const header = `{"__proto__":${entry(0)},"constructor":${entry(4)},"":${entry(8)},"__metadata__":{"__proto__":"meta","toString":"s"}}`;
+    const bytes = fileWith(header, new Uint8Array(Float32Array.of(1.5, -2, 3).buffer));
+    const from = jest.spyOn(Tensor, 'from');
+    let loaded: ReturnType<typeof parseSafetensors>;
+    let made: unknown[];
+    try {
+      loaded = parseSafetensors(bytes, 'untrusted');
+    } finally {
+      made = from.mock.results.map((r) => r.value);
+      from.mockRestore();
+    }
+    const { tensors, metadata } = loaded;
+    expect(Object.keys(tensors).sort()).toEqual(['', '__proto__', 'constructor']);
+    expect([tensors['__proto__'], tensors['constructor'], tensors['']].map((t) => Array.from(t.toArray()))).toEqual([[1.5], [-2], [3]]);
+    expect(Object.entries(metadata).sort()).toEqual([['__proto__', 'meta'], ['toString', 's']]);
+    // the caller can dispose what the parser allocated: every tensor it made is among the returned ones
+    const returned = Object.values(tensors);
+    expect(made).toHaveLength(3);
+    for (const t of made) expect(returned).toContain(t);
+  });
+});

@@ -110,6 +110,47 @@ describe('Tensor round trips (DESIGN §2)', () => {
   });
 });
 
+/**
+ * Issue #16: Tensor.from copies data out of a typed array over a SharedArrayBuffer like any other
+ * (it used to throw an untyped "Invalid argument"; DESIGN §4 wants typed errors or none).
+ */
+describe('Tensor.from on SharedArrayBuffer-backed data (DESIGN §4)', () => {
+  const kinds = {
+    Float32Array: (buffer: ArrayBufferLike, offset: number, n: number) => new Float32Array(buffer, offset * 4, n),
+    Int32Array: (buffer: ArrayBufferLike, offset: number, n: number) => new Int32Array(buffer, offset * 4, n),
+    Uint16Array: (buffer: ArrayBufferLike, offset: number, n: number) => new Uint16Array(buffer, offset * 2, n),
+    Uint8Array: (buffer: ArrayBufferLike, offset: number, n: number) => new Uint8Array(buffer, offset, n),
+  };
+  /** `values` in a typed array of `kind`: over a SharedArrayBuffer, 3 elements in, or over an ArrayBuffer of its own. */
+  function typed(kind: keyof typeof kinds, values: number[], share: boolean) {
+    const bytes = (values.length + 5) * 4;
+    const array = kinds[kind](share ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes), share ? 3 : 0, values.length);
+    array.set(values);
+    return array;
+  }
+  const cases: [keyof typeof kinds, DType, number[]][] = [
+    ['Float32Array', 'f32', [1.5, -0, 2 ** 40, -Infinity, 2 ** -140]],
+    ['Float32Array', 'bf16', [1, -2.5, 0.15625, 65280]],
+    ['Float32Array', 'e4m3', [0.5, -448, 1.125]],
+    ['Int32Array', 'i32', [-2147483648, 7, 2147483647]],
+    ['Uint16Array', 'f16', [0x3c00, 0xc100, 0x7c00]],
+    ['Uint8Array', 'u8', [0, 9, 255]],
+    ['Uint8Array', 'e5m2', [0x3c, 0xc0]],
+  ];
+
+  test.each(cases)('%s over a SharedArrayBuffer as %s: the tensor equals one made from unshared data, values and bits', (kind, dtype, values) => {
+    const data = typed(kind, values, true);
+    expect(Object.prototype.toString.call(data.buffer)).toBe('[object SharedArrayBuffer]');
+    const t = Tensor.from(data, [values.length], { dtype });
+    const reference = Tensor.from(typed(kind, values, false), [values.length], { dtype });
+    expect(Array.from(t.view())).toEqual(Array.from(reference.view()));
+    expect(Array.from(t.toArray())).toEqual(Array.from(reference.toArray()));
+    if (dtype === 'f32' || dtype === 'i32' || dtype === 'u8') expect(Array.from(t.toArray())).toEqual(values);
+    data.fill(0);  // a copy: later writes to the shared memory do not reach the tensor
+    expect(Array.from(t.view())).toEqual(Array.from(reference.view()));
+  });
+});
+
 describe('zero-copy views', () => {
   test('a write through view() is seen by native code (toArray, to)', () => {
     const t = Tensor.zeros([2, 3]);

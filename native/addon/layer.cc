@@ -85,7 +85,8 @@ Napi::Function NativeMoELayer::define(Napi::Env env) {
                       InstanceMethod("endStep", &NativeMoELayer::endStep),
                       InstanceMethod("allReduceGrads", &NativeMoELayer::allReduceGrads),
                       InstanceMethod("exchangeStats", &NativeMoELayer::exchangeStats),
-                      InstanceAccessor("step", &NativeMoELayer::getStep, &NativeMoELayer::setStep)});
+                      InstanceAccessor("step", &NativeMoELayer::getStep, &NativeMoELayer::setStep),
+                      InstanceAccessor("seed", &NativeMoELayer::getSeed, &NativeMoELayer::setSeed)});
 }
 
 float* NativeMoELayer::hold(const Napi::Value& value, const std::string& name, const std::vector<int64_t>& shape) {
@@ -367,6 +368,19 @@ void NativeMoELayer::setStep(const Napi::CallbackInfo& info, const Napi::Value& 
 
 Napi::Value NativeMoELayer::getStep(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), double(layer_ ? layer_->step() : 0));
+}
+
+// seed: R10's Philox key, an integer in [0, 2^53-1] (spec.router.seed until set from a state dict).
+void NativeMoELayer::setSeed(const Napi::CallbackInfo& info, const Napi::Value& value) {
+  guarded(info.Env(), [&]() -> Napi::Value {
+    checkAlive();
+    layer_->router().setSeed(readSafeUint(value, "seed"));
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value NativeMoELayer::getSeed(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), double(layer_ ? layer_->router().seed() : 0));
 }
 
 }  // namespace moekit::addon

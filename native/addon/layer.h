@@ -27,6 +27,8 @@ class NativeMoELayer : public Napi::ObjectWrap<NativeMoELayer> {
   Napi::Value exchangeStats(const Napi::CallbackInfo& info);
   Napi::Value getStep(const Napi::CallbackInfo& info);
   void setStep(const Napi::CallbackInfo& info, const Napi::Value& value);
+  Napi::Value getSeed(const Napi::CallbackInfo& info);
+  void setSeed(const Napi::CallbackInfo& info, const Napi::Value& value);
 
   // A parameter buffer: checks dtype f32 and shape, keeps the storage alive.
   float* hold(const Napi::Value& value, const std::string& name, const std::vector<int64_t>& shape);

@@ -147,11 +147,17 @@ Napi::Value NativeTensor::fromData(const Napi::CallbackInfo& info) {
     }
     Napi::Object handle;
     NativeTensor* tensor = create(env, dtype, shape, &handle);
-    // The source's address is taken last, after every step that could run JavaScript.
-    if (source.ByteLength() > 0 && source.ArrayBuffer().Data() == nullptr) {
+    // The source's address is taken last, after every step that could run JavaScript, straight
+    // from napi_get_typedarray_info: source.ArrayBuffer() refuses a typed array over a
+    // SharedArrayBuffer (it is not an ArrayBuffer), whose bytes are copied like any other.
+    void* first = nullptr;
+    if (napi_get_typedarray_info(env, source, nullptr, nullptr, &first, nullptr, nullptr) != napi_ok) {
+      throw Error(ErrorKind::Argument, "data: the bytes of the typed array cannot be read");
+    }
+    const uint8_t* bytes = static_cast<const uint8_t*>(first);
+    if (source.ByteLength() > 0 && bytes == nullptr) {
       throw Error(ErrorKind::Disposed, "data is a view of a detached (disposed) buffer");
     }
-    const uint8_t* bytes = static_cast<const uint8_t*>(source.ArrayBuffer().Data()) + source.ByteOffset();
     if (raw) {
       if (expectedBytes > 0) std::memcpy(tensor->data("tensor"), bytes, expectedBytes);
     } else {

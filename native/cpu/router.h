@@ -52,6 +52,8 @@ class Router : public RouterStage {
   int experts() const { return E_; }
   uint64_t step() const override { return step_; }  // training forwards since construction (R10)
   void setStep(uint64_t step) override { step_ = step; }
+  uint64_t seed() const override { return spec_.seed; }
+  void setSeed(uint64_t seed) override { spec_.seed = seed; }
 
  private:
   void computeLogitsAndScores(const float* x, const int32_t* modality);

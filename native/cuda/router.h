@@ -56,6 +56,8 @@ class Router : public RouterStage {
   }
   uint64_t step() const override { return step_; }
   void setStep(uint64_t step) override { step_ = step; }
+  uint64_t seed() const override { return spec_.seed; }  // read by every forward (selectArgsOf)
+  void setSeed(uint64_t seed) override { spec_.seed = seed; }
 
  private:
   void computeScores(const float* x, const RouterParams& p);

@@ -33,6 +33,10 @@ class RouterStage {
   virtual uint64_t step() const = 0;
   // Restores the step (R10's noise counter) from a state dict.
   virtual void setStep(uint64_t step) = 0;
+  // R10's Philox key (RouterSpec::seed): the constructor's, or restored from a state dict
+  // (router.seed), so a resumed sampled router draws the noise of the run it continues.
+  virtual uint64_t seed() const = 0;
+  virtual void setSeed(uint64_t seed) = 0;
 };
 
 // Expert FFNs over weighted assignments (X1–X2): permute, grouped GEMMs, activation, combine.
