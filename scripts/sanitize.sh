@@ -4,7 +4,10 @@
 # binary (MOEKIT_ADDON_PATH, see lib/native.ts) with libasan preloaded into node. The first
 # sanitizer report aborts the process (halt_on_error, -fno-sanitize-recover), which fails the suite.
 #
-#   bash scripts/sanitize.sh [jest test paths…]     default: the golden suite and the API fuzzer
+#   bash scripts/sanitize.sh [jest test paths…]     default: the golden suite, the API fuzzer and
+#                                                    the DESIGN §4 suites (re-entrant arguments,
+#                                                    worker shutdown, non-finite input, state dicts,
+#                                                    safetensors, tensors)
 #
 # Writes reports/sanitize-build.log and reports/jest-sanitize.json; exits non-zero when the build or
 # a test fails. Leak detection is off: node itself keeps allocations alive until exit.
@@ -13,7 +16,8 @@ cd "$(dirname "$0")/.."
 mkdir -p reports
 
 tests=("$@")
-[ ${#tests[@]} -eq 0 ] && tests=(test/golden-layer.test.ts test/fuzz-api.test.ts)
+[ ${#tests[@]} -eq 0 ] && tests=(test/golden-layer.test.ts test/fuzz-api.test.ts test/reentrancy.test.ts test/worker-shutdown.test.ts
+  test/non-finite-input.test.ts test/layer-errors.test.ts test/checkpoint.test.ts test/safetensors.test.ts test/tensor.test.ts)
 
 if ! npx cmake-js compile --out build-asan --CDMOEKIT_SANITIZE=ON > reports/sanitize-build.log 2>&1; then
   tail -n 40 reports/sanitize-build.log

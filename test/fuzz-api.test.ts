@@ -1,8 +1,12 @@
 /**
- * API fuzzing (issue #9): test/children/fuzz-api.ts calls every exported function and method and
- * every function of the raw addon with seeded adversarial arguments in a child process. A call
- * must return or throw a MoekitError subclass; the process must end normally (no signal, no
- * sanitizer abort when scripts/sanitize.sh runs this suite against the ASan + UBSan build).
+ * API fuzzing (issues #9, #16): test/children/fuzz-api.ts calls every exported function and method
+ * and every function of the raw addon with seeded adversarial arguments in a child process —
+ * traps that dispose tensors or the layer mid-read, hostile names, SharedArrayBuffer data among
+ * them. A call must return or throw a MoekitError subclass, and the semantic targets' assertions
+ * must hold (DESIGN §4); the process must end normally (no signal, no sanitizer abort when
+ * scripts/sanitize.sh runs this suite against the ASan + UBSan build). The worker mode runs the
+ * fuzzer in 3 worker threads at once and ends some of them, or the process, at random points.
+ * The cpu-vs-emulated-cuda semantic run is test/fuzz-cross-device.test.ts.
  */
 import * as fs from 'fs';
 import * as os from 'os';
@@ -58,4 +62,31 @@ describe('API fuzzing', () => {
       expect([errorClass, report.typed[errorClass] > 0]).toEqual([errorClass, true]);
     }
   });
+
+  test('the semantic targets ran: state dicts with faults refused and clean ones loaded, non-finite tokens refused, SharedArrayBuffer data kept', () => {
+    const perTarget = (run.report as FuzzReport).perTarget;
+    expect(perTarget['layer.loadStateDict (semantic)'].ok).toBeGreaterThan(0);  // the 'none' fault: a clean state dict loads
+    expect(perTarget['layer.loadStateDict (semantic)'].calls - perTarget['layer.loadStateDict (semantic)'].ok).toBeGreaterThan(100);
+    expect(perTarget['forward, a non-finite token (semantic)']).toMatchObject({ ok: 0 });
+    expect(perTarget['forward, a non-finite token (semantic)'].calls).toBeGreaterThan(100);
+    expect(perTarget['Tensor.from a SharedArrayBuffer (semantic)'].ok).toBe(perTarget['Tensor.from a SharedArrayBuffer (semantic)'].calls);
+  });
+});
+
+describe('API fuzzing in worker threads', () => {
+  test('3 workers fuzz at once, 2 terminated at random points: no signal, the finished worker\'s calls all typed', () => {
+    const run = runChild<FuzzReport & { workers: number; terminated: number; exitCodes: number[] }>('fuzz-api', {
+      env: { MOEKIT_FUZZ_CALLS: '12000', MOEKIT_FUZZ_WORKERS: '3', MOEKIT_FUZZ_TERMINATE: '2', MOEKIT_FUZZ_SEED: '7' },
+    });
+    if (run.signal !== null || run.status !== 0 || !run.report) throw new Error(`child ended with ${run.signal ?? run.status}\n${tail(run.stderr)}`);
+    expect(run.report.exitCodes.sort()).toEqual([0, 1, 1]);  // worker.terminate() → 1, the worker that finished → 0
+    expect(run.report.calls).toBeGreaterThanOrEqual(12000);
+    expect(run.report.offenders).toEqual([]);
+  }, 300_000);
+
+  test.each([31, 32, 33])('process.exit(0) while 3 fuzzing workers run (seed %i): exit code 0, no signal', (seed) => {
+    const run = runChild('fuzz-api', { env: { MOEKIT_FUZZ_CALLS: '20000', MOEKIT_FUZZ_WORKERS: '3', MOEKIT_FUZZ_EXIT: '1', MOEKIT_FUZZ_SEED: String(seed) } });
+    expect([run.signal, run.status]).toEqual([null, 0]);
+    expect(run.stderr).not.toMatch(/terminate called|Napi::Error|FATAL ERROR|AddressSanitizer|runtime error/);
+  }, 120_000);
 });

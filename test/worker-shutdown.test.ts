@@ -20,7 +20,9 @@ interface ShutdownReport {
 
 const EMULATED_BUILD = path.join(__dirname, '..', 'build', 'Release', 'emulated', 'moekit.node');
 const devices: [string, Record<string, string>][] = [['cpu', {}]];
-if (fs.existsSync(EMULATED_BUILD) || process.env.CI) {
+// The emulated device too, in a checkout that built it (CI always does), except in the sanitizer
+// run (scripts/sanitize.sh), whose MOEKIT_ADDON_PATH names the CPU-only ASan build under test.
+if ((fs.existsSync(EMULATED_BUILD) || process.env.CI) && !process.env.MOEKIT_ADDON_PATH) {
   devices.push(['cuda:0 (emulated)', { MOEKIT_EMULATE_CUDA: '1', MOEKIT_SHUTDOWN_DEVICE: 'cuda:0', MOEKIT_EMU_SM: '89' }]);
 }
 

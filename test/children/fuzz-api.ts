@@ -23,9 +23,9 @@
  * Environment: MOEKIT_FUZZ_SEED (default 20261124), MOEKIT_FUZZ_CALLS (default 12000),
  * MOEKIT_FUZZ_TARGETS (a regular expression: only the targets whose name matches),
  * MOEKIT_FUZZ_WORKERS=N (worker mode: N worker threads fuzz at once with seeds SEED+1…SEED+N; the
- * main thread terminates MOEKIT_FUZZ_TERMINATE of them at random points and, with
- * MOEKIT_FUZZ_EXIT=1, calls process.exit(0) while the rest still run; otherwise it waits for
- * them and prints their reports merged).
+ * main thread terminates MOEKIT_FUZZ_TERMINATE of them 20–400 ms after they start their calls
+ * and, with MOEKIT_FUZZ_EXIT=1, calls process.exit(0) 20–400 ms after all have started theirs,
+ * while they still run; otherwise it waits for them and prints their reports merged).
  */
 import * as fs from 'fs';
 import * as os from 'os';
@@ -647,13 +647,13 @@ function semanticTargets(): Target[] {
     // A typed array over a SharedArrayBuffer: its values, or a typed error (never an untyped one).
     { name: 'Tensor.from a SharedArrayBuffer (semantic)', args: [vs('Float32Array', 'Int32Array', 'Uint8Array', 'Uint16Array'), fc.integer({ min: 0, max: 9 }).map((v) => ({ k: 'v', v }) as Recipe)],
       call: (kind, length) => {
-        const dtype = ({ Float32Array: 'f32', Int32Array: 'i32', Uint8Array: 'u8', Uint16Array: 'bf16' } as Record<string, 'f32'>)[kind as string];
+        const dtype = ({ Float32Array: 'f32', Int32Array: 'i32', Uint8Array: 'u8', Uint16Array: 'bf16' } as Record<string, 'f32' | 'i32' | 'u8' | 'bf16'>)[kind as string];
         const Ctor = (globalThis as unknown as Record<string, new (b: SharedArrayBuffer) => Float32Array>)[kind as string];
         const data = new Ctor(new SharedArrayBuffer((length as number) * (Ctor as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT));
         for (let i = 0; i < data.length; i++) data[i] = i + 1;
         const t = Tensor.from(data, [length as number], { dtype });
         try {
-          const back = kind === 'Float32Array' ? t.toArray() : new (Ctor as unknown as new (b: ArrayBuffer) => Float32Array)(t.view());
+          const back = kind === 'Float32Array' ? t.toArray() : t.view();  // the raw dtypes: their storage as stored
           if (Array.from(back).join() !== Array.from(data).join()) violated(`Tensor.from(${kind} over a SharedArrayBuffer) holds other values`);
         } finally {
           t.dispose();
@@ -662,7 +662,9 @@ function semanticTargets(): Target[] {
   ];
   if (EMULATED) {
     // The cpu and the emulated cuda device agree on every input both accept.
-    targets.push({ name: 'cpu vs cuda forward/backward (semantic)', args: [arg(configRecipe), arg(x), arg(obj({ seqLens: arg(vs([6], [2, 4])), training: arg(vs(true, false)) })), fc.nat(1000).map((v) => ({ k: 'v', v }) as Recipe)],
+    // Configs with at most one mutation (mostly valid), world tensors as x.
+    const config = fc.record({ base: fc.nat(BASE_CONFIGS.length - 1), mutations: fc.array(mutation(CONFIG_PATHS), { maxLength: 1 }) }).map((r) => ({ k: 'config', ...r }) as Recipe);
+    targets.push({ name: 'cpu vs cuda forward/backward (semantic)', args: [config, x, obj({ seqLens: vs([6], [2, 4]), training: vs(true, false) }), fc.nat(1000).map((v) => ({ k: 'v', v }) as Recipe)],
       call: (c, xx, o, dySeed) => {
         const outcome = (device: 'cpu' | 'cuda:0') => {
           const made: Tensor[] = [];
@@ -909,29 +911,33 @@ function emptyReport(seed: number): Report {
   return { seed, calls: 0, ok: 0, typed: {}, nativeCalls: 0, systemErrors: 0, receiverRejected: 0, offenders: [], offenderCount: 0, perTarget: {}, ms: 0 };
 }
 
-/**
- * Worker mode: WORKERS workers fuzz at once; MOEKIT_FUZZ_TERMINATE of them are terminated after
- * random delays; with MOEKIT_FUZZ_EXIT=1 the process exits while the others still run, else
- * their reports are merged and printed with {workers, terminated, exitCodes}.
- */
+/** Worker mode (see the file comment): the merged reports with {workers, terminated, exitCodes}. */
 async function runWorkers(): Promise<void> {
   const terminate = Number(process.env.MOEKIT_FUZZ_TERMINATE ?? 0);
   const next = fc.sample(fc.integer({ min: 20, max: 400 }), { seed: SEED, numRuns: WORKERS + 1 });
   const register = path.join(__dirname, 'register.js');
   const reports: Report[] = [];
   const exitCodes: number[] = [];
+  let fuzzing = 0;
+  let allFuzzing: () => void = () => undefined;
+  const allStarted = new Promise<void>((resolve) => { allFuzzing = resolve; });
   const workers = Array.from({ length: WORKERS }, (_, i) => {
     const worker = new Worker(`require(${JSON.stringify(register)}); require(${JSON.stringify(__filename)});`, { eval: true, execArgv: [], workerData: { seed: SEED + i + 1 } });
-    worker.on('message', (r: Report) => reports.push(r));
+    // A worker says 'fuzzing' once it runs calls: a terminated one is stopped inside them.
+    worker.on('message', (message: Report | 'fuzzing') => {
+      if (message !== 'fuzzing') return void reports.push(message);
+      if (++fuzzing === WORKERS) allFuzzing();
+      if (i < terminate) setTimeout(() => void worker.terminate(), next[i]);
+    });
     return new Promise<void>((resolve, reject) => {
       worker.on('error', reject);
       worker.on('exit', (code) => { exitCodes.push(code); resolve(); });
-      if (i < terminate) setTimeout(() => void worker.terminate(), next[i]);
     });
   });
   if (process.env.MOEKIT_FUZZ_EXIT === '1') {
-    setTimeout(() => process.exit(0), next[WORKERS]);
-    return;
+    await allStarted;
+    await new Promise((resolve) => setTimeout(resolve, next[WORKERS]));
+    process.exit(0);
   }
   await Promise.all(workers);
   fs.rmSync(tmp, { recursive: true, force: true });
@@ -939,6 +945,7 @@ async function runWorkers(): Promise<void> {
 }
 
 if (!isMainThread) {
+  parentPort?.postMessage('fuzzing');
   const report = runFuzz(SEED);
   fs.rmSync(tmp, { recursive: true, force: true });
   parentPort?.postMessage(report);
