@@ -15,9 +15,9 @@ export function decisions(out: MoEOutput): string {
 }
 
 /**
- * A layer built by `make` (without null experts), with its live router.bias and router.load. The
+ * A layer built by `make`, with its live router.bias and router.load. The
  * public API hands out copies of the state (stateDict()), so this keeps the [E] tensors the
- * constructor creates for it (lib/layer.ts #build: Tensor.zeros([E]) is router.bias,
+ * constructor creates for it (lib/layer.ts #allocate: Tensor.zeros([E]) is router.bias,
  * Tensor.from(1/E, [E]) router.load; no other [E] tensor is made there), and checks they are the
  * layer's by writing through them.
  */
