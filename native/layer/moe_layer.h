@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "expert_parallel.h"
-#include "router_common.h"
 #include "parallel_groups.h"
+#include "router_common.h"
 #include "stages.h"
 
 namespace moekit {
