@@ -20,6 +20,8 @@ export {
 } from './errors';
 export type { NumericsStage, NumericsDetails } from './errors';
 export { availableMemory, liveBytes } from './memory';
+export { cuda } from './cuda';
+export type { CudaStats } from './cuda';
 export { MoELayer } from './layer';
 export type { ForwardOptions, LayerOptions, MoEOutput, ExpertStats, ExpertRange, ExchangeStats } from './layer';
 export type { MoEConfig, ExpertGroupConfig, RouterConfig, ParallelConfig, ParallelSetup } from './config';

@@ -149,6 +149,10 @@ export interface NativeAddon {
   buildInfo(): NativeBuildInfo;
   liveBytes(): number;
   availableMemory(): number;
+  /** 'cuda:N' (native/addon/devices.cc); DeviceError without a CUDA backend. */
+  cudaStats(device: string): import('./cuda').CudaStats;
+  cudaResetStats(device: string): void;
+  cudaSynchronize(device: string): void;
   /** The emulated build only: the compute capability its device reports (80, 86, 89, 90; 0 = MOEKIT_EMU_SM). */
   setEmulatedComputeCapability?(cc: number): void;
 

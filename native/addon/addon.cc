@@ -23,6 +23,9 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("buildInfo", Napi::Function::New(env, buildInfo, "buildInfo"));
   exports.Set("liveBytes", Napi::Function::New(env, liveBytes, "liveBytes"));
   exports.Set("availableMemory", Napi::Function::New(env, availableMemory, "availableMemory"));
+  exports.Set("cudaStats", Napi::Function::New(env, cudaStats, "cudaStats"));
+  exports.Set("cudaResetStats", Napi::Function::New(env, cudaResetStats, "cudaResetStats"));
+  exports.Set("cudaSynchronize", Napi::Function::New(env, cudaSynchronize, "cudaSynchronize"));
 #if MOEKIT_EMULATED
   exports.Set("setEmulatedComputeCapability",
               Napi::Function::New(env, setEmulatedComputeCapability, "setEmulatedComputeCapability"));

@@ -1,6 +1,7 @@
 #include "devices.h"
 
 #include "comm.h"
+#include "device_arg.h"
 #include "errors.h"
 
 #if MOEKIT_HAVE_CUDA
@@ -38,6 +39,60 @@ Napi::Value buildInfo(const Napi::CallbackInfo& info) {
   out.Set("emulated", Napi::Boolean::New(env, MOEKIT_EMULATED != 0));
   out.Set("commBackends", commBackends(env));
   return out;
+}
+
+// The device of cudaStats / cudaResetStats / cudaSynchronize: 'cuda:N' (made current). In a
+// build without CUDA, readDevice throws DeviceError.
+namespace {
+
+int cudaDeviceArg(const Napi::CallbackInfo& info, const char* call) {
+  if (info.Length() != 1) throw Error(ErrorKind::Argument, std::string(call) + "(device) takes 1 argument");
+  const DeviceArg device = readDevice(info[0], "device");
+  if (!device.cuda) throw Error(ErrorKind::Device, std::string("device: expected 'cuda:N', got 'cpu'"));
+  return device.index;
+}
+
+}  // namespace
+
+Napi::Value cudaStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    [[maybe_unused]] const int device = cudaDeviceArg(info, "cudaStats");
+    Napi::Object out = Napi::Object::New(env);
+#if MOEKIT_HAVE_CUDA
+    const cuda::DeviceStats s = cuda::readDeviceStats(device);
+    out.Set("hostToDeviceBytes", double(s.hostToDeviceBytes));
+    out.Set("deviceToHostBytes", double(s.deviceToHostBytes));
+    out.Set("synchronizations", double(s.synchronizations));
+    out.Set("allocations", double(s.allocations));
+    out.Set("launches", double(s.launches));
+    out.Set("liveBytes", double(s.liveBytes));
+    out.Set("peakBytes", double(s.peakBytes));
+#endif
+    return out;
+  });
+}
+
+Napi::Value cudaResetStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    [[maybe_unused]] const int device = cudaDeviceArg(info, "cudaResetStats");
+#if MOEKIT_HAVE_CUDA
+    cuda::resetDeviceStats(device);
+#endif
+    return env.Undefined();
+  });
+}
+
+Napi::Value cudaSynchronize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    [[maybe_unused]] const int device = cudaDeviceArg(info, "cudaSynchronize");
+#if MOEKIT_HAVE_CUDA
+    cuda::synchronizeDevice(device);
+#endif
+    return env.Undefined();
+  });
 }
 
 #if MOEKIT_EMULATED

@@ -170,7 +170,7 @@ class NcclCommunicator final : public Communicator {
     cuda::checkCuda(cudaSetDevice(device_), std::string(op) + ": cudaSetDevice(" + std::to_string(device_) + ")");
     if (bytes == 0 || onDevice(data)) return data;
     unsigned char* d = sendStage_.reserve(bytes, "the NCCL staging buffer");
-    cuda::checkCuda(cudaMemcpy(d, data, bytes, cudaMemcpyHostToDevice), std::string(op) + ": staging the input");
+    cuda::checkCuda(cuda::copyBlocking(d, data, bytes, cudaMemcpyHostToDevice), std::string(op) + ": staging the input");
     return d;
   }
   // In-place collectives: the input's device address is also where the result lands.
@@ -193,7 +193,7 @@ class NcclCommunicator final : public Communicator {
   void finish(const void* result, void* data, size_t bytes, const char* op) {
     wait(op);
     if (bytes > 0 && result != data) {
-      cuda::checkCuda(cudaMemcpy(data, result, bytes, cudaMemcpyDeviceToHost), std::string(op) + ": copying the result out");
+      cuda::checkCuda(cuda::copyBlocking(data, result, bytes, cudaMemcpyDeviceToHost), std::string(op) + ": copying the result out");
     }
   }
 
@@ -210,7 +210,10 @@ class NcclCommunicator final : public Communicator {
                                          nccl::describe(lib_, queried != nccl::Success ? queried : async));
       }
       const cudaError_t state = cudaStreamQuery(stream_);
-      if (state == cudaSuccess) return;
+      if (state == cudaSuccess) {
+        cuda::DeviceCounters::instance().synchronized();  // the host waited for the collective
+        return;
+      }
       if (state != cudaErrorNotReady) {
         abortComm();
         cuda::checkCuda(state, std::string(op) + ": the NCCL stream");

@@ -94,9 +94,9 @@ double sumToHost(const double* v, int64_t n, cudaStream_t stream, const char* wh
   StreamBuffer<double> sum(1, stream, what);
   segmentColumnSums(v, n, 1, nullptr, 1, n, sum.get(), stream);
   double value = 0;
-  checkCuda(cudaMemcpyAsync(&value, sum.get(), sizeof(double), cudaMemcpyDeviceToHost, stream),
+  checkCuda(copyAsync(&value, sum.get(), sizeof(double), cudaMemcpyDeviceToHost, stream),
             std::string("cudaMemcpyAsync of ") + what + " to the host");
-  checkCuda(cudaStreamSynchronize(stream), std::string("cudaStreamSynchronize after ") + what);
+  checkCuda(streamSynchronize(stream), std::string("cudaStreamSynchronize after ") + what);
   return value;
 }
 

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "../core/errors.h"
+#include "runtime_calls.h"
 
 namespace moekit::cuda {
 
@@ -31,7 +32,7 @@ class DeviceBuffer {
  public:
   DeviceBuffer() = default;
   ~DeviceBuffer() {
-    if (data_) cudaFree(data_);
+    if (data_) deviceFree(data_);
   }
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
@@ -39,10 +40,10 @@ class DeviceBuffer {
   // `what` names the buffer in the error ("cuda::Experts: cudaMalloc of xp (… bytes)").
   T* reserve(size_t n, const char* what) {
     if (n <= capacity_) return data_;
-    if (data_) cudaFree(data_);
+    if (data_) deviceFree(data_);
     data_ = nullptr;
     capacity_ = 0;
-    checkCuda(cudaMalloc(reinterpret_cast<void**>(&data_), n * sizeof(T)),
+    checkCuda(deviceMalloc(reinterpret_cast<void**>(&data_), n * sizeof(T)),
               std::string("cudaMalloc of ") + what + " (" + std::to_string(n * sizeof(T)) + " bytes)");
     capacity_ = n;
     return data_;

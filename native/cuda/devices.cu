@@ -46,4 +46,19 @@ void selectDevice(int index) {
   checkCuda(cudaSetDevice(index), "cudaSetDevice(" + std::to_string(index) + ")");
 }
 
+DeviceStats readDeviceStats(int index) {
+  selectDevice(index);
+  return DeviceCounters::instance().read(index);
+}
+
+void resetDeviceStats(int index) {
+  selectDevice(index);
+  DeviceCounters::instance().reset(index);
+}
+
+void synchronizeDevice(int index) {
+  selectDevice(index);
+  checkCuda(deviceSynchronize(), "cuda.synchronize: cudaDeviceSynchronize");
+}
+
 }  // namespace moekit::cuda

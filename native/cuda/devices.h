@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "device_stats.h"
+
 namespace moekit::cuda {
 
 struct DeviceInfo {
@@ -19,6 +21,12 @@ std::vector<DeviceInfo> listDevices();
 // Makes device `index` current for the calling thread (the stages created next allocate there).
 // Throws Error(Device) naming the index when it is not one of listDevices().
 void selectDevice(int index);
+
+// cuda.stats / cuda.resetStats / cuda.synchronize of device `index` (DeviceCounters in
+// device_counters.h); each selects the device first (selectDevice's errors).
+DeviceStats readDeviceStats(int index);
+void resetDeviceStats(int index);
+void synchronizeDevice(int index);
 
 #if defined(MOEKIT_EMU) || (defined(MOEKIT_EMULATED) && MOEKIT_EMULATED)
 // The emulated build only: the emulated device reports compute capability `cc` (80, 86, 89 or 90)

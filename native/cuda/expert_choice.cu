@@ -125,10 +125,10 @@ int64_t selectExpertChoice(int T, int E, int64_t C, const double* s, const uint8
                                            allowed, counts, threshold, token, expert),
             "cuda::selectExpertChoice: launch of writeAssignmentsKernel");
   std::vector<int32_t> taken(static_cast<size_t>(E));
-  checkCuda(cudaMemcpyAsync(taken.data(), counts, size_t(E) * sizeof(int32_t),
+  checkCuda(copyAsync(taken.data(), counts, size_t(E) * sizeof(int32_t),
                             cudaMemcpyDeviceToHost, stream),
             "cuda::selectExpertChoice: cudaMemcpyAsync of counts to the host");
-  checkCuda(cudaStreamSynchronize(stream), "cuda::selectExpertChoice: cudaStreamSynchronize");
+  checkCuda(streamSynchronize(stream), "cuda::selectExpertChoice: cudaStreamSynchronize");
   int64_t total = 0;
   for (int32_t c : taken) total += c;
   return total;

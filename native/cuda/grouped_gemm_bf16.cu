@@ -235,10 +235,10 @@ void launch(const char* api, const uint16_t* a, int lda, const std::vector<Bf16G
   // its source out before it returns.
   StreamBuffer<Bf16GemmGroup> dGroups(groups.size(), stream, "the bf16 GEMM groups");
   StreamBuffer<Tile> dTiles(tiles.size(), stream, "the bf16 GEMM tiles");
-  checkCuda(cudaMemcpyAsync(dGroups.get(), groups.data(), groups.size() * sizeof(Bf16GemmGroup),
+  checkCuda(copyAsync(dGroups.get(), groups.data(), groups.size() * sizeof(Bf16GemmGroup),
                             cudaMemcpyHostToDevice, stream),
             std::string(api) + ": cudaMemcpyAsync of the groups");
-  checkCuda(cudaMemcpyAsync(dTiles.get(), tiles.data(), tiles.size() * sizeof(Tile), cudaMemcpyHostToDevice, stream),
+  checkCuda(copyAsync(dTiles.get(), tiles.data(), tiles.size() * sizeof(Tile), cudaMemcpyHostToDevice, stream),
             std::string(api) + ": cudaMemcpyAsync of the tiles");
   constexpr int kOperands = kEpilogue == Epilogue::Swiglu ? 3 : 2;
   const size_t smem = size_t(kStages) * kOperands * kSliceHalves * sizeof(uint16_t);

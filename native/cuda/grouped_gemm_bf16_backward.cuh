@@ -290,9 +290,9 @@ void launchBackward(const char* api, const Operands& op, const std::vector<Group
   // host vectors may end with this call.
   StreamBuffer<Group> dGroups(groups.size(), stream, "the bf16 backward GEMM groups");
   StreamBuffer<Tile> dTiles(tiles.size(), stream, "the bf16 backward GEMM tiles");
-  checkCuda(cudaMemcpyAsync(dGroups.get(), groups.data(), groups.size() * sizeof(Group), cudaMemcpyHostToDevice, stream),
+  checkCuda(copyAsync(dGroups.get(), groups.data(), groups.size() * sizeof(Group), cudaMemcpyHostToDevice, stream),
             std::string(api) + ": cudaMemcpyAsync of the groups");
-  checkCuda(cudaMemcpyAsync(dTiles.get(), tiles.data(), tiles.size() * sizeof(Tile), cudaMemcpyHostToDevice, stream),
+  checkCuda(copyAsync(dTiles.get(), tiles.data(), tiles.size() * sizeof(Tile), cudaMemcpyHostToDevice, stream),
             std::string(api) + ": cudaMemcpyAsync of the tiles");
   const size_t smem = size_t(kStages) * (Layout::kSliceA + Layout::kSliceB) * sizeof(uint16_t);
   checkCuda(moekit::launch<groupedGemmBf16BackwardKernel<Layout>>(dim3(unsigned(tiles.size())), dim3(kThreads), smem,

@@ -271,10 +271,10 @@ void groupedGemmFp8(const uint8_t* a, int lda, const float* aScales, int ldaScal
   // its source out before it returns.
   StreamBuffer<Fp8GemmGroup> dGroups(groups.size(), stream, "the fp8 GEMM groups");
   StreamBuffer<Tile> dTiles(tiles.size(), stream, "the fp8 GEMM tiles");
-  checkCuda(cudaMemcpyAsync(dGroups.get(), groups.data(), groups.size() * sizeof(Fp8GemmGroup), cudaMemcpyHostToDevice,
+  checkCuda(copyAsync(dGroups.get(), groups.data(), groups.size() * sizeof(Fp8GemmGroup), cudaMemcpyHostToDevice,
                             stream),
             std::string(api) + ": cudaMemcpyAsync of the groups");
-  checkCuda(cudaMemcpyAsync(dTiles.get(), tiles.data(), tiles.size() * sizeof(Tile), cudaMemcpyHostToDevice, stream),
+  checkCuda(copyAsync(dTiles.get(), tiles.data(), tiles.size() * sizeof(Tile), cudaMemcpyHostToDevice, stream),
             std::string(api) + ": cudaMemcpyAsync of the tiles");
   if (kernel == Fp8GemmKernel::Wgmma) {
     checkCuda(launchGroupedGemmFp8Wgmma(a, lda, aScales, ldaScales, dGroups.get(), dTiles.get(), int(tiles.size()), out,

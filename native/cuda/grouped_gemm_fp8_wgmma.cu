@@ -150,7 +150,7 @@ bool fp8WgmmaLoaded(int device) {
   int current = 0, flag = 0;
   checkCuda(cudaGetDevice(&current), "groupedGemmFp8: cudaGetDevice");
   checkCuda(cudaSetDevice(device), "groupedGemmFp8: cudaSetDevice");
-  const cudaError_t read = cudaMemcpyFromSymbol(&flag, wgmmaInLoadedCode, sizeof flag);
+  const cudaError_t read = copyFromSymbol(&flag, wgmmaInLoadedCode, sizeof flag);
   checkCuda(cudaSetDevice(current), "groupedGemmFp8: cudaSetDevice");
   checkCuda(read, "groupedGemmFp8: cudaMemcpyFromSymbol");
   return loaded[device] = flag == 1;

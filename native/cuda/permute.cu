@@ -225,7 +225,7 @@ void stableSortByKey(int32_t* order, const int32_t* key, int keyRange, int n, So
     std::swap(in, out);
   }
   if (in != order)
-    checkCuda(cudaMemcpyAsync(order, in, size_t(n) * sizeof(int32_t), cudaMemcpyDeviceToDevice,
+    checkCuda(copyAsync(order, in, size_t(n) * sizeof(int32_t), cudaMemcpyDeviceToDevice,
                               stream),
               "cudaMemcpyAsync of the sorted order");
 }

@@ -93,7 +93,7 @@ void Router::selectTopK(Routing& out) {
   const size_t tk = size_t(T) * k;
   int32_t* idx = idx_.reserve(tk, "indices");
   int32_t* keep = keep_.reserve(tk, "keep");
-  checkCuda(cudaMemcpyAsync(idx, selIdx_.get(), tk * sizeof(int32_t), cudaMemcpyDeviceToDevice, stream_.get()),
+  checkCuda(copyAsync(idx, selIdx_.get(), tk * sizeof(int32_t), cudaMemcpyDeviceToDevice, stream_.get()),
             "cuda::Router: cudaMemcpyAsync of the selection");
   countSelections(T, k, E, selIdx_.get(), nullptr, counts_.reserve(size_t(E), "counts"), stream_.get());
   CapacityArgs ca;

@@ -236,7 +236,7 @@ double balanceLoss(const BalanceArgs& a, const double* s, const uint8_t* allowed
     tables.insert(tables.end(), a.windowGroupTokens.begin(), a.windowGroupTokens.end());
   }
   StreamBuffer<int64_t> tablesDevice(tables.size(), stream, "balance tables");
-  checkCuda(cudaMemcpyAsync(tablesDevice.get(), tables.data(), tables.size() * sizeof(int64_t),
+  checkCuda(copyAsync(tablesDevice.get(), tables.data(), tables.size() * sizeof(int64_t),
                             cudaMemcpyHostToDevice, stream),
             "cudaMemcpyAsync of the balance tables to the device");
   BalanceDevice d{};

@@ -179,7 +179,7 @@ double orthogonalityLoss(int E, int H, const std::vector<int>& groupSizes, OrthM
                                   ": expected a device buffer, got null");
   groupTables.insert(groupTables.end(), sizeOf.begin(), sizeOf.end());
   StreamBuffer<int32_t> tables(groupTables.size(), stream, "orthogonality group tables");
-  checkCuda(cudaMemcpyAsync(tables.get(), groupTables.data(), groupTables.size() * sizeof(int32_t),
+  checkCuda(copyAsync(tables.get(), groupTables.data(), groupTables.size() * sizeof(int32_t),
                             cudaMemcpyHostToDevice, stream),
             "cudaMemcpyAsync of the orthogonality group tables to the device");
   const size_t eH = size_t(E) * H, eE = size_t(E) * E;

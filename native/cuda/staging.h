@@ -9,6 +9,7 @@
 #include <string>
 
 #include "cuda_check.h"
+#include "runtime_calls.h"
 
 namespace moekit::cuda {
 
@@ -34,12 +35,12 @@ class StagingStream {
   void download(void* host, const void* device, size_t bytes, const char* what) {
     copy(host, device, bytes, cudaMemcpyDeviceToHost, what, " to the host");
   }
-  void synchronize(const char* what) { checkCuda(cudaStreamSynchronize(stream_), owner_ + ": " + what); }
+  void synchronize(const char* what) { checkCuda(streamSynchronize(stream_), owner_ + ": " + what); }
 
  private:
   void copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, const char* what, const char* where) {
     if (bytes == 0) return;
-    checkCuda(cudaMemcpyAsync(dst, src, bytes, kind, stream_), owner_ + ": cudaMemcpyAsync of " + what + where);
+    checkCuda(copyAsync(dst, src, bytes, kind, stream_), owner_ + ": cudaMemcpyAsync of " + what + where);
   }
 
   std::string owner_;

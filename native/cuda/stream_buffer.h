@@ -10,6 +10,7 @@
 #include <string>
 
 #include "cuda_check.h"
+#include "runtime_calls.h"
 
 namespace moekit::cuda {
 
@@ -19,12 +20,12 @@ class StreamBuffer {
   // n elements (n = 0 allocates nothing and get() is null); `what` names the buffer in the error.
   StreamBuffer(size_t n, cudaStream_t stream, const char* what) : stream_(stream) {
     if (n == 0) return;
-    checkCuda(cudaMallocAsync(reinterpret_cast<void**>(&data_), n * sizeof(T), stream),
+    checkCuda(mallocAsync(reinterpret_cast<void**>(&data_), n * sizeof(T), stream),
               std::string("cudaMallocAsync of ") + what + " (" + std::to_string(n * sizeof(T)) +
                   " bytes)");
   }
   ~StreamBuffer() {
-    if (data_) cudaFreeAsync(data_, stream_);
+    if (data_) freeAsync(data_, stream_);
   }
   StreamBuffer(const StreamBuffer&) = delete;
   StreamBuffer& operator=(const StreamBuffer&) = delete;

@@ -8,13 +8,16 @@
 // cudaGetLastError(), and dynamicShared<T>() is the block's extern __shared__ array (16-byte
 // aligned). Under the emulator (g++ with -include emu/emu.h) launch<K> runs the whole grid before
 // returning, the kernel named in error messages as K is spelled in the template argument, and a
-// kernel bug it detects is thrown as moekit::emu::KernelFault.
+// kernel bug it detects is thrown as moekit::emu::KernelFault. Both count a successful launch in
+// cuda::DeviceCounters (cuda.stats()).
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include <cstddef>
 #include <utility>
+
+#include "../cuda/device_counters.h"  // cuda.stats(): every launch is counted
 
 #if defined(__CUDACC__)
 
@@ -23,7 +26,9 @@ namespace moekit {
 template <auto Kernel, class... Args>
 cudaError_t launch(dim3 grid, dim3 block, size_t dynamicSmemBytes, cudaStream_t stream, Args&&... args) {
   Kernel<<<grid, block, dynamicSmemBytes, stream>>>(std::forward<Args>(args)...);
-  return cudaGetLastError();
+  const cudaError_t err = cudaGetLastError();
+  if (err == cudaSuccess) cuda::DeviceCounters::instance().launched();
+  return err;
 }
 
 template <class T>
@@ -84,7 +89,9 @@ cudaError_t launch(dim3 grid, dim3 block, size_t dynamicSmemBytes, cudaStream_t 
   const Params params(std::forward<Args>(args)...);
   const emu::LaunchSpec spec{emu::kernelName<Kernel>(), reinterpret_cast<const void*>(Kernel), grid, block,
                              dynamicSmemBytes, &emu::runKernel<Kernel, Params>, &params};
-  return emu::launchGrid(spec);
+  const cudaError_t err = emu::launchGrid(spec);
+  if (err == cudaSuccess) cuda::DeviceCounters::instance().launched();
+  return err;
 }
 
 template <class T>

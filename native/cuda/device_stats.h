@@ -1,0 +1,20 @@
+// What cuda.stats() reports for a device (DESIGN §2b): counted by DeviceCounters
+// (device_counters.h) where moekit calls the CUDA runtime. Plain C++: the addon reads it through
+// devices.h without including the CUDA runtime.
+#pragma once
+
+#include <cstdint>
+
+namespace moekit::cuda {
+
+struct DeviceStats {
+  int64_t hostToDeviceBytes = 0;
+  int64_t deviceToHostBytes = 0;
+  int64_t synchronizations = 0;  // the host waited for the device
+  int64_t allocations = 0;       // device allocations made (cudaMalloc, cudaMallocAsync)
+  int64_t launches = 0;
+  int64_t liveBytes = 0;         // moekit's device allocations not yet freed (not reset)
+  int64_t peakBytes = 0;         // the most liveBytes held since the last reset
+};
+
+}  // namespace moekit::cuda
