@@ -5,6 +5,7 @@
 #include "../cpu/cpu_backend.h"
 #if MOEKIT_HAVE_CUDA
 #include "../cuda/cuda_backend.h"
+#include "../cuda/devices.h"
 #include "../cuda/expert_gemm.h"
 #endif
 #include "args.h"
@@ -108,9 +109,13 @@ void NativeMoELayer::checkHeld() const {
   }
 }
 
-void NativeMoELayer::checkAlive() const {
+void NativeMoELayer::enter() const {
   if (!layer_) throw Error(ErrorKind::Argument, "the layer was not constructed");
   checkHeld();
+#if MOEKIT_HAVE_CUDA
+  // Another layer, or another call on this thread, may have made another device current.
+  if (cudaDevice_ >= 0) cuda::selectDevice(cudaDevice_);
+#endif
 }
 
 // new NativeMoELayer(spec, params, grads, parallel?)
@@ -206,6 +211,7 @@ NativeMoELayer::NativeMoELayer(const Napi::CallbackInfo& info) : Napi::ObjectWra
     const DeviceArg device = readDevice(specObj.Get("device"), "spec.device");
     const Backend& backend = device.cuda ? cuda::cudaBackend() : cpu::cpuBackend();
     if (device.cuda) {
+      cudaDevice_ = device.index;
       switch (cuda::expertGemm(spec.precision, device.index)) {
         case cuda::ExpertGemm::F32Simt: gemm_ = "f32-simt"; break;
         case cuda::ExpertGemm::TensorCore: gemm_ = "tensor-core"; break;
@@ -264,7 +270,7 @@ Napi::Value NativeMoELayer::forward(const Napi::CallbackInfo& info) {
     const bool training = info[3].ToBoolean();
     const bool checkFinite = info[4].ToBoolean();
 
-    checkAlive();
+    enter();
     Napi::Object yHandle;
     NativeTensor* y = NativeTensor::create(env, DType::F32, {T, hidden_}, &yHandle);
     const float* xData = static_cast<const float*>(x.data("x"));
@@ -305,7 +311,7 @@ Napi::Value NativeMoELayer::backward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     if (info.Length() != 1) throw Error(ErrorKind::Argument, "backward(dy) takes 1 argument");
-    checkAlive();
+    enter();
     NativeTensor& dy = NativeTensor::unwrap(info[0], "dy");
     const int64_t T = layer_->tokens();
     if (dy.dtype() != DType::F32) throw Error(ErrorKind::DType, std::string("dy must be f32, got ") + dtypeName(dy.dtype()));
@@ -323,7 +329,7 @@ Napi::Value NativeMoELayer::backward(const Napi::CallbackInfo& info) {
 Napi::Value NativeMoELayer::endStep(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    checkAlive();
+    enter();
     layer_->endStep();
     return env.Undefined();
   });
@@ -334,7 +340,7 @@ Napi::Value NativeMoELayer::allReduceGrads(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     if (info.Length() != 1) throw Error(ErrorKind::Argument, "allReduceGrads(comm) takes 1 argument (a communicator or null)");
-    checkAlive();
+    enter();
     comm::Communicator* data = nullptr;
     if (!info[0].IsNull() && !info[0].IsUndefined()) data = &NativeCommunicator::unwrap(info[0], "comm");
     layer_->allReduceGrads(data);
@@ -347,7 +353,7 @@ Napi::Value NativeMoELayer::allReduceGrads(const Napi::CallbackInfo& info) {
 Napi::Value NativeMoELayer::exchangeStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    checkAlive();
+    enter();
     const ExpertParallel* parallel = layer_->expertParallel();
     if (!parallel) return env.Null();
     Napi::Object stats = Napi::Object::New(env);
@@ -360,7 +366,7 @@ Napi::Value NativeMoELayer::exchangeStats(const Napi::CallbackInfo& info) {
 
 void NativeMoELayer::setStep(const Napi::CallbackInfo& info, const Napi::Value& value) {
   guarded(info.Env(), [&]() -> Napi::Value {
-    checkAlive();
+    enter();
     layer_->router().setStep(readSafeUint(value, "step"));
     return info.Env().Undefined();
   });
@@ -373,7 +379,7 @@ Napi::Value NativeMoELayer::getStep(const Napi::CallbackInfo& info) {
 // seed: R10's Philox key, an integer in [0, 2^53-1] (spec.router.seed until set from a state dict).
 void NativeMoELayer::setSeed(const Napi::CallbackInfo& info, const Napi::Value& value) {
   guarded(info.Env(), [&]() -> Napi::Value {
-    checkAlive();
+    enter();
     layer_->router().setSeed(readSafeUint(value, "seed"));
     return info.Env().Undefined();
   });

@@ -34,8 +34,8 @@ class NativeMoELayer : public Napi::ObjectWrap<NativeMoELayer> {
   float* hold(const Napi::Value& value, const std::string& name, const std::vector<int64_t>& shape);
   // DisposedError naming the first held tensor that was disposed.
   void checkHeld() const;
-  // checkHeld, and that the constructor finished.
-  void checkAlive() const;
+  // Before every call: the constructor finished, checkHeld, and the layer's cuda device current.
+  void enter() const;
 
   std::unique_ptr<MoELayer> layer_;
   std::vector<std::pair<std::string, std::shared_ptr<cpu::Storage>>> held_;
@@ -43,6 +43,7 @@ class NativeMoELayer : public Napi::ObjectWrap<NativeMoELayer> {
   int hidden_ = 0, experts_ = 0;
   const char* device_ = "cpu";  // the backend's name, reported with the precision mode
   const char* gemm_ = "cpu";    // the expert GEMMs' path (cuda::expertGemm), reported likewise
+  int cudaDevice_ = -1;         // the cuda device index, −1 on the cpu
 };
 
 }  // namespace moekit::addon

@@ -1,7 +1,10 @@
 // The CUDA runtime API for the SIMT emulator: the extern "C" functions cuda_runtime_api.h declares,
 // implemented on the host, so the CUDA backend's host code links without libcudart.
 //
-// One emulated device (index 0) named "moekit SIMT emulator". Every stream runs synchronously: a
+// MOEKIT_EMU_DEVICES devices (default 1) named "moekit SIMT emulator", each with its own region of
+// device memory (device_memory.h); the current device is per host thread, a stream belongs to
+// the device current at its creation, and a launch into another device's stream is refused
+// (cudaErrorInvalidResourceHandle, as CUDA does). Every stream runs synchronously: a
 // kernel, copy, memset or host function has finished when the call returns, which is one of the
 // orders CUDA allows, so events are recorded at once and synchronising is a no-op. Copies check
 // what CUDA checks and a little more: the kind must match where the pointers live (device =
@@ -27,6 +30,7 @@
 struct CUstream_st {
   unsigned flags;
   int priority;
+  int device;
 };
 
 struct CUevent_st {
@@ -39,6 +43,7 @@ namespace moekit::emu {
 namespace {
 
 thread_local cudaError_t lastError = cudaSuccess;
+thread_local int current = 0;  // this host thread's device (cudaSetDevice)
 
 constexpr int kMultiprocessors = 4;
 constexpr size_t kDefaultDynamicShared = 48 * 1024;
@@ -99,10 +104,32 @@ cudaError_t fill(void* dst, int value, size_t count, const char* api) {
 }
 
 cudaError_t checkDevice(int device, const char* api) {
-  return device == 0 ? ok() : fail(cudaErrorInvalidDevice, api, "device " + std::to_string(device) + " does not exist (the emulator has one)");
+  if (device >= 0 && device < emulatedDeviceCount()) return ok();
+  return fail(cudaErrorInvalidDevice, api,
+              "device " + std::to_string(device) + " does not exist (the emulator has " + std::to_string(emulatedDeviceCount()) +
+                  "; MOEKIT_EMU_DEVICES sets how many)");
 }
 
 }  // namespace
+
+int emulatedDeviceCount() {
+  static const int count = [] {
+    const char* env = std::getenv("MOEKIT_EMU_DEVICES");
+    if (!env || !*env) return 1;
+    char* rest = nullptr;
+    const long n = std::strtol(env, &rest, 10);
+    if (*rest != '\0' || n < 1 || n > 8) {
+      std::fprintf(stderr, "moekit emulator: MOEKIT_EMU_DEVICES must be an integer in [1, 8], got '%s'; using 1\n", env);
+      return 1;
+    }
+    return int(n);
+  }();
+  return count;
+}
+
+int currentDevice() { return current; }
+
+int streamDevice(cudaStream_t stream) { return stream ? stream->device : current; }
 
 cudaError_t recordError(cudaError_t err) {
   if (err != cudaSuccess) lastError = err;
@@ -196,14 +223,18 @@ const char* cudaGetErrorString(cudaError_t error) {
 
 // ---- device --------------------------------------------------------------------------------------
 cudaError_t cudaGetDeviceCount(int* count) {
-  *count = 1;
+  *count = emulatedDeviceCount();
   return ok();
 }
 
-cudaError_t cudaSetDevice(int device) { return checkDevice(device, "cudaSetDevice"); }
+cudaError_t cudaSetDevice(int device) {
+  if (const cudaError_t err = checkDevice(device, "cudaSetDevice")) return err;
+  current = device;
+  return ok();
+}
 
 cudaError_t cudaGetDevice(int* device) {
-  *device = 0;
+  *device = current;
   return ok();
 }
 
@@ -287,12 +318,22 @@ cudaError_t cudaDeviceGetStreamPriorityRange(int* leastPriority, int* greatestPr
 
 // ---- memory --------------------------------------------------------------------------------------
 cudaError_t cudaMalloc(void** devPtr, size_t size) {
-  *devPtr = deviceAlloc(size);
-  if (!*devPtr) return fail(cudaErrorMemoryAllocation, "cudaMalloc", std::to_string(size) + " bytes do not fit");
+  *devPtr = deviceAlloc(size, current);
+  if (!*devPtr) {
+    return fail(cudaErrorMemoryAllocation, "cudaMalloc", std::to_string(size) + " bytes do not fit on cuda:" + std::to_string(current));
+  }
   return ok();
 }
 
-cudaError_t cudaMallocAsync(void** devPtr, size_t size, cudaStream_t) { return cudaMalloc(devPtr, size); }
+// From the pool of the stream's device, as CUDA's stream-ordered allocator does.
+cudaError_t cudaMallocAsync(void** devPtr, size_t size, cudaStream_t stream) {
+  const int device = streamDevice(stream);
+  *devPtr = deviceAlloc(size, device);
+  if (!*devPtr) {
+    return fail(cudaErrorMemoryAllocation, "cudaMallocAsync", std::to_string(size) + " bytes do not fit on cuda:" + std::to_string(device));
+  }
+  return ok();
+}
 
 cudaError_t cudaFree(void* devPtr) {
   if (!devPtr) return ok();
@@ -333,7 +374,7 @@ cudaError_t cudaMallocManaged(void** devPtr, size_t size, unsigned int) {
 
 cudaError_t cudaMemGetInfo(size_t* free, size_t* total) {
   *total = deviceCapacity();
-  *free = *total - deviceBytesInUse();
+  *free = *total - deviceBytesInUse(current);
   return ok();
 }
 
@@ -341,7 +382,7 @@ cudaError_t cudaPointerGetAttributes(cudaPointerAttributes* attributes, const vo
   std::memset(attributes, 0, sizeof *attributes);
   const bool device = isDevicePointer(ptr);
   attributes->type = device ? cudaMemoryTypeDevice : cudaMemoryTypeUnregistered;
-  attributes->device = 0;
+  attributes->device = device ? deviceOf(ptr) : 0;
   attributes->devicePointer = device ? const_cast<void*>(ptr) : nullptr;
   attributes->hostPointer = device ? nullptr : const_cast<void*>(ptr);
   return ok();
@@ -382,17 +423,17 @@ cudaError_t cudaMemcpyFromSymbol(void* dst, const void* symbol, size_t count, si
 
 // ---- streams and events --------------------------------------------------------------------------
 cudaError_t cudaStreamCreate(cudaStream_t* stream) {
-  *stream = new CUstream_st{0, 0};
+  *stream = new CUstream_st{0, 0, current};
   return ok();
 }
 
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int flags) {
-  *stream = new CUstream_st{flags, 0};
+  *stream = new CUstream_st{flags, 0, current};
   return ok();
 }
 
 cudaError_t cudaStreamCreateWithPriority(cudaStream_t* stream, unsigned int flags, int priority) {
-  *stream = new CUstream_st{flags, priority};
+  *stream = new CUstream_st{flags, priority, current};
   return ok();
 }
 

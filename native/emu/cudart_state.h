@@ -21,4 +21,11 @@ size_t maxDynamicSharedBytes(const void* kernel);
 size_t sharedMemoryOptin();
 int computeCapability();
 
+// The emulated devices: MOEKIT_EMU_DEVICES (1 to 8, default 1), read once per process. Every
+// device has the same properties; each host thread has its current device (cudaSetDevice, 0 at
+// first), and each stream the device that was current when it was created.
+int emulatedDeviceCount();
+int currentDevice();
+int streamDevice(cudaStream_t stream);  // the current device for the default (null) stream
+
 }  // namespace moekit::emu

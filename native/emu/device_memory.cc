@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "block.h"
+#include "cudart_state.h"
 #include "fiber.h"
 
 namespace moekit::emu {
@@ -28,20 +29,28 @@ constexpr size_t kAlign = 256;
 // page: the open/close around each launch costs ~0.1 ms per GiB in use instead of ~40 ms.
 constexpr size_t kChunk = size_t(2) << 20;
 
-struct Arena {
+// One device's part of the arena: its own bump pointer, free lists and access scopes.
+struct Region {
   char* base = nullptr;
   size_t capacity = 0;
   size_t top = 0;        // bump pointer (offset)
   size_t committed = 0;  // [base, base + committed) is the part access scopes toggle
   size_t inUse = 0;
   int openScopes = 0;
+  std::map<size_t, std::vector<char*>> freeLists;   // rounded size → free blocks
+};
+
+struct Arena {
+  char* base = nullptr;
+  size_t capacity = 0;  // of all regions
   bool guard = true;
+  std::vector<Region> regions;  // one per emulated device, each capacity / devices bytes
   struct Allocation {
     size_t bytes;    // as requested: the bound copies are checked against
     size_t rounded;  // as reserved: the free list it returns to
+    int device;
   };
   std::map<uintptr_t, Allocation> live;
-  std::map<size_t, std::vector<char*>> freeLists;   // rounded size → free blocks
 };
 
 std::mutex arenaMutex;
@@ -61,13 +70,23 @@ void writeStderr(const char* text) {
 
 void onSegv(int sig, siginfo_t* info, void* context) {
   const char* addr = static_cast<const char*>(info->si_addr);
-  char message[512];
+  char message[640];
   if (arena && addr >= arena->base && addr < arena->base + arena->capacity) {
-    std::snprintf(message, sizeof message,
-                  "moekit emulator: host code dereferenced device memory at %p; device pointers are only "
-                  "valid inside kernels and in cudaMemcpy/cudaMemset (set MOEKIT_EMU_GUARD=0 to disable "
-                  "this check)\n",
-                  info->si_addr);
+    const size_t regionBytes = arena->regions.empty() ? arena->capacity : arena->regions[0].capacity;
+    const int device = int(size_t(addr - arena->base) / regionBytes);
+    const char* kernel = currentKernelName();
+    if (kernel) {
+      std::snprintf(message, sizeof message,
+                    "moekit emulator: kernel %s touched device memory of cuda:%d at %p, which is closed to it: "
+                    "a kernel reaches only the memory of the device it runs on (no peer access is modelled)\n",
+                    kernel, device, info->si_addr);
+    } else {
+      std::snprintf(message, sizeof message,
+                    "moekit emulator: host code dereferenced device memory of cuda:%d at %p; device pointers are "
+                    "only valid inside kernels and in cudaMemcpy/cudaMemset (set MOEKIT_EMU_GUARD=0 to disable "
+                    "this check)\n",
+                    device, info->si_addr);
+    }
     writeStderr(message);
     std::abort();
   }
@@ -90,8 +109,8 @@ void onSegv(int sig, siginfo_t* info, void* context) {
   }
 }
 
-void setAccess(Arena& a, size_t from, size_t to, bool open) {
-  if (to > from) mprotect(a.base + from, to - from, open ? PROT_READ | PROT_WRITE : PROT_NONE);
+void setAccess(Region& r, size_t from, size_t to, bool open) {
+  if (to > from) mprotect(r.base + from, to - from, open ? PROT_READ | PROT_WRITE : PROT_NONE);
 }
 
 Arena& getArena() {
@@ -99,16 +118,22 @@ Arena& getArena() {
   auto* a = new Arena;
   const char* env = std::getenv("MOEKIT_EMU_GUARD");
   a->guard = !(env && std::strcmp(env, "0") == 0);
+  const size_t devices = size_t(emulatedDeviceCount());
   for (size_t capacity = size_t(16) << 30; capacity >= (size_t(256) << 20); capacity /= 2) {
     void* mem = mmap(nullptr, capacity + kChunk, a->guard ? PROT_NONE : PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (mem != MAP_FAILED) {
       const uintptr_t aligned = (reinterpret_cast<uintptr_t>(mem) + kChunk - 1) / kChunk * kChunk;
       a->base = reinterpret_cast<char*>(aligned);
-      a->capacity = capacity;
+      a->capacity = capacity / devices / kChunk * kChunk * devices;
       madvise(a->base, capacity, MADV_HUGEPAGE);  // a hint: without huge pages only speed differs
       break;
     }
+  }
+  a->regions.resize(devices);
+  for (size_t d = 0; d < devices && a->base; ++d) {
+    a->regions[d].capacity = a->capacity / devices;
+    a->regions[d].base = a->base + d * a->regions[d].capacity;
   }
   struct sigaction action {};
   action.sa_sigaction = &onSegv;
@@ -130,34 +155,35 @@ std::map<uintptr_t, Arena::Allocation>::const_iterator findAllocation(const Aren
 
 }  // namespace
 
-void* deviceAlloc(size_t bytes) {
+void* deviceAlloc(size_t bytes, int device) {
   std::lock_guard<std::mutex> lock(arenaMutex);
   Arena& a = getArena();
-  if (!a.base) return nullptr;
+  if (!a.base || device < 0 || device >= int(a.regions.size())) return nullptr;
+  Region& r = a.regions[size_t(device)];
   const size_t size = roundUp(bytes == 0 ? 1 : bytes);
   char* p = nullptr;
-  auto& list = a.freeLists[size];
+  auto& list = r.freeLists[size];
   if (!list.empty()) {
     p = list.back();
     list.pop_back();
   } else {
-    if (size > a.capacity - a.top) return nullptr;
-    p = a.base + a.top;
-    a.top += size;
-    if (a.top > a.committed) {
-      const size_t grown = std::min(a.capacity, (a.top + kChunk - 1) / kChunk * kChunk);
-      if (a.guard && a.openScopes > 0) setAccess(a, a.committed, grown, true);
-      a.committed = grown;
+    if (size > r.capacity - r.top) return nullptr;
+    p = r.base + r.top;
+    r.top += size;
+    if (r.top > r.committed) {
+      const size_t grown = std::min(r.capacity, (r.top + kChunk - 1) / kChunk * kChunk);
+      if (a.guard && r.openScopes > 0) setAccess(r, r.committed, grown, true);
+      r.committed = grown;
     }
   }
-  a.live[reinterpret_cast<uintptr_t>(p)] = Arena::Allocation{bytes, size};
-  a.inUse += size;
-  // Poison through a chunk-aligned window when no access scope has the arena open.
-  const size_t from = size_t(p - a.base) / kChunk * kChunk;
-  const size_t to = (size_t(p - a.base) + size + kChunk - 1) / kChunk * kChunk;
-  if (a.guard && a.openScopes == 0) setAccess(a, from, to, true);
+  a.live[reinterpret_cast<uintptr_t>(p)] = Arena::Allocation{bytes, size, device};
+  r.inUse += size;
+  // Poison through a chunk-aligned window when no access scope has the region open.
+  const size_t from = size_t(p - r.base) / kChunk * kChunk;
+  const size_t to = (size_t(p - r.base) + size + kChunk - 1) / kChunk * kChunk;
+  if (a.guard && r.openScopes == 0) setAccess(r, from, to, true);
   std::memset(p, 0xff, size);
-  if (a.guard && a.openScopes == 0) setAccess(a, from, to, false);
+  if (a.guard && r.openScopes == 0) setAccess(r, from, to, false);
   return p;
 }
 
@@ -166,8 +192,9 @@ bool deviceFree(void* p) {
   if (!arena) return false;
   auto it = arena->live.find(reinterpret_cast<uintptr_t>(p));
   if (it == arena->live.end()) return false;
-  arena->freeLists[it->second.rounded].push_back(static_cast<char*>(p));
-  arena->inUse -= it->second.rounded;
+  Region& r = arena->regions[size_t(it->second.device)];
+  r.freeLists[it->second.rounded].push_back(static_cast<char*>(p));
+  r.inUse -= it->second.rounded;
   arena->live.erase(it);
   return true;
 }
@@ -178,6 +205,12 @@ bool isDevicePointer(const void* p) {
   return a && a->base && c >= a->base && c < a->base + a->capacity;
 }
 
+int deviceOf(const void* p) {
+  if (!isDevicePointer(p)) return -1;
+  const Arena* a = arena;
+  return int(size_t(static_cast<const char*>(p) - a->base) / a->regions[0].capacity);
+}
+
 bool deviceRangeValid(const void* p, size_t bytes) {
   std::lock_guard<std::mutex> lock(arenaMutex);
   if (!arena) return false;
@@ -186,26 +219,37 @@ bool deviceRangeValid(const void* p, size_t bytes) {
   return reinterpret_cast<uintptr_t>(p) + bytes <= it->first + it->second.bytes;
 }
 
-size_t deviceBytesInUse() {
+size_t deviceBytesInUse(int device) {
   std::lock_guard<std::mutex> lock(arenaMutex);
-  return arena ? arena->inUse : 0;
+  return arena && device >= 0 && device < int(arena->regions.size()) ? arena->regions[size_t(device)].inUse : 0;
 }
 
 size_t deviceCapacity() {
   std::lock_guard<std::mutex> lock(arenaMutex);
-  return getArena().capacity;
+  Arena& a = getArena();
+  return a.regions.empty() ? 0 : a.regions[0].capacity;
 }
 
-DeviceAccess::DeviceAccess() {
+namespace {
+
+// Opens (or closes) the regions a scope covers when it is the first (or last) scope of each.
+void toggle(int device, bool open) {
   std::lock_guard<std::mutex> lock(arenaMutex);
   Arena& a = getArena();
-  if (a.openScopes++ == 0 && a.guard) setAccess(a, 0, a.committed, true);
+  for (size_t d = 0; d < a.regions.size(); ++d) {
+    if (device >= 0 && size_t(device) != d) continue;
+    Region& r = a.regions[d];
+    const bool edge = open ? r.openScopes++ == 0 : --r.openScopes == 0;
+    if (edge && a.guard) setAccess(r, 0, r.committed, open);
+  }
 }
 
-DeviceAccess::~DeviceAccess() {
-  std::lock_guard<std::mutex> lock(arenaMutex);
-  Arena& a = *arena;
-  if (--a.openScopes == 0 && a.guard) setAccess(a, 0, a.committed, false);
-}
+}  // namespace
+
+DeviceAccess::DeviceAccess() : device_(-1) { toggle(device_, true); }
+
+DeviceAccess::DeviceAccess(int device) : device_(device) { toggle(device_, true); }
+
+DeviceAccess::~DeviceAccess() { toggle(device_, false); }
 
 }  // namespace moekit::emu

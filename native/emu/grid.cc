@@ -182,7 +182,21 @@ std::pair<cudaError_t, std::string> checkConfig(const LaunchSpec& s) {
 uint64_t seed() { return currentSeed.load(); }
 void setSeed(uint64_t s) { currentSeed.store(s); }
 
+void checkPointerArgument(const char* kernel, size_t index, const void* pointer, int device) {
+  const int owner = deviceOf(pointer);
+  if (owner < 0 || owner == device) return;
+  throw KernelFault("kernel " + std::string(kernel) + " launched on cuda:" + std::to_string(device) + " takes argument " +
+                    std::to_string(index) + ", memory of cuda:" + std::to_string(owner) +
+                    ": a kernel reaches only the memory of the device it runs on (no peer access is modelled)");
+}
+
 cudaError_t launchGrid(const LaunchSpec& spec) {
+  const int device = streamDevice(spec.stream);
+  if (device != currentDevice()) {
+    std::fprintf(stderr, "moekit emulator: launch of %s refused: its stream belongs to cuda:%d, the current device is cuda:%d\n",
+                 spec.kernelName, device, currentDevice());
+    return recordError(cudaErrorInvalidResourceHandle);
+  }
   if (const char* outer = currentKernelName()) {
     throw KernelFault(std::string("moekit emulator: kernel ") + outer + " launched " + spec.kernelName +
                       ": launches from device code are not emulated");
@@ -219,7 +233,8 @@ cudaError_t launchGrid(const LaunchSpec& spec) {
     }
   };
 
-  DeviceAccess access;
+  spec.checkPointers(spec.params, spec.kernelName, device);
+  DeviceAccess access(device);
   watchdog().begin(spec.kernelName);
   {
     std::unique_lock<std::mutex> poolLock(poolMutex, std::try_to_lock);

@@ -65,6 +65,23 @@ void runKernel(const void* params) {
   std::apply(Kernel, *static_cast<const Params*>(params));
 }
 
+// checkPointerArgument for every pointer among the launch arguments.
+template <class Params>
+void checkPointers(const void* params, const char* kernel, int device) {
+  std::apply(
+      [&](const auto&... value) {
+        size_t index = 0;
+        (([&] {
+           if constexpr (std::is_pointer_v<std::decay_t<decltype(value)>>) {
+             checkPointerArgument(kernel, index, static_cast<const void*>(value), device);
+           }
+           ++index;
+         }()),
+         ...);
+      },
+      *static_cast<const Params*>(params));
+}
+
 // "myKernel<float, 4>" out of g++'s "... [with auto Kernel = myKernel<float, 4>]".
 template <auto Kernel>
 const char* kernelName() {
@@ -81,14 +98,14 @@ const char* kernelName() {
 }  // namespace emu
 
 template <auto Kernel, class... Args>
-cudaError_t launch(dim3 grid, dim3 block, size_t dynamicSmemBytes, cudaStream_t /*stream: runs synchronously*/,
-                   Args&&... args) {
+cudaError_t launch(dim3 grid, dim3 block, size_t dynamicSmemBytes, cudaStream_t stream, Args&&... args) {
   using Params = typename emu::KernelParams<decltype(Kernel)>::type;
   static_assert(std::tuple_size_v<Params> == sizeof...(Args),
                 "moekit::launch: the argument count differs from the kernel's parameter count");
   const Params params(std::forward<Args>(args)...);
   const emu::LaunchSpec spec{emu::kernelName<Kernel>(), reinterpret_cast<const void*>(Kernel), grid, block,
-                             dynamicSmemBytes, &emu::runKernel<Kernel, Params>, &params};
+                             dynamicSmemBytes, stream, &emu::runKernel<Kernel, Params>, &emu::checkPointers<Params>,
+                             &params};
   const cudaError_t err = emu::launchGrid(spec);
   if (err == cudaSuccess) cuda::DeviceCounters::instance().launched();
   return err;

@@ -34,20 +34,31 @@ class KernelFault : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// One kernel launch. body(params) runs the kernel for the calling fiber's thread.
+// One kernel launch. body(params) runs the kernel for the calling fiber's thread;
+// checkPointers(params, kernel, device) throws KernelFault for a pointer argument into another
+// device's memory (checkPointerArgument on each).
 struct LaunchSpec {
   const char* kernelName;
   const void* kernelKey;  // the kernel's address, as cudaFuncSetAttribute sees it
   dim3 grid;
   dim3 block;
   size_t dynamicSmemBytes;
+  cudaStream_t stream;
   void (*body)(const void* params);
+  void (*checkPointers)(const void* params, const char* kernel, int device);
   const void* params;
 };
 
-// Runs the whole grid before returning. Returns cudaErrorInvalidConfiguration /
-// cudaErrorInvalidValue (also recorded as the thread's last error) for a launch CUDA would reject;
-// throws KernelFault when the kernel misbehaves.
+// KernelFault when `pointer`, argument `index` of `kernel`, points into the memory of a device
+// other than `device` (peer access is not modelled); device memory of `device` and host pointers
+// pass (a kernel dereferencing a host pointer faults in the arena's SIGSEGV handler instead).
+void checkPointerArgument(const char* kernel, size_t index, const void* pointer, int device);
+
+// Runs the whole grid before returning, on the device of `stream`, with only that device's memory
+// open. Returns cudaErrorInvalidResourceHandle for a stream of another device than the current
+// one, cudaErrorInvalidConfiguration / cudaErrorInvalidValue for a launch CUDA would reject (each
+// also recorded as the thread's last error); throws KernelFault when the kernel misbehaves or
+// takes another device's memory as an argument.
 cudaError_t launchGrid(const LaunchSpec& spec);
 
 // Warp-synchronous operations, matched across the lanes named in a mask.

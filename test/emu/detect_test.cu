@@ -1,8 +1,6 @@
 // Kernel bugs the SIMT emulator must report (as a KernelFault naming the kernel) instead of hanging
 // or passing by luck: divergent warp collectives, masks naming exited or missing lanes, deadlock and
 // divergence at __syncthreads; and host code dereferencing device memory, which must abort.
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <string>
@@ -27,7 +25,7 @@ EMU_CASE("detect: a divergent __shfl_sync is reported with both call sites, not 
   emutest::DeviceArray<int> out(32);
   const std::string fault = emutest::expectFault([&] { moekit::launch<divergentShfl>(1, 32, 0, nullptr, out.get()); });
   emutest::expectContains(fault, {"kernel {anonymous}::divergentShfl", "divergent __shfl_sync", "lanes 0-15",
-                                  "lanes 16-31", "detect_test.cu:19", "detect_test.cu:21"});
+                                  "lanes 16-31", "detect_test.cu:17", "detect_test.cu:19"});
 }
 
 // A ballot under a full mask, reached by half the warp at one call and half at another.
@@ -128,34 +126,11 @@ EMU_CASE("detect: a fault in one block stops the launch and leaves the emulator 
 }
 
 // ---- host dereference of device memory -------------------------------------------------------------
-// Runs fn in a child process; returns (terminating signal or -1, what it wrote to stderr).
-template <class F>
-std::pair<int, std::string> inChild(F&& fn) {
-  int pipeFds[2];
-  if (pipe(pipeFds) != 0) throw emutest::Failure("pipe failed");
-  std::fflush(nullptr);
-  const pid_t pid = fork();
-  if (pid == 0) {
-    dup2(pipeFds[1], STDERR_FILENO);
-    close(pipeFds[0]);
-    fn();
-    _exit(0);
-  }
-  close(pipeFds[1]);
-  std::string err;
-  char buf[512];
-  for (ssize_t n; (n = read(pipeFds[0], buf, sizeof buf)) > 0;) err.append(buf, size_t(n));
-  close(pipeFds[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return {WIFSIGNALED(status) ? WTERMSIG(status) : -1, err};
-}
-
 EMU_CASE("detect: host code dereferencing device memory aborts with a message") {
   int* device = nullptr;
   EMU_CUDA(cudaMalloc(&device, 64 * sizeof(int)));
   EMU_CUDA(cudaMemset(device, 0, 64 * sizeof(int)));
-  const auto [signal, message] = inChild([&] {
+  const auto [signal, message] = emutest::inChild([&] {
     volatile int* p = device;
     const int value = p[3];  // a host read of device memory: must not succeed
     std::fprintf(stderr, "read %d\n", value);

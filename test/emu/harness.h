@@ -4,11 +4,14 @@
 #pragma once
 
 #include <cuda_runtime.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstddef>
 #include <cstdio>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "emu/launch.h"
@@ -54,6 +57,30 @@ std::string expectFault(F&& fn) {
 }
 
 void expectContains(const std::string& text, const std::vector<std::string>& parts);
+
+// Runs fn in a child process (for faults that abort); returns (terminating signal or −1, what it
+// wrote to stderr).
+template <class F>
+std::pair<int, std::string> inChild(F&& fn) {
+  int pipeFds[2];
+  if (pipe(pipeFds) != 0) throw Failure("pipe failed");
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    dup2(pipeFds[1], STDERR_FILENO);
+    close(pipeFds[0]);
+    fn();
+    _exit(0);
+  }
+  close(pipeFds[1]);
+  std::string err;
+  char buf[512];
+  for (ssize_t n; (n = read(pipeFds[0], buf, sizeof buf)) > 0;) err.append(buf, size_t(n));
+  close(pipeFds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return {WIFSIGNALED(status) ? WTERMSIG(status) : -1, err};
+}
 
 // A device allocation of n elements, freed at scope exit.
 template <class T>
