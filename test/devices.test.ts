@@ -1,4 +1,4 @@
-import { buildInfo, devices } from '../lib';
+import { DeviceError, Tensor, buildInfo, devices } from '../lib';
 
 describe('devices() (DESIGN §2, §5)', () => {
   test('lists cpu first, and cuda entries only with an index and a name', () => {
@@ -18,5 +18,21 @@ describe('devices() (DESIGN §2, §5)', () => {
     expect(info.emulated).toBe(false);
     if (info.cuda) expect(info.cudaArchitectures.length).toBeGreaterThan(0);
     else expect(info.cudaArchitectures).toEqual([]);
+  });
+
+  test("MOEKIT_DEVICE that is not 'cuda:N' or N: 'cuda' throws DeviceError naming the variable (DESIGN §2b)", () => {
+    const saved = process.env.MOEKIT_DEVICE;
+    try {
+      for (const bad of ['gpu1', 'cuda:', 'cuda:-1', '1.5']) {
+        process.env.MOEKIT_DEVICE = bad;
+        expect(() => Tensor.zeros([1], { device: 'cuda' })).toThrow(DeviceError);
+        expect(() => Tensor.zeros([1], { device: 'cuda' })).toThrow(`MOEKIT_DEVICE must be 'cuda:N' or N, got '${bad}'`);
+      }
+      process.env.MOEKIT_DEVICE = 'cuda:0';
+      expect(Tensor.zeros([1], { device: 'cpu' }).device).toBe('cpu');  // cpu does not read it
+    } finally {
+      if (saved === undefined) delete process.env.MOEKIT_DEVICE;
+      else process.env.MOEKIT_DEVICE = saved;
+    }
   });
 });

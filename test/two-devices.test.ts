@@ -32,3 +32,14 @@ const TOL = 1e-5;
   expect(run.report.stats['cuda:1'].launches).toBe(run.report.stats['cuda:0'].launches);
   expect(run.report.stats['cuda:1'].hostToDeviceBytes).toBe(run.report.stats['cuda:0'].hostToDeviceBytes);
 });
+
+(fs.existsSync(EMULATED_BUILD) || process.env.CI ? test : test.skip)("MOEKIT_DEVICE=cuda:1: 'cuda' names cuda:1 for tensors and layers, whose kernels run there", () => {
+  const run = runChild<{ tensor: string; layer: string; launches: Record<string, number> }>('two-devices', {
+    args: ['default-device'], env: { MOEKIT_EMULATE_CUDA: '1', MOEKIT_EMU_DEVICES: '2', MOEKIT_EMU_SM: '89', MOEKIT_DEVICE: 'cuda:1' },
+  });
+  if (run.signal !== null || run.status !== 0 || !run.report) throw new Error(`child ended with ${run.signal ?? run.status}\n${tail(run.stderr)}`);
+  expect(run.report.tensor).toBe('cuda:1');
+  expect(run.report.layer).toBe('cuda:1');
+  expect(run.report.launches['cuda:0']).toBe(0);
+  expect(run.report.launches['cuda:1']).toBeGreaterThan(0);
+});

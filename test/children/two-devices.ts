@@ -7,6 +7,10 @@
  * is a KernelFault, or an abort when reached through a stored pointer). The last stdout line is the
  * report: per step the largest relative difference of each device's y and parameters from the
  * cpu's, and each device's cuda.stats.
+ *
+ * With argv[2] 'default-device' (and MOEKIT_DEVICE set by the parent) it reports instead where
+ * 'cuda' lands: the device of a tensor and of a layer made with device 'cuda', and the launches
+ * each device saw while that layer ran a forward.
  */
 import { AdamW, MoEConfig, MoELayer, Tensor, cuda } from '../../lib';
 
@@ -21,6 +25,15 @@ function relative(a: Float32Array, b: Float32Array): number {
   let d = 0, n = 0;
   for (let i = 0; i < a.length; i++) { d += (a[i] - b[i]) ** 2; n += b[i] ** 2; }
   return Math.sqrt(d) / Math.max(Math.sqrt(n), 1e-30);
+}
+
+if (process.argv[2] === 'default-device') {
+  for (const device of ['cuda:0', 'cuda:1'] as const) cuda.resetStats(device);
+  const t = Tensor.zeros([2], { device: 'cuda' });
+  const layer = new MoELayer({ ...config, device: 'cuda' });
+  const out = layer.forward(Tensor.randn([4, 8], { seed: 1, device: 'cuda' }));
+  process.stdout.write(`${JSON.stringify({ tensor: t.device, layer: out.y.device, launches: { 'cuda:0': cuda.stats('cuda:0').launches, 'cuda:1': cuda.stats('cuda:1').launches } })}\n`);
+  process.exit(0);
 }
 
 const runs = DEVICES.map((device) => {
