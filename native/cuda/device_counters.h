@@ -56,21 +56,31 @@ class DeviceCounters {
     std::lock_guard<std::mutex> lock(mutex_);
     ++current().launches;
   }
+  // A cudaMalloc of the current device.
   void allocated(void* pointer, size_t bytes) {
     std::lock_guard<std::mutex> lock(mutex_);
     const int device = currentDevice();
-    DeviceStats& s = stats_[size_t(device)];
-    ++s.allocations;
-    s.liveBytes += int64_t(bytes);
-    if (s.liveBytes > s.peakBytes) s.peakBytes = s.liveBytes;
+    ++stats_[size_t(device)].allocations;
+    mallocBytes_[size_t(device)] += int64_t(bytes);
     owners_[pointer] = {device, bytes};
+    updateLive(device);
   }
   void freed(void* pointer) {
     std::lock_guard<std::mutex> lock(mutex_);
     const auto found = owners_.find(pointer);
     if (found == owners_.end()) return;
-    stats_[size_t(found->second.device)].liveBytes -= int64_t(found->second.bytes);
+    mallocBytes_[size_t(found->second.device)] -= int64_t(found->second.bytes);
+    updateLive(found->second.device);
     owners_.erase(found);
+  }
+  // The bytes the current device's memory pool reserves, seen after a cudaMallocAsync (an
+  // allocation when the pool grew) or at any other time (a pool shrinks at synchronisations).
+  void poolReserved(uint64_t reserved, bool grew) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const int device = currentDevice();
+    if (grew) ++stats_[size_t(device)].allocations;
+    poolBytes_[size_t(device)] = int64_t(reserved);
+    updateLive(device);
   }
 
  private:
@@ -80,6 +90,12 @@ class DeviceCounters {
   };
 
   static bool inRange(int device) { return device >= 0 && device < kMaxDevices; }
+  // liveBytes: cudaMalloc'd bytes plus what the device's pool reserves (mutex_ held).
+  void updateLive(int device) {
+    DeviceStats& s = stats_[size_t(device)];
+    s.liveBytes = mallocBytes_[size_t(device)] + poolBytes_[size_t(device)];
+    if (s.liveBytes > s.peakBytes) s.peakBytes = s.liveBytes;
+  }
   static int currentDevice() {
     int device = 0;
     if (cudaGetDevice(&device) != cudaSuccess || !inRange(device)) device = 0;
@@ -89,6 +105,7 @@ class DeviceCounters {
 
   std::mutex mutex_;
   std::array<DeviceStats, kMaxDevices> stats_{};
+  std::array<int64_t, kMaxDevices> mallocBytes_{}, poolBytes_{};
   std::unordered_map<void*, Owner> owners_;
 };
 

@@ -11,9 +11,9 @@ struct DeviceStats {
   int64_t hostToDeviceBytes = 0;
   int64_t deviceToHostBytes = 0;
   int64_t synchronizations = 0;  // the host waited for the device
-  int64_t allocations = 0;       // device allocations made (cudaMalloc, cudaMallocAsync)
+  int64_t allocations = 0;       // cudaMalloc calls, and cudaMallocAsync calls that grew the pool
   int64_t launches = 0;
-  int64_t liveBytes = 0;         // moekit's device allocations not yet freed (not reset)
+  int64_t liveBytes = 0;         // cudaMalloc'd bytes not yet freed + the pool's reserved bytes (not reset)
   int64_t peakBytes = 0;         // the most liveBytes held since the last reset
 };
 

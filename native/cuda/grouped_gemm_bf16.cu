@@ -57,18 +57,15 @@ constexpr int kMmaCols = kWarpTile / 8;   // n8 tiles per warp
 static_assert(kTileN == kTileM, "one slice size serves both operands");
 static_assert(kTileM * kChunksPerRow % kThreads == 0, "every thread copies the same number of chunks");
 
-enum class Epilogue { Store, Swiglu, Combine };
+enum class Epilogue { Store, Swiglu };
 
 using Tile = PaddedTile;
 
 struct Outputs {
-  float* out = nullptr;  // Store: out; Swiglu: h; Combine: y
+  float* out = nullptr;  // Store: out; Swiglu: h
   float* a1 = nullptr;
   float* a3 = nullptr;
   int ld = 0;
-  const int32_t* rowToken = nullptr;
-  const float* rowWeight = nullptr;
-  int T = 0;
 };
 
 template <int kOperands>
@@ -160,13 +157,6 @@ __global__ void __launch_bounds__(kThreads)
       const int row = warpRow + 16 * i + g + 8 * half;
       if (row >= tile.rows) continue;
       const int64_t r = tile.row0 + row;
-      int32_t token = 0;
-      float weight = 1.0f;
-      if constexpr (kEpilogue == Epilogue::Combine) {
-        token = o.rowToken[r];
-        if (token < 0 || token >= o.T) continue;
-        if (o.rowWeight) weight = o.rowWeight[r];
-      }
       MOEKIT_UNROLL
       for (int j = 0; j < kMmaCols; ++j) {
         MOEKIT_UNROLL
@@ -177,13 +167,11 @@ __global__ void __launch_bounds__(kThreads)
           const int64_t at = r * o.ld + tile.col0 + col;
           if constexpr (kEpilogue == Epilogue::Store) {
             o.out[at] = c;
-          } else if constexpr (kEpilogue == Epilogue::Swiglu) {
+          } else {
             const float c3 = acc[kOperands - 2][i][j][2 * half + e];
             if (o.a1) o.a1[at] = c;
             if (o.a3) o.a3[at] = c3;
             o.out[at] = activation::swiglu(c, c3);
-          } else {
-            atomicAdd(&o.out[int64_t(token) * o.ld + tile.col0 + col], weight * c);
           }
         }
       }
@@ -196,7 +184,7 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 
-// The checks shared by every epilogue; returns Mpad. ld / ldName: out's (or y's) row stride.
+// The checks shared by every epilogue; returns Mpad. ld / ldName: out's row stride.
 int64_t checkGroups(const char* api, const uint16_t* a, int lda, const std::vector<Bf16GemmGroup>& groups,
                     bool needW3, int ld, const char* ldName) {
   if (lda <= 0 || lda % 8 != 0) fail(ErrorKind::Shape, api, "lda: expected a positive multiple of 8, got " + std::to_string(lda));
@@ -275,24 +263,6 @@ void groupedGemmBf16Swiglu(const uint16_t* a, int lda, const std::vector<Bf16Gem
   o.a3 = a3;
   o.ld = ldOut;
   launch<Epilogue::Swiglu>(api, a, lda, groups, o, stream);
-}
-
-void groupedGemmBf16Combine(const uint16_t* a, int lda, const std::vector<Bf16GemmGroup>& groups,
-                            const int32_t* rowToken, const float* rowWeight, int T, float* y, int ldY,
-                            cudaStream_t stream) {
-  const char* api = "groupedGemmBf16Combine";
-  const int64_t mPad = checkGroups(api, a, lda, groups, false, ldY, "ldY");
-  if (T < 0) fail(ErrorKind::Shape, api, "T: expected ≥ 0, got " + std::to_string(T));
-  if (mPad > 0 && !rowToken) fail(ErrorKind::Argument, api, "rowToken: expected a device pointer, got null");
-  if (mPad > 0 && T > 0 && !y) fail(ErrorKind::Argument, api, "y: expected a device pointer, got null");
-  if (T == 0) return;  // no token to add to
-  Outputs o;
-  o.out = y;
-  o.ld = ldY;
-  o.rowToken = rowToken;
-  o.rowWeight = rowWeight;
-  o.T = T;
-  launch<Epilogue::Combine>(api, a, lda, groups, o, stream);
 }
 
 }  // namespace moekit::cuda

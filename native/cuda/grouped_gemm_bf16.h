@@ -19,11 +19,6 @@
 //   groupedGemmBf16Swiglu    a1 = a_g · w1_gᵀ and a3 = a_g · w3_gᵀ from one pass over a, then
 //                            h = silu(a1)·a3 (core/activation.h, DESIGN X1); a1 and a3 are stored
 //                            too when not null (the backward needs them)
-//   groupedGemmBf16Combine   y[rowToken[r]] += rowWeight[r] · (a_g · w_gᵀ)[r] (DESIGN X2's weighted
-//                            sum, the down projection's combine): f32 atomicAdd, so with several
-//                            rows per token the order of their additions, and therefore the last
-//                            bits of y, may differ between runs; rowWeight null = 1. A rowToken
-//                            outside [0, T) adds nothing.
 // Not done here: gelu/relu epilogues, bf16 outputs. The backward GEMMs (NN for dA, TN for dW) are in
 // grouped_gemm_bf16_backward.h.
 //
@@ -66,11 +61,5 @@ void groupedGemmBf16(const uint16_t* a, int lda, const std::vector<Bf16GemmGroup
 // h [Mpad, ldOut] = swiglu(a_g · w1_gᵀ, a_g · w3_gᵀ); a1, a3 [Mpad, ldOut] or null.
 void groupedGemmBf16Swiglu(const uint16_t* a, int lda, const std::vector<Bf16GemmGroup>& groups, float* h,
                            float* a1, float* a3, int ldOut, cudaStream_t stream);
-
-// y [T, ldY] += rowWeight[r] · (a_g · w_gᵀ)[r] at row rowToken[r]. rowToken, rowWeight [Mpad]
-// (indexed by padded row; rowWeight may be null).
-void groupedGemmBf16Combine(const uint16_t* a, int lda, const std::vector<Bf16GemmGroup>& groups,
-                            const int32_t* rowToken, const float* rowWeight, int T, float* y, int ldY,
-                            cudaStream_t stream);
 
 }  // namespace moekit::cuda

@@ -7,6 +7,8 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdint>
+#include <mutex>
 
 #include "device_counters.h"
 
@@ -62,15 +64,41 @@ inline cudaError_t deviceFree(void* pointer) {
   return cudaFree(pointer);
 }
 
-inline cudaError_t mallocAsync(void** pointer, size_t bytes, cudaStream_t stream) {
-  const cudaError_t err = cudaMallocAsync(pointer, bytes, stream);
-  if (err == cudaSuccess) DeviceCounters::instance().allocated(*pointer, bytes);
-  return err;
+// The current device's default memory pool, which serves moekit's stream-ordered scratch
+// (mallocAsync). Its release threshold is raised to the maximum on first use: freed blocks stay
+// reserved and serve later requests, so a steady-state step allocates nothing from the device.
+// (CUDA's own stream-ordered pool rather than a caching allocator of moekit's: the driver tracks
+// which stream may reuse a freed block, across streams included.)
+inline cudaMemPool_t devicePool() {
+  static std::mutex mutex;
+  static bool raised[DeviceCounters::kMaxDevices] = {};
+  int device = 0;
+  cudaMemPool_t pool = nullptr;
+  if (cudaGetDevice(&device) != cudaSuccess || cudaDeviceGetDefaultMemPool(&pool, device) != cudaSuccess) return nullptr;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (device >= 0 && device < DeviceCounters::kMaxDevices && !raised[device]) {
+    uint64_t threshold = UINT64_MAX;
+    if (cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold) == cudaSuccess) raised[device] = true;
+  }
+  return pool;
 }
 
-inline cudaError_t freeAsync(void* pointer, cudaStream_t stream) {
-  DeviceCounters::instance().freed(pointer);
-  return cudaFreeAsync(pointer, stream);
+inline uint64_t poolReservedBytes(cudaMemPool_t pool) {
+  uint64_t reserved = 0;
+  if (pool) cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemCurrent, &reserved);
+  return reserved;
+}
+
+// From the current device's pool, ordered on `stream`; counted as an allocation when the pool grew.
+inline cudaError_t mallocAsync(void** pointer, size_t bytes, cudaStream_t stream) {
+  const cudaMemPool_t pool = devicePool();
+  const uint64_t before = poolReservedBytes(pool);
+  const cudaError_t err = cudaMallocAsync(pointer, bytes, stream);
+  if (err == cudaSuccess) {
+    const uint64_t after = poolReservedBytes(pool);
+    DeviceCounters::instance().poolReserved(after, after > before);
+  }
+  return err;
 }
 
 }  // namespace moekit::cuda

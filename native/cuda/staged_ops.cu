@@ -3,6 +3,7 @@
 #include "adamw.h"
 #include "cuda_check.h"
 #include "staging.h"
+#include "stream_buffer.h"
 
 namespace moekit::cuda {
 
@@ -12,9 +13,9 @@ void adamwStepStaged(float* param, const float* grad, float* m, float* v, int64_
   StagingStream stream("adamwStep");
   stream.open();
   const size_t bytes = size_t(count) * sizeof(float);
-  DeviceBuffer<float> dParam, dGrad, dM, dV;
-  float* buffers[4] = {dParam.reserve(size_t(count), "param"), dGrad.reserve(size_t(count), "grad"),
-                       dM.reserve(size_t(count), "m"), dV.reserve(size_t(count), "v")};
+  const StreamBuffer<float> dParam(size_t(count), stream.get(), "param"), dGrad(size_t(count), stream.get(), "grad"),
+      dM(size_t(count), stream.get(), "m"), dV(size_t(count), stream.get(), "v");
+  float* buffers[4] = {dParam.get(), dGrad.get(), dM.get(), dV.get()};
   const float* hosts[4] = {param, grad, m, v};
   const char* names[4] = {"param", "grad", "m", "v"};
   for (int i = 0; i < 4; ++i) stream.upload(buffers[i], hosts[i], bytes, names[i]);

@@ -1,7 +1,8 @@
-// Scratch device memory of one launcher call, ordered on its stream: allocated with
-// cudaMallocAsync when constructed and released with cudaFreeAsync when destroyed, so a launcher
-// that returns before its kernels ran (nothing synchronises) still frees its scratch only after
-// them. Host code only.
+// Scratch device memory of one launcher call, ordered on its stream: allocated from the device's
+// memory pool (mallocAsync, runtime_calls.h) when constructed and returned to it with
+// cudaFreeAsync when destroyed, so a launcher that returns before its kernels ran (nothing
+// synchronises) still frees its scratch only after them, and the next call reuses the pool's
+// memory instead of allocating. Host code only.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -25,7 +26,7 @@ class StreamBuffer {
                   " bytes)");
   }
   ~StreamBuffer() {
-    if (data_) freeAsync(data_, stream_);
+    if (data_) cudaFreeAsync(data_, stream_);
   }
   StreamBuffer(const StreamBuffer&) = delete;
   StreamBuffer& operator=(const StreamBuffer&) = delete;

@@ -21,8 +21,10 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <iterator>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "cudart_state.h"
 #include "device_memory.h"
@@ -39,6 +41,20 @@ struct CUevent_st {
   std::chrono::steady_clock::time_point when;
 };
 
+// A device's default memory pool (cudaMallocAsync / cudaFreeAsync): blocks of power-of-two size
+// classes taken from the device's arena region. A freed block stays reserved by the pool (idle)
+// and serves the next request of its class; at a synchronisation (stream, event, device) the pool
+// releases idle blocks while it reserves more than its release threshold (default 0, as in CUDA),
+// and cudaMemPoolTrimTo releases down to a given size. Every operation has completed when its
+// call returns here, so reuse needs no stream-order tracking.
+struct CUmemPoolHandle_st {
+  int device = 0;
+  uint64_t releaseThreshold = 0;
+  uint64_t reserved = 0, used = 0, reservedHigh = 0, usedHigh = 0;
+  std::map<size_t, std::vector<void*>> idle;  // size class → idle blocks
+  std::map<void*, size_t> inUse;              // block → size class
+};
+
 namespace moekit::emu {
 namespace {
 
@@ -51,6 +67,44 @@ constexpr size_t kDefaultDynamicShared = 48 * 1024;
 std::mutex stateMutex;
 std::map<const void*, size_t> dynamicSharedLimits;  // kernel → cudaFuncAttributeMaxDynamicSharedMemorySize
 std::set<void*> managedAllocations;                  // host memory handed out by cudaMallocManaged
+CUmemPoolHandle_st pools[8];                          // each device's default pool (under stateMutex)
+
+size_t sizeClass(size_t bytes) {
+  size_t size = 256;
+  while (size < bytes) size <<= 1;
+  return size;
+}
+
+// Releases idle blocks of `pool` while it reserves more than `keep` bytes (stateMutex held).
+void releaseIdle(CUmemPoolHandle_st& pool, uint64_t keep) {
+  for (auto it = pool.idle.begin(); it != pool.idle.end() && pool.reserved > keep;) {
+    while (!it->second.empty() && pool.reserved > keep) {
+      deviceFree(it->second.back());
+      it->second.pop_back();
+      pool.reserved -= it->first;
+    }
+    it = it->second.empty() ? pool.idle.erase(it) : std::next(it);
+  }
+}
+
+// Returns a pool block to its pool's idle list; false when p is no pool block (stateMutex held).
+bool freeToPool(void* p) {
+  for (CUmemPoolHandle_st& pool : pools) {
+    const auto it = pool.inUse.find(p);
+    if (it == pool.inUse.end()) continue;
+    pool.idle[it->second].push_back(p);
+    pool.used -= it->second;
+    pool.inUse.erase(it);
+    return true;
+  }
+  return false;
+}
+
+// A synchronisation point: every pool gives back what exceeds its release threshold.
+void releaseAboveThresholds() {
+  std::lock_guard<std::mutex> lock(stateMutex);
+  for (CUmemPoolHandle_st& pool : pools) releaseIdle(pool, pool.releaseThreshold);
+}
 
 cudaError_t fail(cudaError_t err, const char* api, const std::string& why) {
   std::fprintf(stderr, "moekit emulator: %s: %s\n", api, why.c_str());
@@ -238,7 +292,10 @@ cudaError_t cudaGetDevice(int* device) {
   return ok();
 }
 
-cudaError_t cudaDeviceSynchronize(void) { return ok(); }
+cudaError_t cudaDeviceSynchronize(void) {
+  releaseAboveThresholds();
+  return ok();
+}
 cudaError_t cudaDeviceReset(void) { return ok(); }
 
 cudaError_t cudaRuntimeGetVersion(int* version) {
@@ -325,13 +382,30 @@ cudaError_t cudaMalloc(void** devPtr, size_t size) {
   return ok();
 }
 
-// From the pool of the stream's device, as CUDA's stream-ordered allocator does.
+// From the default pool of the stream's device, as CUDA's stream-ordered allocator does.
 cudaError_t cudaMallocAsync(void** devPtr, size_t size, cudaStream_t stream) {
   const int device = streamDevice(stream);
-  *devPtr = deviceAlloc(size, device);
-  if (!*devPtr) {
-    return fail(cudaErrorMemoryAllocation, "cudaMallocAsync", std::to_string(size) + " bytes do not fit on cuda:" + std::to_string(device));
+  const size_t size_class = sizeClass(size == 0 ? 1 : size);
+  std::lock_guard<std::mutex> lock(stateMutex);
+  CUmemPoolHandle_st& pool = pools[device];
+  pool.device = device;
+  auto& idle = pool.idle[size_class];
+  if (!idle.empty()) {
+    *devPtr = idle.back();
+    idle.pop_back();
+    DeviceAccess access(device);
+    std::memset(*devPtr, 0xff, size_class);  // as fresh memory: nobody wrote it in this allocation
+  } else {
+    *devPtr = deviceAlloc(size_class, device);
+    if (!*devPtr) {
+      return fail(cudaErrorMemoryAllocation, "cudaMallocAsync", std::to_string(size) + " bytes do not fit on cuda:" + std::to_string(device));
+    }
+    pool.reserved += size_class;
+    pool.reservedHigh = std::max(pool.reservedHigh, pool.reserved);
   }
+  pool.inUse[*devPtr] = size_class;
+  pool.used += size_class;
+  pool.usedHigh = std::max(pool.usedHigh, pool.used);
   return ok();
 }
 
@@ -343,6 +417,7 @@ cudaError_t cudaFree(void* devPtr) {
       std::free(devPtr);
       return ok();
     }
+    if (freeToPool(devPtr)) return ok();  // cudaFree takes cudaMallocAsync memory too
   }
   if (!deviceFree(devPtr)) {
     return fail(cudaErrorInvalidDevicePointer, "cudaFree", "the pointer is not a live cudaMalloc allocation");
@@ -351,6 +426,57 @@ cudaError_t cudaFree(void* devPtr) {
 }
 
 cudaError_t cudaFreeAsync(void* devPtr, cudaStream_t) { return cudaFree(devPtr); }
+
+cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t* memPool, int device) {
+  if (const cudaError_t err = checkDevice(device, "cudaDeviceGetDefaultMemPool")) return err;
+  std::lock_guard<std::mutex> lock(stateMutex);
+  pools[device].device = device;
+  *memPool = &pools[device];
+  return ok();
+}
+
+cudaError_t cudaDeviceGetMemPool(cudaMemPool_t* memPool, int device) { return cudaDeviceGetDefaultMemPool(memPool, device); }
+
+cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t memPool, cudaMemPoolAttr attr, void* value) {
+  if (!memPool) return fail(cudaErrorInvalidValue, "cudaMemPoolSetAttribute", "null pool");
+  std::lock_guard<std::mutex> lock(stateMutex);
+  const uint64_t v = *static_cast<const uint64_t*>(value);
+  switch (attr) {
+    case cudaMemPoolAttrReleaseThreshold: memPool->releaseThreshold = v; return ok();
+    case cudaMemPoolAttrReservedMemHigh:  // only a reset (to 0) is allowed: the mark becomes the current value
+      if (v != 0) break;
+      memPool->reservedHigh = memPool->reserved;
+      return ok();
+    case cudaMemPoolAttrUsedMemHigh:
+      if (v != 0) break;
+      memPool->usedHigh = memPool->used;
+      return ok();
+    default: break;
+  }
+  return fail(cudaErrorInvalidValue, "cudaMemPoolSetAttribute", "attribute " + std::to_string(int(attr)) + " with this value is not modelled");
+}
+
+cudaError_t cudaMemPoolGetAttribute(cudaMemPool_t memPool, cudaMemPoolAttr attr, void* value) {
+  if (!memPool) return fail(cudaErrorInvalidValue, "cudaMemPoolGetAttribute", "null pool");
+  std::lock_guard<std::mutex> lock(stateMutex);
+  uint64_t& v = *static_cast<uint64_t*>(value);
+  switch (attr) {
+    case cudaMemPoolAttrReleaseThreshold: v = memPool->releaseThreshold; return ok();
+    case cudaMemPoolAttrReservedMemCurrent: v = memPool->reserved; return ok();
+    case cudaMemPoolAttrReservedMemHigh: v = memPool->reservedHigh; return ok();
+    case cudaMemPoolAttrUsedMemCurrent: v = memPool->used; return ok();
+    case cudaMemPoolAttrUsedMemHigh: v = memPool->usedHigh; return ok();
+    default: break;
+  }
+  return fail(cudaErrorInvalidValue, "cudaMemPoolGetAttribute", "attribute " + std::to_string(int(attr)) + " is not modelled");
+}
+
+cudaError_t cudaMemPoolTrimTo(cudaMemPool_t memPool, size_t minBytesToKeep) {
+  if (!memPool) return fail(cudaErrorInvalidValue, "cudaMemPoolTrimTo", "null pool");
+  std::lock_guard<std::mutex> lock(stateMutex);
+  releaseIdle(*memPool, minBytesToKeep);
+  return ok();
+}
 
 cudaError_t cudaMallocHost(void** ptr, size_t size) {
   *ptr = std::aligned_alloc(256, (size + 255) / 256 * 256 + 256);
@@ -374,7 +500,7 @@ cudaError_t cudaMallocManaged(void** devPtr, size_t size, unsigned int) {
 
 cudaError_t cudaMemGetInfo(size_t* free, size_t* total) {
   *total = deviceCapacity();
-  *free = *total - deviceBytesInUse(current);
+  *free = *total - deviceBytesInUse(current);  // a pool's idle blocks count as used, as in CUDA
   return ok();
 }
 
@@ -442,7 +568,10 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
   return ok();
 }
 
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return ok(); }
+cudaError_t cudaStreamSynchronize(cudaStream_t) {
+  releaseAboveThresholds();
+  return ok();
+}
 cudaError_t cudaStreamQuery(cudaStream_t) { return ok(); }
 cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned int) { return ok(); }
 
@@ -473,7 +602,10 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t) {
   return ok();
 }
 
-cudaError_t cudaEventSynchronize(cudaEvent_t) { return ok(); }
+cudaError_t cudaEventSynchronize(cudaEvent_t) {
+  releaseAboveThresholds();
+  return ok();
+}
 cudaError_t cudaEventQuery(cudaEvent_t) { return ok(); }
 
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {

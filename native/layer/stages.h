@@ -2,7 +2,8 @@
 // layer (moe_layer.h) is written once against these; the CPU backend implements them in
 // native/cpu, the CUDA backend in native/cuda.
 //
-// Pointers are in the backend's memory (host for cpu, device for cuda); sizes are validated by the
+// Pointers are host memory on both backends in this version: the CUDA stages copy what they read
+// to the device and what they write back (cuda/staging.h). Sizes are validated by the
 // implementations, which throw moekit::Error naming the argument.
 #pragma once
 

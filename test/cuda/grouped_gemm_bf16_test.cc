@@ -1,4 +1,4 @@
-// cuda::groupedGemmBf16 and its swiglu and combine epilogues (native/cuda/grouped_gemm_bf16.cu,
+// cuda::groupedGemmBf16 and its swiglu epilogue (native/cuda/grouped_gemm_bf16.cu,
 // run on the SIMT emulator with the emulated tensor-core wrappers) against a float64 reference
 // written here: bf16 decoded with core/minifloat.h, products and sums in double.
 //
@@ -6,8 +6,7 @@
 // sum is an integer below 2^24, exact in fp32 in any order, so the device must equal the rounded
 // reference bit for bit. Random data: products of bf16 are exact in fp32 and the k_g additions are
 // rounded in an unspecified order, so |device − exact| ≤ (k_g + 1)·2⁻²⁴·Σ_k|a·w| (the standard
-// bound for fp32 summation, with one extra unit for margin); the combine adds its ≤ 3 rows per
-// token and y's start value, each addition within another 2⁻²⁴ of the running magnitude.
+// bound for fp32 summation, with one extra unit for margin).
 // Group sizes cover 0, 1, 63, 64, 65 and 130 rows (tile − 1, tile, tile + 1, several tiles), one
 // launch mixes groups of different n_g and k_g, and k_g up to 160 runs 5 BK steps through the
 // 3-stage pipeline. Padding rows of a and the columns past k_g hold NaN (must never be read) and
@@ -208,7 +207,6 @@ EMU_CASE("bf16 grouped GEMM: groups without rows launch nothing and need no poin
   moekit::cuda::groupedGemmBf16(nullptr, 64, groups, nullptr, 64, nullptr);
   moekit::cuda::groupedGemmBf16(nullptr, 64, {}, nullptr, 64, nullptr);
   moekit::cuda::groupedGemmBf16Swiglu(nullptr, 64, groups, nullptr, nullptr, nullptr, 64, nullptr);
-  moekit::cuda::groupedGemmBf16Combine(nullptr, 64, groups, nullptr, nullptr, 4, nullptr, 64, nullptr);
 }
 
 // ---- swiglu epilogue ------------------------------------------------------------------------------
@@ -256,82 +254,6 @@ EMU_CASE("bf16 grouped GEMM swiglu epilogue: random a1, a3 within tolerance and 
   });
 }
 
-// ---- combine epilogue -----------------------------------------------------------------------------
-// Real row i (in padded order) goes to token (i·7) mod T, so tokens receive 1–3 rows from
-// different groups; row 5 goes to token −1 and row 9 to token T (both add nothing). Weights:
-// powers of two for integer data, uniform in [0, 1] otherwise; y starts at small integers.
-struct CombineCase {
-  int T = 0;
-  std::vector<int32_t> rowToken;
-  std::vector<float> rowWeight, y0;
-};
-
-CombineCase makeCombine(const Problem& p, int T, bool integers, uint32_t seed) {
-  std::mt19937 rng(seed);
-  CombineCase c;
-  c.T = T;
-  c.rowToken.assign(size_t(p.mPad()), 0x7fffffff);  // padding rows: never read, any value
-  c.rowWeight.assign(size_t(p.mPad()), NAN);
-  int i = 0;
-  for (size_t g = 0; g < p.shapes.size(); ++g)
-    for (int r = 0; r < p.shapes[g].rows; ++r, ++i) {
-      const size_t row = size_t(p.start[g] + r);
-      c.rowToken[row] = i == 5 ? -1 : i == 9 ? T : (i * 7) % T;
-      c.rowWeight[row] = integers ? std::ldexp(1.0f, int(rng() % 4) - 2) : std::uniform_real_distribution<float>(0, 1)(rng);
-    }
-  for (int t = 0; t < T * p.ldOut; ++t) c.y0.push_back(float(int(rng() % 21) - 10));
-  return c;
-}
-
-// y [T, ldOut] in double, with the magnitude bound of each element.
-Product referenceCombine(const Problem& p, const CombineCase& c, bool weighted) {
-  const Product product = reference(p, p.w);
-  Product y{std::vector<double>(c.y0.begin(), c.y0.end()), std::vector<double>(c.y0.size())};
-  for (size_t i = 0; i < c.y0.size(); ++i) y.magnitude[i] = std::fabs(c.y0[i]);
-  for (size_t g = 0; g < p.shapes.size(); ++g)
-    for (int r = 0; r < p.shapes[g].rows; ++r) {
-      const size_t row = size_t(p.start[g] + r);
-      const int token = c.rowToken[row];
-      if (token < 0 || token >= c.T) continue;
-      const double weight = weighted ? c.rowWeight[row] : 1.0;
-      for (int n = 0; n < p.shapes[g].n; ++n) {
-        y.value[size_t(token) * p.ldOut + n] += weight * product.value[row * size_t(p.ldOut) + n];
-        y.magnitude[size_t(token) * p.ldOut + n] += std::fabs(weight) * product.magnitude[row * size_t(p.ldOut) + n];
-      }
-    }
-  return y;
-}
-
-std::vector<float> runCombine(const Problem& p, const CombineCase& c, bool weighted) {
-  const DeviceProblem d(p);
-  emutest::DeviceArray<int32_t> rowToken(c.rowToken);
-  emutest::DeviceArray<float> rowWeight(c.rowWeight), y(c.y0);
-  moekit::cuda::groupedGemmBf16Combine(d.a.get(), p.lda, d.groups(p), rowToken.get(), weighted ? rowWeight.get() : nullptr,
-                                       c.T, y.get(), p.ldOut, nullptr);
-  return y.download();
-}
-
-EMU_CASE("bf16 grouped GEMM combine epilogue: y += rowWeight·(a·wᵀ) at rowToken, bit for bit on small integers") {
-  const Problem p = makeProblem(kHeterogeneous, 104, 136, true, 31);
-  const CombineCase c = makeCombine(p, 61, true, 32);
-  for (bool weighted : {true, false}) {
-    const std::vector<float> got = runCombine(p, c, weighted);
-    const Product expected = referenceCombine(p, c, weighted);
-    for (size_t i = 0; i < got.size(); ++i) {
-      expectExact(got, expected, i,
-                  std::string(weighted ? "weighted" : "rowWeight = null") + " y element " + std::to_string(i));
-    }
-  }
-}
-
-EMU_CASE("bf16 grouped GEMM combine epilogue: random data within the summation bound of the float64 reference") {
-  const Problem p = makeProblem(kEdgeGroups, 160, 72, false, 33);
-  const CombineCase c = makeCombine(p, 97, false, 34);
-  const std::vector<float> got = runCombine(p, c, true);
-  const Product expected = referenceCombine(p, c, true);
-  for (size_t i = 0; i < got.size(); ++i) expectClose(got, expected, 160 + 4, i, "y element " + std::to_string(i));
-}
-
 // ---- argument checks ----------------------------------------------------------------------------------
 using moekit::test::expectError;
 
@@ -367,13 +289,6 @@ EMU_CASE("bf16 grouped GEMM: invalid arguments throw moekit::Error naming the ar
   expectError(ErrorKind::Argument, {"groupedGemmBf16Swiglu: groups[0].w3", "null"}, [&] {
     moekit::cuda::groupedGemmBf16Swiglu(d.a.get(), 32, groups([](auto& g) { g[0].w3 = nullptr; }), out.get(), nullptr,
                                         nullptr, 16, nullptr);
-  });
-  emutest::DeviceArray<int32_t> rowToken(size_t(p.mPad()));
-  expectError(ErrorKind::Shape, {"groupedGemmBf16Combine: T", "≥ 0", "got -2"}, [&] {
-    moekit::cuda::groupedGemmBf16Combine(d.a.get(), 32, d.groups(p), rowToken.get(), nullptr, -2, out.get(), 16, nullptr);
-  });
-  expectError(ErrorKind::Argument, {"groupedGemmBf16Combine: rowToken", "null"}, [&] {
-    moekit::cuda::groupedGemmBf16Combine(d.a.get(), 32, d.groups(p), nullptr, nullptr, 4, out.get(), 16, nullptr);
   });
 }
 

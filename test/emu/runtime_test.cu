@@ -130,4 +130,55 @@ EMU_CASE("runtime: fresh device memory is poisoned and freed memory is reused") 
   EMU_CUDA(cudaFree(second));
 }
 
+// The default memory pool (cudaMallocAsync): blocks stay reserved while idle, serve the next
+// request of their class (poisoned again), and are released at a synchronisation beyond the
+// release threshold (0 by default, as in CUDA) or by cudaMemPoolTrimTo.
+uint64_t poolAttribute(cudaMemPool_t pool, cudaMemPoolAttr attr) {
+  uint64_t value = 0;
+  emutest::check(cudaMemPoolGetAttribute(pool, attr, &value), "cudaMemPoolGetAttribute");
+  return value;
+}
+
+EMU_CASE("runtime: the memory pool keeps idle blocks until a synchronisation releases what exceeds its threshold") {
+  cudaMemPool_t pool = nullptr;
+  EMU_CUDA(cudaDeviceGetDefaultMemPool(&pool, 0));
+  cudaStream_t stream = nullptr;
+  EMU_CUDA(cudaStreamCreate(&stream));
+  int* a = nullptr;
+  EMU_CUDA(cudaMallocAsync(reinterpret_cast<void**>(&a), 1000, stream));
+  EMU_EXPECT(poolAttribute(pool, cudaMemPoolAttrReservedMemCurrent) == 1024, "1000 bytes take a 1024-byte block");
+  EMU_EXPECT(poolAttribute(pool, cudaMemPoolAttrUsedMemCurrent) == 1024, "in use");
+  EMU_CUDA(cudaFreeAsync(a, stream));
+  EMU_EXPECT(poolAttribute(pool, cudaMemPoolAttrUsedMemCurrent) == 0, "freed");
+  EMU_EXPECT(poolAttribute(pool, cudaMemPoolAttrReservedMemCurrent) == 1024, "still reserved until a synchronisation");
+  EMU_CUDA(cudaStreamSynchronize(stream));
+  EMU_EXPECT(poolAttribute(pool, cudaMemPoolAttrReservedMemCurrent) == 0, "threshold 0: released at the synchronisation");
+  EMU_CUDA(cudaStreamDestroy(stream));
+}
+
+EMU_CASE("runtime: with a raised release threshold the pool reuses its blocks across synchronisations, poisoned again") {
+  cudaMemPool_t pool = nullptr;
+  EMU_CUDA(cudaDeviceGetDefaultMemPool(&pool, 0));
+  uint64_t threshold = UINT64_MAX;
+  EMU_CUDA(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold));
+  EMU_EXPECT(poolAttribute(pool, cudaMemPoolAttrReleaseThreshold) == UINT64_MAX, "threshold set");
+  int* a = nullptr;
+  EMU_CUDA(cudaMallocAsync(reinterpret_cast<void**>(&a), 64 * sizeof(int), nullptr));
+  EMU_CUDA(cudaMemset(a, 0, 64 * sizeof(int)));
+  EMU_CUDA(cudaFreeAsync(a, nullptr));
+  EMU_CUDA(cudaDeviceSynchronize());
+  EMU_EXPECT(poolAttribute(pool, cudaMemPoolAttrReservedMemCurrent) == 256, "kept across the synchronisation");
+  int* b = nullptr;
+  EMU_CUDA(cudaMallocAsync(reinterpret_cast<void**>(&b), 60 * sizeof(int), nullptr));
+  EMU_EXPECT(b == a, "the idle block serves the next request of its class");
+  EMU_EXPECT(poolAttribute(pool, cudaMemPoolAttrReservedMemHigh) == 256, "the pool did not grow");
+  std::vector<int> host(60);
+  EMU_CUDA(cudaMemcpy(host.data(), b, 60 * sizeof(int), cudaMemcpyDeviceToHost));
+  for (int v : host) EMU_EXPECT(v == -1, "a reused block reads as unwritten memory (0xFF bytes), not as the old zeros");
+  EMU_CUDA(cudaFree(b));  // cudaFree takes pool memory too
+  EMU_EXPECT(poolAttribute(pool, cudaMemPoolAttrUsedMemCurrent) == 0, "freed to the pool");
+  EMU_CUDA(cudaMemPoolTrimTo(pool, 0));
+  EMU_EXPECT(poolAttribute(pool, cudaMemPoolAttrReservedMemCurrent) == 0, "trimmed");
+}
+
 }  // namespace
