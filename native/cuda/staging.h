@@ -1,11 +1,13 @@
 // The stream and the host↔device copies of a host-staged CUDA stage (cuda::Experts, cuda::Router,
 // routeTopK, staged_ops): this version's tensors live in host memory, so each stage uploads what it
-// reads, runs its kernels on a stream of its own and downloads what it writes. Errors are
+// reads, runs its kernels on its device's stream and downloads what it writes. Errors are
 // Error(Device) naming the owner and the buffer. Host code only.
 #pragma once
 
 #include <cuda_runtime.h>
 
+#include <map>
+#include <mutex>
 #include <string>
 
 #include "cuda_check.h"
@@ -13,20 +15,30 @@
 
 namespace moekit::cuda {
 
+// The stream moekit works on for the current device (DESIGN §2b: work on a device is ordered on
+// that device's stream): created non-blocking on a device's first use and kept for the life of the
+// process, so every stage and op enqueues there and their work is ordered without events, and no
+// call creates a stream of its own.
+inline cudaStream_t deviceStream(const std::string& owner) {
+  static std::mutex mutex;
+  static std::map<int, cudaStream_t> streams;
+  int device = 0;
+  checkCuda(cudaGetDevice(&device), owner + ": cudaGetDevice");
+  std::lock_guard<std::mutex> lock(mutex);
+  cudaStream_t& stream = streams[device];
+  if (!stream) checkCuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), owner + ": cudaStreamCreateWithFlags");
+  return stream;
+}
+
 class StagingStream {
  public:
   // Touches no device until open(): an owner validates its arguments first.
   explicit StagingStream(const char* owner) : owner_(owner) {}
-  ~StagingStream() {
-    if (stream_) cudaStreamDestroy(stream_);
-  }
   StagingStream(const StagingStream&) = delete;
   StagingStream& operator=(const StagingStream&) = delete;
 
-  // Creates the non-blocking stream on the current device.
-  void open() {
-    checkCuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), owner_ + ": cudaStreamCreateWithFlags");
-  }
+  // Takes the current device's stream (deviceStream).
+  void open() { stream_ = deviceStream(owner_); }
   cudaStream_t get() const { return stream_; }
 
   void upload(void* device, const void* host, size_t bytes, const char* what) {
