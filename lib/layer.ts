@@ -4,7 +4,8 @@
  * layer owns: `parameters()` and `grads()` return those very tensors (zero-copy), so optimisers
  * and users update them in place; disposing one makes the layer refuse to run.
  *
- * Initialisation (seeded by config.seed through Philox): router.weight ~ N(0, 1/H),
+ * Initialisation (seeded by config.seed through Philox, the k-th tensor keyed (1000·seed + k) mod 2^53):
+ * router.weight ~ N(0, 1/H),
  * w1, w3 ~ N(0, 1/H), w2 ~ N(0, 1/F); router.bias = 0; router.load = 1/E (R10).
  *
  * Numerics guard (opt-in, `new MoELayer(config, {name, checkFinite: true})` or per forward with
@@ -519,7 +520,7 @@ export class MoELayer {
       return t;
     };
     const zeros = (shape: number[]) => keep(Tensor.zeros(shape, { device }));
-    const randn = (shape: number[], fanIn: number) => keep(Tensor.randn(shape, { seed: seed * 1000 + stream++, std: 1 / Math.sqrt(fanIn), device }));
+    const randn = (shape: number[], fanIn: number) => keep(Tensor.randn(shape, { seed: initKey(seed, stream++), std: 1 / Math.sqrt(fanIn), device }));
     // Routed experts under expert parallelism: drawn whole (the same stream on every layout), this rank's block kept.
     const routed = (shape: number[], fanIn: number) => {
       const full = randn(shape, fanIn);
@@ -567,6 +568,15 @@ export class MoELayer {
       parallel,
     );
   }
+}
+
+/**
+ * The Philox key of the `stream`-th initial tensor: (1000·seed + stream) mod 2^53, so every seed up
+ * to 2^53−1 is accepted (1000·seed alone leaves the safe integers above seed ≈ 9·10^12) and smaller
+ * seeds keep the keys they always had.
+ */
+function initKey(seed: number, stream: number): number {
+  return Number((BigInt(seed) * 1000n + BigInt(stream)) % 2n ** 53n);
 }
 
 /** Bytes #allocate takes: f32 parameters and their gradients, router.bias and router.load. */

@@ -133,6 +133,19 @@ describeOnDevices((device) => {
     layer.loadStateDict({ ...layer.stateDict(), 'router.seed': Tensor.from([-1, 2 ** 21 - 1], [2], { dtype: 'i32' }) });
     expect(layer.seed).toBe(2 ** 53 - 1);
     expect(words(layer)).toEqual([-1, 2 ** 21 - 1]);
+    // and through the constructor: the k-th initial tensor is keyed (1000·seed + k) mod 2^53
+    const largest = new MoELayer({ ...config, device, seed: 2 ** 53 - 1 });
+    expect(words(largest)).toEqual([-1, 2 ** 21 - 1]);
+    const next = new MoELayer({ ...config, device, seed: 2 ** 53 - 2 });
+    expect(largest.parameters()['router.weight'].toArray()).not.toEqual(next.parameters()['router.weight'].toArray());
+  });
+
+  test('initial weights: the k-th tensor is Philox-keyed 1000·seed + k, as before large seeds were accepted', () => {
+    const layer = new MoELayer({ ...config, device, seed: 7 });
+    const H = config.hidden as number;
+    const E = config.experts.reduce((sum, g) => sum + g.count, 0);
+    const want = Tensor.randn([E, H], { seed: 7000, std: 1 / Math.sqrt(H) });
+    expect(Array.from(layer.parameters()['router.weight'].toArray())).toEqual(Array.from(want.toArray()));
   });
 
   describe('checkpoints', () => {
