@@ -166,9 +166,11 @@ const QUANTIZE_FP8_OPTIONS = ['format', 'block'] as const;
  * Block quantisation (F2) of x f32 [M,K], or [G,N,K] (each of the G matrices on its own):
  * scale = amax/fmax per block, q = encode(x / scale) computed in fp32, saturating RNE (F1).
  * A size that is not a multiple of the block gets a partial last block (native/core/fp8_blocks.h).
+ * On a cuda x it runs the CUDA kernel (native/cuda/quantize_fp8.h) and returns q and scales on
+ * x's device, bit-equal to the cpu's.
  */
 function quantizeFp8(x: Tensor, opts: QuantizeFp8Options): Fp8Quantized {
-  const xt = checkTensor(x, 'x', 'f32', Tensor.isTensor(x) ? x.shape.length : 2);
+  const xt = checkTensor(x, 'x', 'f32', Tensor.isTensor(x) ? x.shape.length : 2, true);
   if (xt.shape.length !== 2 && xt.shape.length !== 3) {
     throw new ShapeError(`x must have 2 dimensions [M,K] or 3 [G,N,K], got shape [${xt.shape.join(', ')}]`);
   }
@@ -181,8 +183,8 @@ function quantizeFp8(x: Tensor, opts: QuantizeFp8Options): Fp8Quantized {
   if (blockRows === 0) {
     throw new ArgumentError(`opts.block must be [1, 128] or [128, 128], got ${Array.isArray(block) ? `[${block.join(', ')}]` : describe(block)}`);
   }
-  const r = native.quantizeFp8(xt.handle, format, blockRows);
-  return { q: Tensor.wrap(r.q), scales: Tensor.wrap(r.scales) };
+  const r = native.quantizeFp8(xt.handle, format, blockRows, xt.device);
+  return { q: Tensor.wrap(r.q, xt.device), scales: Tensor.wrap(r.scales, xt.device) };
 }
 
 /** `value` as {q: e4m3|e5m2 tensor, scales: f32 tensor}, both of `rank` dimensions. */

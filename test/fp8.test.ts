@@ -318,12 +318,12 @@ describe('FP8 misuse throws typed errors naming the argument (§4)', () => {
 
   // The addon checks again: a caller can reach it without the facade.
   const nativeCases: ErrorCase[] = [
-    ['argument count', () => (native.quantizeFp8 as (...args: unknown[]) => unknown)(x.handle, 'e4m3'), ArgumentError, /^quantizeFp8\(x, format, blockRows\) takes 3 arguments, got 2/],
-    ['x i32', () => native.quantizeFp8(Tensor.from(Int32Array.from([1]), [1, 1]).handle, 'e4m3', 1), DTypeError, /^x must be a f32 tensor, got i32/],
-    ['x of rank 4', () => native.quantizeFp8(Tensor.from(new Float32Array(1), [1, 1, 1, 1]).handle, 'e4m3', 1), ShapeError, /^x must have 2 dimensions \[M,K\] or 3 \[G,N,K\], got shape \[1, 1, 1, 1\]/],
-    ['format', () => native.quantizeFp8(x.handle, asAny('fp8'), 1), ArgumentError, /^format must be 'e4m3' or 'e5m2', got "fp8"/],
-    ['blockRows 64', () => native.quantizeFp8(x.handle, 'e4m3', 64), ArgumentError, /^blockRows must be 1 or 128, got number 64/],
-    ['blockRows 1.5', () => native.quantizeFp8(x.handle, 'e4m3', 1.5), ArgumentError, /^blockRows must be an integer in \[1, 128\]/],
+    ['argument count', () => (native.quantizeFp8 as (...args: unknown[]) => unknown)(x.handle, 'e4m3'), ArgumentError, /^quantizeFp8\(x, format, blockRows, device\) takes 4 arguments, got 2/],
+    ['x i32', () => native.quantizeFp8(Tensor.from(Int32Array.from([1]), [1, 1]).handle, 'e4m3', 1, 'cpu'), DTypeError, /^x must be a f32 tensor, got i32/],
+    ['x of rank 4', () => native.quantizeFp8(Tensor.from(new Float32Array(1), [1, 1, 1, 1]).handle, 'e4m3', 1, 'cpu'), ShapeError, /^x must have 2 dimensions \[M,K\] or 3 \[G,N,K\], got shape \[1, 1, 1, 1\]/],
+    ['format', () => native.quantizeFp8(x.handle, asAny('fp8'), 1, 'cpu'), ArgumentError, /^format must be 'e4m3' or 'e5m2', got "fp8"/],
+    ['blockRows 64', () => native.quantizeFp8(x.handle, 'e4m3', 64, 'cpu'), ArgumentError, /^blockRows must be 1 or 128, got number 64/],
+    ['blockRows 1.5', () => native.quantizeFp8(x.handle, 'e4m3', 1.5, 'cpu'), ArgumentError, /^blockRows must be an integer in \[1, 128\]/],
     ['a.q u8', () => native.groupedGemmFp8(Tensor.from([1], [1, 1], { dtype: 'u8' }).handle, a.scales.handle, b.q.handle, b.scales.handle, [4, 0]), DTypeError, /^a\.q must be an e4m3 or e5m2 tensor, got u8/],
     ['a.scales rows', () => native.groupedGemmFp8(a.q.handle, b.scales.handle, b.q.handle, b.scales.handle, [4, 0]), ShapeError, /^a\.scales must have 2 dimensions/],
     ['b.scales K blocks', () => native.groupedGemmFp8(a.q.handle, a.scales.handle, b.q.handle, Tensor.from(new Float32Array(2), [2, 1, 1]).handle, [4, 0]), ShapeError, /^b\.scales has shape \[2, 1, 1\]: dimension 2 must equal ceil\(K \/ 128\) = 2/],

@@ -345,13 +345,14 @@ const NativeTensor& fp8TensorArg(const Napi::Value& value, const char* name, siz
   return tensorArg(value, name, t.dtype(), rank);
 }
 
-// quantizeFp8(x f32 [M,K] | [G,N,K], format 'e4m3' | 'e5m2', blockRows 1 | 128)
+// quantizeFp8(x f32 [M,K] | [G,N,K], format 'e4m3' | 'e5m2', blockRows 1 | 128, device 'cpu' | 'cuda:N')
 //   → {q e4m3|e5m2 (the shape of x), scales f32 [(G,) ceil(rows/blockRows), ceil(K/128)]}:
 //   blockRows × 128 blocks of each matrix, a partial last block where a size is not a multiple.
+//   cuda: the kernel of cuda/quantize_fp8.h, host-staged (bit-equal to the cpu's).
 Napi::Value quantizeFp8(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    expectArgs(info, 3, "quantizeFp8(x, format, blockRows)");
+    expectArgs(info, 4, "quantizeFp8(x, format, blockRows, device)");
     const size_t rank = NativeTensor::unwrap(info[0], "x").shape().size();
     const NativeTensor& x = tensorArg(info[0], "x", DType::F32, rank);
     if (rank != 2 && rank != 3)
@@ -363,10 +364,21 @@ Napi::Value quantizeFp8(const Napi::CallbackInfo& info) {
     const int64_t matrices = rank == 3 ? x.shape()[0] : 1, rows = x.shape()[rank - 2], cols = x.shape()[rank - 1];
     std::vector<int64_t> scaleShape{fp8BlockCount(rows, blockRows), fp8BlockCount(cols)};
     if (rank == 3) scaleShape.insert(scaleShape.begin(), matrices);
+    const bool onCuda = readDevice(info[3], "device").cuda;  // without CUDA, 'cuda:N' threw here
     Fresh q = fresh(env, fp8DType(format), x.shape());
     Fresh scales = fresh(env, DType::F32, scaleShape);
-    cpu::quantizeFp8Blocks(f32(x, "x"), matrices, rows, cols, blockRows, format, static_cast<uint8_t*>(q.data),
-                           static_cast<float*>(scales.data));
+#if MOEKIT_HAVE_CUDA
+    if (onCuda) {
+      cuda::quantizeFp8Staged(f32(x, "x"), matrices, rows, cols, blockRows, format, static_cast<uint8_t*>(q.data),
+                              static_cast<float*>(scales.data));
+    }
+#else
+    (void)onCuda;
+#endif
+    if (!onCuda) {
+      cpu::quantizeFp8Blocks(f32(x, "x"), matrices, rows, cols, blockRows, format, static_cast<uint8_t*>(q.data),
+                             static_cast<float*>(scales.data));
+    }
     Napi::Object out = Napi::Object::New(env);
     out.Set("q", q.handle);
     out.Set("scales", scales.handle);

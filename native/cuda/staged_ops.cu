@@ -1,6 +1,7 @@
 #include "staged_ops.h"
 
 #include "adamw.h"
+#include "quantize_fp8.h"
 #include "cuda_check.h"
 #include "staging.h"
 #include "stream_buffer.h"
@@ -23,6 +24,22 @@ void adamwStepStaged(float* param, const float* grad, float* m, float* v, int64_
   stream.download(param, buffers[0], bytes, "param");
   stream.download(m, buffers[2], bytes, "m");
   stream.download(v, buffers[3], bytes, "v");
+  stream.synchronize("cudaStreamSynchronize");
+}
+
+void quantizeFp8Staged(const float* x, int64_t matrices, int64_t rows, int64_t cols, int blockRows,
+                       Fp8Format format, uint8_t* codes, float* scales) {
+  const int64_t count = matrices * rows * cols;
+  if (count == 0) return;
+  StagingStream stream("quantizeFp8");
+  stream.open();
+  const int64_t scaleCount = matrices * fp8BlockCount(rows, blockRows) * fp8BlockCount(cols);
+  const StreamBuffer<float> dX(size_t(count), stream.get(), "x"), dScales(size_t(scaleCount), stream.get(), "scales");
+  const StreamBuffer<uint8_t> dCodes(size_t(count), stream.get(), "codes");
+  stream.upload(dX.get(), x, size_t(count) * sizeof(float), "x");
+  quantizeFp8Blocks(dX.get(), matrices, rows, cols, blockRows, format, dCodes.get(), dScales.get(), stream.get());
+  stream.download(codes, dCodes.get(), size_t(count), "codes");
+  stream.download(scales, dScales.get(), size_t(scaleCount) * sizeof(float), "scales");
   stream.synchronize("cudaStreamSynchronize");
 }
 
