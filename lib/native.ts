@@ -168,7 +168,7 @@ export interface NativeAddon {
   /** x f32 [M,K] or [G,N,K] → q (e4m3|e5m2, shape of x), scales f32 [(G,) ceil(rows/blockRows), ceil(K/128)]; blockRows 1 or 128. */
   quantizeFp8(x: NativeTensor, format: 'e4m3' | 'e5m2', blockRows: number, device: string): { q: NativeTensor; scales: NativeTensor };
   /** aq [M,K], aScales [M, ceil(K/128)], bq [G,N,K], bScales [G, ceil(N/128), ceil(K/128)] → f32 [M,N] (F3, float64 accumulation). */
-  groupedGemmFp8(aq: NativeTensor, aScales: NativeTensor, bq: NativeTensor, bScales: NativeTensor, groupSizes: number[]): NativeTensor;
+  groupedGemmFp8(aq: NativeTensor, aScales: NativeTensor, bq: NativeTensor, bScales: NativeTensor, groupSizes: number[], device: string): NativeTensor;
   loadBalance(probs: NativeTensor, counts: NativeTensor, topK: number, coeff: number, tokens: number): { loss: number; dProbs: NativeTensor };
   zLoss(logits: NativeTensor, coeff: number): { loss: number; dLogits: NativeTensor };
   /** mode: 0 all, 1 perGroup, 2 crossGroup. */

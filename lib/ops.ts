@@ -17,7 +17,7 @@
  */
 import { MoEConfig, RouterConfig, validateConfig } from './config';
 import { DType } from './dtype';
-import { ArgumentError, DTypeError, ShapeError } from './errors';
+import { ArgumentError, DTypeError, DeviceError, ShapeError } from './errors';
 import { native } from './native';
 import { Tensor } from './tensor';
 import { checkDim, checkTensor } from './tensor-checks';
@@ -187,15 +187,15 @@ function quantizeFp8(x: Tensor, opts: QuantizeFp8Options): Fp8Quantized {
   return { q: Tensor.wrap(r.q, xt.device), scales: Tensor.wrap(r.scales, xt.device) };
 }
 
-/** `value` as {q: e4m3|e5m2 tensor, scales: f32 tensor}, both of `rank` dimensions. */
+/** `value` as {q: e4m3|e5m2 tensor, scales: f32 tensor}, both of `rank` dimensions, on any device. */
 function checkFp8Quantized(value: unknown, name: string, rank: number): Fp8Quantized {
   const o = checkObject(value, name);
   const q = o.q;
   const fp8 = Tensor.isTensor(q) && (q.dtype === 'e4m3' || q.dtype === 'e5m2');
   if (Tensor.isTensor(q) && !q.disposed && !fp8) throw new DTypeError(`${name}.q must be an e4m3 or e5m2 tensor, got ${q.dtype}`);
   return {
-    q: checkTensor(q, `${name}.q`, fp8 ? (q as Tensor).dtype : 'e4m3', rank),
-    scales: checkTensor(o.scales, `${name}.scales`, 'f32', rank),
+    q: checkTensor(q, `${name}.q`, fp8 ? (q as Tensor).dtype : 'e4m3', rank, true),
+    scales: checkTensor(o.scales, `${name}.scales`, 'f32', rank, true),
   };
 }
 
@@ -203,7 +203,10 @@ function checkFp8Quantized(value: unknown, name: string, rank: number): Fp8Quant
  * The block-scaled grouped GEMM (F3), m-grouped contiguous like groupedGemm: a from
  * quantizeFp8(x [M,K], {block: [1,128]}), b from quantizeFp8(w [G,N,K], {block: [128,128]});
  * out_g [rows of g, N] = Σ over K blocks of (a·sa)(b_g·sb)ᵀ, accumulated in float64 on the CPU
- * (exact per K block for e4m3 operands), rounded to f32 once.
+ * (exact per K block for e4m3 operands), rounded to f32 once. With every operand on a cuda device
+ * it runs the tensor-core kernel (native/cuda/grouped_gemm_fp8.h: e4m3 operands, compute
+ * capability 8.9 or newer) and returns out on that device, equal to the cpu's within the bound
+ * stated there (bit for bit when every partial sum is exact).
  */
 function groupedGemmFp8(a: Fp8Quantized, b: Fp8Quantized, groupSizes: number[]): Tensor {
   const at = checkFp8Quantized(a, 'a', 2);
@@ -221,7 +224,11 @@ function groupedGemmFp8(a: Fp8Quantized, b: Fp8Quantized, groupSizes: number[]):
   checkDim(bt.scales, 'b.scales', 2, kBlocks, 'ceil(K / 128)');
   const sizes = checkSizes(groupSizes, 'groupSizes', G, 0, M, 'M = a.q.shape[0]');
   if (M * N > MAX_ELEMENTS) throw new ShapeError(`the output [${M}, ${N}] exceeds the largest tensor (2^31-1 elements)`);
-  return Tensor.wrap(native.groupedGemmFp8(at.q.handle, at.scales.handle, bt.q.handle, bt.scales.handle, sizes));
+  const device = at.q.device;
+  for (const [name, t] of [['a.scales', at.scales], ['b.q', bt.q], ['b.scales', bt.scales]] as const) {
+    if (t.device !== device) throw new DeviceError(`${name} is on ${t.device}, a.q on ${device}: every operand must be on one device`);
+  }
+  return Tensor.wrap(native.groupedGemmFp8(at.q.handle, at.scales.handle, bt.q.handle, bt.scales.handle, sizes, device), device);
 }
 
 // ---- route -----------------------------------------------------------------------------------------

@@ -324,10 +324,10 @@ describe('FP8 misuse throws typed errors naming the argument (§4)', () => {
     ['format', () => native.quantizeFp8(x.handle, asAny('fp8'), 1, 'cpu'), ArgumentError, /^format must be 'e4m3' or 'e5m2', got "fp8"/],
     ['blockRows 64', () => native.quantizeFp8(x.handle, 'e4m3', 64, 'cpu'), ArgumentError, /^blockRows must be 1 or 128, got number 64/],
     ['blockRows 1.5', () => native.quantizeFp8(x.handle, 'e4m3', 1.5, 'cpu'), ArgumentError, /^blockRows must be an integer in \[1, 128\]/],
-    ['a.q u8', () => native.groupedGemmFp8(Tensor.from([1], [1, 1], { dtype: 'u8' }).handle, a.scales.handle, b.q.handle, b.scales.handle, [4, 0]), DTypeError, /^a\.q must be an e4m3 or e5m2 tensor, got u8/],
-    ['a.scales rows', () => native.groupedGemmFp8(a.q.handle, b.scales.handle, b.q.handle, b.scales.handle, [4, 0]), ShapeError, /^a\.scales must have 2 dimensions/],
-    ['b.scales K blocks', () => native.groupedGemmFp8(a.q.handle, a.scales.handle, b.q.handle, Tensor.from(new Float32Array(2), [2, 1, 1]).handle, [4, 0]), ShapeError, /^b\.scales has shape \[2, 1, 1\]: dimension 2 must equal ceil\(K \/ 128\) = 2/],
-    ['groupSizes', () => native.groupedGemmFp8(a.q.handle, a.scales.handle, b.q.handle, b.scales.handle, [4, 1]), ShapeError, /^groupSizes must sum to M = a\.q\.shape\[0\] = 4, got 5/],
+    ['a.q u8', () => native.groupedGemmFp8(Tensor.from([1], [1, 1], { dtype: 'u8' }).handle, a.scales.handle, b.q.handle, b.scales.handle, [4, 0], 'cpu'), DTypeError, /^a\.q must be an e4m3 or e5m2 tensor, got u8/],
+    ['a.scales rows', () => native.groupedGemmFp8(a.q.handle, b.scales.handle, b.q.handle, b.scales.handle, [4, 0], 'cpu'), ShapeError, /^a\.scales must have 2 dimensions/],
+    ['b.scales K blocks', () => native.groupedGemmFp8(a.q.handle, a.scales.handle, b.q.handle, Tensor.from(new Float32Array(2), [2, 1, 1]).handle, [4, 0], 'cpu'), ShapeError, /^b\.scales has shape \[2, 1, 1\]: dimension 2 must equal ceil\(K \/ 128\) = 2/],
+    ['groupSizes', () => native.groupedGemmFp8(a.q.handle, a.scales.handle, b.q.handle, b.scales.handle, [4, 1], 'cpu'), ShapeError, /^groupSizes must sum to M = a\.q\.shape\[0\] = 4, got 5/],
   ];
   test.each(nativeCases)('native: %s', (_name, call, errorClass, message) => expectTypedError(call, errorClass, message));
 });

@@ -387,12 +387,13 @@ Napi::Value quantizeFp8(const Napi::CallbackInfo& info) {
 }
 
 // groupedGemmFp8(a.q e4m3|e5m2 [M,K], a.scales f32 [M, ceil(K/128)], b.q e4m3|e5m2 [G,N,K],
-//   b.scales f32 [G, ceil(N/128), ceil(K/128)], groupSizes: G integers ≥ 0 summing to M)
-//   → out f32 [M,N] = Σ over K blocks of (a·sa)(b_g·sb)ᵀ per group (F3).
+//   b.scales f32 [G, ceil(N/128), ceil(K/128)], groupSizes: G integers ≥ 0 summing to M,
+//   device 'cpu' | 'cuda:N') → out f32 [M,N] = Σ over K blocks of (a·sa)(b_g·sb)ᵀ per group (F3).
+//   cuda: the tensor-core kernel of cuda/grouped_gemm_fp8.h, host-staged; e4m3 operands only.
 Napi::Value groupedGemmFp8(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    expectArgs(info, 5, "groupedGemmFp8(aq, aScales, bq, bScales, groupSizes)");
+    expectArgs(info, 6, "groupedGemmFp8(aq, aScales, bq, bScales, groupSizes, device)");
     Fp8Format aFormat, bFormat;
     const NativeTensor& aq = fp8TensorArg(info[0], "a.q", 2, &aFormat);
     const NativeTensor& bq = fp8TensorArg(info[2], "b.q", 3, &bFormat);
@@ -410,7 +411,19 @@ Napi::Value groupedGemmFp8(const Napi::CallbackInfo& info) {
     expectDim(bScales, "b.scales", 2, fp8BlockCount(k), "ceil(K / 128)");
     const std::vector<int32_t> groupSizes = readSizes(info[4], "groupSizes", groups, 0, m, "M = a.q.shape[0]");
     if (m * n > kMaxElements) fail(ErrorKind::Shape, "the output [" + str(m) + ", " + str(n) + "] exceeds the largest tensor");
+    const bool onCuda = readDevice(info[5], "device").cuda;  // without CUDA, 'cuda:N' threw here
+    if (onCuda && (aFormat != Fp8Format::E4M3 || bFormat != Fp8Format::E4M3))
+      fail(ErrorKind::DType, std::string(aFormat != Fp8Format::E4M3 ? "a.q" : "b.q") +
+                                 ": the CUDA kernel multiplies e4m3 codes, got e5m2 (e5m2 runs on the cpu)");
     Fresh out = fresh(env, DType::F32, {m, n});
+#if MOEKIT_HAVE_CUDA
+    if (onCuda) {
+      cuda::groupedGemmFp8Staged(static_cast<const uint8_t*>(aq.data("a.q")), f32(aScales, "a.scales"),
+                                 static_cast<const uint8_t*>(bq.data("b.q")), f32(bScales, "b.scales"), groupSizes,
+                                 int(n), int(k), static_cast<float*>(out.data));
+      return out.handle;
+    }
+#endif
     cpu::groupedGemmFp8Reference(static_cast<const uint8_t*>(aq.data("a.q")), aFormat, f32(aScales, "a.scales"),
                                  static_cast<const uint8_t*>(bq.data("b.q")), bFormat, f32(bScales, "b.scales"),
                                  groupSizes.data(), int(groups), m, int(n), int(k), static_cast<float*>(out.data));

@@ -773,7 +773,7 @@ const nativeTargets: Target[] = [
   nativeFn('routerOrthogonality', [na(nFloat), na(nNum), na(vs(0, 1, 2, 3, -1)), na(nSizes)], 'routerOrthogonality'),
   nativeFn('adamwStep', [na(ph(4, 30, 5)), na(ph(30, 4, 0)), na(ph(4, 30)), na(ph(30, 4)), na(trapped(fc.oneof(vs({ lr: 0.1, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0.1 }), obj({ lr: na(nNum), beta1: na(nNum), beta2: na(nNum), eps: na(nNum), weightDecay: na(nNum) })))), na(fc.oneof(vs(1, 2, 3), nNum)), na(vs('cpu', 'cuda:0', 'cuda:x'))], 'adamwStep'),
   nativeFn('quantizeFp8', [na(ph(0, 10, 2, 13, 1, 18)), na(vs('e4m3', 'e5m2', 'e3m4', 1)), na(fc.oneof(vs(1, 128), nNum)), na(vs('cpu', 'cuda:0', 'cuda:x'))], 'quantizeFp8'),
-  nativeFn('groupedGemmFp8', [na(ph(13, 0, 12, 2)), na(ph(20, 5, 1, 27)), na(ph(13, 10, 14)), na(ph(26, 10, 5)), na(nSizes)], 'groupedGemmFp8'),
+  nativeFn('groupedGemmFp8', [na(ph(13, 0, 12, 2)), na(ph(20, 5, 1, 27)), na(ph(13, 10, 14)), na(ph(26, 10, 5)), na(nSizes), na(vs('cpu', 'cuda:0', 'gpu'))], 'groupedGemmFp8'),
   nativeFn('route', [na(h(0, 1, 2, 3, 25)), na(h(4, 30)), na(nSpec), na(nOpts)], 'route'),
   nativeFn('routeBackward', [na(h(0, 1, 2, 25)), na(h(4, 30)), na(nSpec), na(nOpts), na(h(20, 0, 11))], 'routeBackward'),
   { name: 'native.new NativeMoELayer', args: [na(nSpec), na(nParams), na(nGrads)], native: true, call: (s, p, g) => new native.NativeMoELayer(s as never, p as never, g as never) },
