@@ -252,14 +252,14 @@ export class MoELayer {
       return values;
     };
     return {
-      y: Tensor.wrap(r.y, spec.device),
+      y: Tensor.wrap(r.y),
       aux: r.aux,
       losses,
       routing: {
-        indices: Tensor.wrap(r.indices, spec.device),
-        weights: Tensor.wrap(r.weights, spec.device),
-        keep: Tensor.wrap(r.keep, spec.device),
-        assignments: { token: Tensor.wrap(r.assignToken, spec.device), expert: Tensor.wrap(r.assignExpert, spec.device), weight: Tensor.wrap(r.assignWeight, spec.device) },
+        indices: Tensor.wrap(r.indices),
+        weights: Tensor.wrap(r.weights),
+        keep: Tensor.wrap(r.keep),
+        assignments: { token: Tensor.wrap(r.assignToken), expert: Tensor.wrap(r.assignExpert), weight: Tensor.wrap(r.assignWeight) },
       },
       stats: {
         tokens: x.shape[0],
@@ -290,7 +290,7 @@ export class MoELayer {
     const device = (this.#spec as FlatSpec).device;
     if (dy.device !== device) throw new DeviceError(`dy is on ${dy.device}, the layer on ${device}: move it with dy.to('${device}')`);
     if (this.#lastChecked) this.#checkTensor(dy, 'input', 'dy');
-    const dx = Tensor.wrap(this.#native.backward(dy.handle), dy.device);
+    const dx = Tensor.wrap(this.#native.backward(dy.handle));
     if (this.#lastChecked) {
       try {
         const grads = Object.entries(this.#grads);
@@ -323,7 +323,7 @@ export class MoELayer {
   }
 
   zeroGrad(): void {
-    for (const g of Object.values(this.#grads)) g.view().fill(0);
+    for (const g of Object.values(this.#grads)) g.handle.zero();
   }
 
   /**
@@ -382,7 +382,7 @@ export class MoELayer {
       return [target, whole ? this.#block(values, full[0]) : values];
     });
     this.#requireAlive('loadStateDict()');
-    for (const [target, data] of writes) (target.view() as Float32Array).set(data);
+    for (const [target, data] of writes) target.handle.write(data);
     const layer = this.#native as NativeMoELayer;
     layer.step = step;
     layer.seed = seed;
@@ -446,7 +446,7 @@ export class MoELayer {
 
   /** Throws NumericsError at the first NaN or Inf of t (a [T,H] activation or a parameter's gradient). */
   #checkTensor(t: Tensor, stage: NumericsDetails['stage'], what: string, parameter?: string): void {
-    const values = t.view() as Float32Array;
+    const values = (t.device === 'cpu' ? t.view() : t.toArray()) as Float32Array;
     let i = 0;
     while (i < values.length && Number.isFinite(values[i])) i++;
     if (i === values.length) return;

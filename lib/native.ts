@@ -17,16 +17,22 @@ export interface NativeTensor {
   readonly dtype: number;
   readonly disposed: boolean;
   readonly nbytes: number;
+  /** 'cpu' or 'cuda:N': where the storage lives. */
+  readonly device: string;
   view(): ArrayBuffer;
   toArray(): Float32Array | Int32Array | Uint8Array;
-  cast(dtype: number): NativeTensor;
+  cast(dtype: number, device?: string): NativeTensor;
+  /** Every byte 0, on the tensor's device. */
+  zero(): void;
+  /** Overwrites the storage with the bytes of `data` (byteLength = nbytes). */
+  write(data: ArrayBufferView): void;
   dispose(): void;
 }
 
 export interface NativeTensorClass {
-  new (dtype: number, shape: number[]): NativeTensor;
-  fromData(data: ArrayBufferView, dtype: number, shape: number[], raw: boolean): NativeTensor;
-  randn(shape: number[], seed: number, std: number, dtype: number): NativeTensor;
+  new (dtype: number, shape: number[], device?: string): NativeTensor;
+  fromData(data: ArrayBufferView, dtype: number, shape: number[], raw: boolean, device?: string): NativeTensor;
+  randn(shape: number[], seed: number, std: number, dtype: number, device?: string): NativeTensor;
 }
 
 /** One forward's results (native/addon/layer.cc). */

@@ -184,7 +184,7 @@ function quantizeFp8(x: Tensor, opts: QuantizeFp8Options): Fp8Quantized {
     throw new ArgumentError(`opts.block must be [1, 128] or [128, 128], got ${Array.isArray(block) ? `[${block.join(', ')}]` : describe(block)}`);
   }
   const r = native.quantizeFp8(xt.handle, format, blockRows, xt.device);
-  return { q: Tensor.wrap(r.q, xt.device), scales: Tensor.wrap(r.scales, xt.device) };
+  return { q: Tensor.wrap(r.q), scales: Tensor.wrap(r.scales) };
 }
 
 /** `value` as {q: e4m3|e5m2 tensor, scales: f32 tensor}, both of `rank` dimensions, on any device. */
@@ -228,7 +228,7 @@ function groupedGemmFp8(a: Fp8Quantized, b: Fp8Quantized, groupSizes: number[]):
   for (const [name, t] of [['a.scales', at.scales], ['b.q', bt.q], ['b.scales', bt.scales]] as const) {
     if (t.device !== device) throw new DeviceError(`${name} is on ${t.device}, a.q on ${device}: every operand must be on one device`);
   }
-  return Tensor.wrap(native.groupedGemmFp8(at.q.handle, at.scales.handle, bt.q.handle, bt.scales.handle, sizes, device), device);
+  return Tensor.wrap(native.groupedGemmFp8(at.q.handle, at.scales.handle, bt.q.handle, bt.scales.handle, sizes, device));
 }
 
 // ---- route -----------------------------------------------------------------------------------------

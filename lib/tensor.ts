@@ -4,14 +4,14 @@
  * - `from()` copies data in: a Float32Array (or number[]) is converted to the dtype with
  *   round-to-nearest-even (fp8 saturating, F1); a Uint16Array for bf16/f16 and a Uint8Array for
  *   e4m3/e5m2 are taken as raw bits; Int32Array → i32, Uint8Array → u8.
- * - `view()` is zero-copy: the returned typed array aliases the native storage.
+ * - `view()` is zero-copy: the returned typed array aliases the native storage (cpu tensors only).
  * - `toArray()` is a copy; float dtypes decode to Float32Array.
  * - `dispose()` frees the storage at once; views become empty and any later use throws
  *   DisposedError.
- * - `device` names the backend whose stages the tensor feeds ('cpu' or 'cuda:N', only devices that
- *   devices() lists). In this version the storage is host memory on every device: the CUDA stages
- *   copy what they read to the GPU and what they write back, per call (native/cuda/router.h). So
- *   `view()` works on every device and `to(device)` is a copy with the new label.
+ * - `device` is where the storage lives ('cpu' or 'cuda:N', only devices that devices() lists;
+ *   DESIGN §2b). A cuda tensor's storage is memory of that device: it has no host view (`view()`
+ *   throws DeviceError), `toArray()` and `to('cpu')` copy it down and wait for the copy, and
+ *   `from()` / `randn()` with a cuda device copy the values up once (through pinned staging).
  */
 import { DeviceSpec, deviceName } from './devices';
 import { DType, DTYPES, checkDType, dtypeCode, dtypeFromCode, isFloatDType } from './dtype';
@@ -38,11 +38,11 @@ export class Tensor {
   readonly device: string;
   #handle: NativeTensor;
 
-  private constructor(handle: NativeTensor, device: string) {
+  private constructor(handle: NativeTensor) {
     this.#handle = handle;
     this.shape = Object.freeze(handle.shape);
     this.dtype = dtypeFromCode(handle.dtype);
-    this.device = device;
+    this.device = handle.device;
   }
 
   /** True for a tensor made by moekit (not for an object that merely inherits Tensor.prototype). */
@@ -51,8 +51,8 @@ export class Tensor {
   }
 
   /** Wraps a native tensor (for the modules of this package). @internal */
-  static wrap(handle: NativeTensor, device = 'cpu'): Tensor {
-    return new Tensor(handle, device);
+  static wrap(handle: NativeTensor): Tensor {
+    return new Tensor(handle);
   }
 
   static from(data: TensorData, shape: number[], opts: TensorOptions = {}): Tensor {
@@ -63,24 +63,24 @@ export class Tensor {
     if (length < 0) throw new DTypeError(`data must be a Float32Array, Int32Array, Uint8Array, Uint16Array or number[], got ${describe(data)}`);
     if (length !== numel) throw new ShapeError(`data has ${length} elements but shape [${dims.join(', ')}] needs ${numel}`);
     const code = dtypeCode(dtype);
-    if (Array.isArray(data)) return new Tensor(native.NativeTensor.fromData(numbersFor(data, dtype), code, dims, !isFloatDType(dtype)), device);
+    if (Array.isArray(data)) return new Tensor(native.NativeTensor.fromData(numbersFor(data, dtype), code, dims, !isFloatDType(dtype), device));
     const kind = typedArrayKind(data);
     if (kind === 'Float32Array') {
       if (!isFloatDType(dtype)) throw new DTypeError(`data is a Float32Array, which cannot fill dtype ${dtype}; pass an ${dtype === 'i32' ? 'Int32Array' : 'Uint8Array'}`);
-      return new Tensor(native.NativeTensor.fromData(data, code, dims, false), device);
+      return new Tensor(native.NativeTensor.fromData(data, code, dims, false, device));
     }
     const rawKinds: Record<string, DType[]> = { Int32Array: ['i32'], Uint8Array: ['u8', 'e4m3', 'e5m2'], Uint16Array: ['bf16', 'f16'] };
     const accepted = Object.hasOwn(rawKinds, kind) ? rawKinds[kind] : undefined;
     if (!accepted || !accepted.includes(dtype)) {
       throw new DTypeError(`data is a ${kind}, which holds raw ${accepted ? accepted.join('/') : 'values of no moekit dtype'}, not dtype ${dtype}`);
     }
-    return new Tensor(native.NativeTensor.fromData(data, code, dims, true), device);
+    return new Tensor(native.NativeTensor.fromData(data, code, dims, true, device));
   }
 
   static zeros(shape: number[], opts: TensorOptions = {}): Tensor {
     const dims = checkShape(shape, 'shape');
     const { dtype, device } = resolveOptions(opts, 'f32');
-    return new Tensor(new native.NativeTensor(dtypeCode(dtype), dims), device);
+    return new Tensor(new native.NativeTensor(dtypeCode(dtype), dims, device));
   }
 
   /** Normal(0, std²) from Philox-4x32-10 keyed by `seed`: the same seed gives the same tensor everywhere. */
@@ -91,7 +91,7 @@ export class Tensor {
     const std = o.std === undefined ? 1 : checkFiniteNumber(o.std, 'opts.std');
     const { dtype, device } = resolveOptions(opts, 'f32');
     if (!isFloatDType(dtype)) throw new DTypeError(`opts.dtype must be a float dtype for randn, got ${dtype}`);
-    return new Tensor(native.NativeTensor.randn(dims, seed, std, dtypeCode(dtype)), device);
+    return new Tensor(native.NativeTensor.randn(dims, seed, std, dtypeCode(dtype), device));
   }
 
   get numel(): number {
@@ -117,7 +117,10 @@ export class Tensor {
     return this.handle.toArray();
   }
 
-  /** Zero-copy typed array over the storage (raw bits for bf16/f16/fp8). Empty after dispose(). */
+  /**
+   * Zero-copy typed array over the storage (raw bits for bf16/f16/fp8). Empty after dispose().
+   * A cuda tensor has none: DeviceError (copy it with toArray() or to('cpu')).
+   */
   view(): TensorView {
     const buffer = this.handle.view();
     switch (this.dtype) {
@@ -132,9 +135,9 @@ export class Tensor {
   /** A converted copy: to a dtype (RNE; fp8 saturating) or to a device. */
   to(target: DType | DeviceSpec): Tensor {
     if (typeof target === 'string' && (DTYPES as readonly string[]).includes(target)) {
-      return new Tensor(this.handle.cast(dtypeCode(target as DType)), this.device);
+      return new Tensor(this.handle.cast(dtypeCode(target as DType)));
     }
-    return new Tensor(this.handle.cast(dtypeCode(this.dtype)), deviceName(target, 'target'));
+    return new Tensor(this.handle.cast(dtypeCode(this.dtype), deviceName(target, 'target')));
   }
 
   dispose(): void {

@@ -37,13 +37,17 @@ Napi::Float64Array f64Array(Napi::Env env, const std::vector<double>& values) {
   return out;
 }
 
+// A tensor on `device` (−1: the cpu) holding `values`.
 template <typename T>
-Napi::Object tensorOf(Napi::Env env, DType dtype, const std::vector<int64_t>& shape, const std::vector<T>& values) {
+Napi::Object tensorOf(Napi::Env env, DType dtype, const std::vector<int64_t>& shape, const std::vector<T>& values,
+                      int device) {
   Napi::Object handle;
-  NativeTensor* tensor = NativeTensor::create(env, dtype, shape, &handle);
-  if (!values.empty()) std::memcpy(tensor->data("tensor"), values.data(), values.size() * sizeof(T));
+  NativeTensor* tensor = NativeTensor::create(env, dtype, shape, &handle, device);
+  if (!values.empty()) tensor->writeBytes(values.data(), "tensor");
   return handle;
 }
+
+std::string deviceLabel(int device) { return device < 0 ? std::string("cpu") : "cuda:" + std::to_string(device); }
 
 Napi::Value nonFiniteObject(Napi::Env env, const NonFinite& found) {
   static constexpr const char* kStages[] = {"", "router.weight", "router", "expert", "shared"};
@@ -77,6 +81,21 @@ Napi::Object precisionObject(Napi::Env env, Precision precision, const char* dev
   return object;
 }
 
+// The CUDA backend for a layer on cuda:`device`, and the name of the expert GEMMs it runs there.
+const Backend& cudaBackendOf([[maybe_unused]] const Precision& precision, [[maybe_unused]] int device,
+                             [[maybe_unused]] const char*& gemm) {
+#if MOEKIT_HAVE_CUDA
+  switch (cuda::expertGemm(precision, device)) {
+    case cuda::ExpertGemm::F32Simt: gemm = "f32-simt"; break;
+    case cuda::ExpertGemm::TensorCore: gemm = "tensor-core"; break;
+    case cuda::ExpertGemm::TensorCoreWgmma: gemm = "tensor-core-wgmma"; break;
+  }
+  return cuda::cudaBackend();
+#else
+  throw Error(ErrorKind::Device, "spec.device: this build has no CUDA backend");
+#endif
+}
+
 }  // namespace
 
 Napi::Function NativeMoELayer::define(Napi::Env env) {
@@ -98,14 +117,17 @@ float* NativeMoELayer::hold(const Napi::Value& value, const std::string& name, c
   if (tensor.shape() != shape) {
     throw Error(ErrorKind::Shape, name + " must have shape " + shapeString(shape) + ", got " + shapeString(tensor.shape()));
   }
-  float* data = static_cast<float*>(tensor.data(name.c_str()));
-  held_.emplace_back(name, tensor.storage());
+  if (tensor.device() != cudaDevice_) {
+    throw Error(ErrorKind::Device, name + " is on " + deviceLabel(tensor.device()) + ", the layer on " + deviceLabel(cudaDevice_));
+  }
+  float* data = static_cast<float*>(tensor.storageData(name.c_str()));
+  held_.emplace_back(name, tensor.ref());
   return data;
 }
 
 void NativeMoELayer::checkHeld() const {
   for (const auto& [name, storage] : held_) {
-    if (storage->released()) throw Error(ErrorKind::Disposed, "the layer's tensor " + name + " was disposed");
+    if (storage.released()) throw Error(ErrorKind::Disposed, "the layer's tensor " + name + " was disposed");
   }
 }
 
@@ -165,6 +187,8 @@ NativeMoELayer::NativeMoELayer(const Napi::CallbackInfo& info) : Napi::ObjectWra
     spec.precision = readPrecision(specObj);
 
     const int64_t E = experts_;
+    const DeviceArg device = readDevice(specObj.Get("device"), "spec.device");  // throws for cuda without CUDA
+    if (device.cuda) cudaDevice_ = device.index;
     LayerBuffers buffers;
     buffers.routerWeight = hold(params.Get("routerWeight"), "router.weight", {E, H});
     buffers.routerBias = hold(params.Get("routerBias"), "router.bias", {E});
@@ -207,21 +231,7 @@ NativeMoELayer::NativeMoELayer(const Napi::CallbackInfo& info) : Napi::ObjectWra
       buffers.shared = expertGroup(objectField(params, "shared", "params"), objectField(grads, "shared", "grads"), "shared",
                                    spec.sharedCount, spec.sharedFfn);
     }
-    #if MOEKIT_HAVE_CUDA
-    const DeviceArg device = readDevice(specObj.Get("device"), "spec.device");
-    const Backend& backend = device.cuda ? cuda::cudaBackend() : cpu::cpuBackend();
-    if (device.cuda) {
-      cudaDevice_ = device.index;
-      switch (cuda::expertGemm(spec.precision, device.index)) {
-        case cuda::ExpertGemm::F32Simt: gemm_ = "f32-simt"; break;
-        case cuda::ExpertGemm::TensorCore: gemm_ = "tensor-core"; break;
-        case cuda::ExpertGemm::TensorCoreWgmma: gemm_ = "tensor-core-wgmma"; break;
-      }
-    }
-#else
-    readDevice(specObj.Get("device"), "spec.device");  // throws for a cuda device
-    const Backend& backend = cpu::cpuBackend();
-#endif
+    const Backend& backend = cudaDevice_ >= 0 ? cudaBackendOf(spec.precision, cudaDevice_, gemm_) : cpu::cpuBackend();
     device_ = backend.name();
     // The reads above ran getters (user code) after earlier tensors were held: every held
     // storage is checked again before the layer takes their addresses.
@@ -271,25 +281,30 @@ Napi::Value NativeMoELayer::forward(const Napi::CallbackInfo& info) {
     const bool checkFinite = info[4].ToBoolean();
 
     enter();
+    if (x.device() != cudaDevice_)
+      throw Error(ErrorKind::Device, "x is on " + deviceLabel(x.device()) + ", the layer on " + deviceLabel(cudaDevice_));
     Napi::Object yHandle;
-    NativeTensor* y = NativeTensor::create(env, DType::F32, {T, hidden_}, &yHandle);
-    const float* xData = static_cast<const float*>(x.data("x"));
-    const int32_t* modalityData = modality ? static_cast<const int32_t*>(modality->data("modality")) : nullptr;
+    NativeTensor* y = NativeTensor::create(env, DType::F32, {T, hidden_}, &yHandle, cudaDevice_);
+    const float* xData = static_cast<const float*>(x.storageData("x"));
+    // The router reads modality on the host (the R2 mask is built there).
+    std::vector<int32_t> modalityValues(modality ? size_t(T) : 0);
+    if (modality) modality->readBytes(modalityValues.data(), "modality");
     LayerForward out;
-    layer_->forward(xData, T, modalityData, seqLens, training, static_cast<float*>(y->data("y")), out, checkFinite);
+    layer_->forward(xData, T, modality ? modalityValues.data() : nullptr, seqLens, training,
+                    static_cast<float*>(y->storageData("y")), out, checkFinite);
     const Routing& r = out.routing;
     const int64_t k = r.k, E = experts_, n = int64_t(r.assignToken.size());
     Napi::Object result = Napi::Object::New(env);
     result.Set("y", yHandle);
-    result.Set("indices", tensorOf(env, DType::I32, {T, k}, r.indices));
-    result.Set("weights", tensorOf(env, DType::F32, {T, k}, r.weights));
-    result.Set("keep", tensorOf(env, DType::I32, {T, k}, r.keep));
-    result.Set("counts", tensorOf(env, DType::I32, {E}, r.counts));
-    result.Set("accepted", tensorOf(env, DType::I32, {E}, r.accepted));
-    result.Set("dropped", tensorOf(env, DType::I32, {E}, out.dropped));
-    result.Set("assignToken", tensorOf(env, DType::I32, {n}, r.assignToken));
-    result.Set("assignExpert", tensorOf(env, DType::I32, {n}, r.assignExpert));
-    result.Set("assignWeight", tensorOf(env, DType::F32, {n}, r.assignWeight));
+    result.Set("indices", tensorOf(env, DType::I32, {T, k}, r.indices, cudaDevice_));
+    result.Set("weights", tensorOf(env, DType::F32, {T, k}, r.weights, cudaDevice_));
+    result.Set("keep", tensorOf(env, DType::I32, {T, k}, r.keep, cudaDevice_));
+    result.Set("counts", tensorOf(env, DType::I32, {E}, r.counts, cudaDevice_));
+    result.Set("accepted", tensorOf(env, DType::I32, {E}, r.accepted, cudaDevice_));
+    result.Set("dropped", tensorOf(env, DType::I32, {E}, out.dropped, cudaDevice_));
+    result.Set("assignToken", tensorOf(env, DType::I32, {n}, r.assignToken, cudaDevice_));
+    result.Set("assignExpert", tensorOf(env, DType::I32, {n}, r.assignExpert, cudaDevice_));
+    result.Set("assignWeight", tensorOf(env, DType::F32, {n}, r.assignWeight, cudaDevice_));
     result.Set("flops", numberArray(env, out.flops));
     result.Set("sharedFlops", Napi::Number::New(env, double(out.sharedFlops)));
     result.Set("f", f64Array(env, r.f));
@@ -319,9 +334,11 @@ Napi::Value NativeMoELayer::backward(const Napi::CallbackInfo& info) {
       throw Error(ErrorKind::Shape, "dy must have the shape of y, [" + std::to_string(T) + ", " + std::to_string(hidden_) +
                                         "], got " + shapeString(dy.shape()));
     }
+    if (dy.device() != cudaDevice_)
+      throw Error(ErrorKind::Device, "dy is on " + deviceLabel(dy.device()) + ", the layer on " + deviceLabel(cudaDevice_));
     Napi::Object dxHandle;
-    NativeTensor* dx = NativeTensor::create(env, DType::F32, {T, hidden_}, &dxHandle);
-    layer_->backward(static_cast<const float*>(dy.data("dy")), static_cast<float*>(dx->data("dx")));
+    NativeTensor* dx = NativeTensor::create(env, DType::F32, {T, hidden_}, &dxHandle, cudaDevice_);
+    layer_->backward(static_cast<const float*>(dy.storageData("dy")), static_cast<float*>(dx->storageData("dx")));
     return dxHandle;
   });
 }

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "../cpu/storage.h"
+#include "tensor.h"
 #include "../layer/moe_layer.h"
 
 namespace moekit::addon {
@@ -38,7 +38,7 @@ class NativeMoELayer : public Napi::ObjectWrap<NativeMoELayer> {
   void enter() const;
 
   std::unique_ptr<MoELayer> layer_;
-  std::vector<std::pair<std::string, std::shared_ptr<cpu::Storage>>> held_;
+  std::vector<std::pair<std::string, StorageRef>> held_;
   Napi::ObjectReference expertComm_, dataComm_;  // parallel.expert / parallel.data, kept alive
   int hidden_ = 0, experts_ = 0;
   const char* device_ = "cpu";  // the backend's name, reported with the precision mode
