@@ -309,6 +309,7 @@ void Router::forward(const float* x, int T, const int32_t* modality,
                      const std::vector<int>& seqLens, const RouterParams& p, Routing& out,
                      bool training) {
   checkRouterInputs(spec_, layout_, x, T, modality, seqLens, p);
+  checkFiniteTokens(x, T, layout_.H);
   const RouterSpec& sp = spec_;
   const bool expertChoice = sp.type == RouterSpec::Type::ExpertChoice;
   // R10 reads the load estimate from router.load itself (the state dict holds all of it, so a

@@ -43,17 +43,6 @@ constexpr int kRowAlign = kBf16GemmRowAlign;
 
 int64_t roundUp(int64_t v, int64_t unit) { return (v + unit - 1) / unit * unit; }
 
-// The host gradient accumulator `host` [size] staged around `add`, which adds into its device
-// copy (the pointer it is given).
-template <class Add>
-void stageGradient(StagingStream& stream, float* host, DeviceBuffer<float>& device, size_t size, const char* what,
-                   Add add) {
-  float* copy = device.reserve(size, what);
-  stream.upload(copy, host, size * sizeof(float), what);
-  add(copy);
-  stream.download(host, copy, size * sizeof(float), what);
-}
-
 // The per-expert descriptors of a tensor-core GEMM over one group: rows counts[e], n × k, and
 // expert e's [n, k] block of the bf16 weight operand w (null: the TN GEMMs read no weight).
 std::vector<Bf16GemmGroup> bf16Groups(const int32_t* counts, int experts, int n, int k, const uint16_t* w) {
@@ -87,12 +76,6 @@ Experts::Experts(int hidden, Activation act, std::vector<ExpertGroup> groups, Pr
   checkCuda(cudaGetDevice(&device), "cuda::Experts: cudaGetDevice");
   gemm_ = expertGemm(precision_, device);
   stream_.open();
-  for (size_t g = 0; g < groups_.size(); ++g) {
-    const size_t size = size_t(groups_[g].count) * groups_[g].ffn * H_;
-    state_[g].w1.reserve(size, "w1");
-    state_[g].w2.reserve(size, "w2");
-    if (act_ == Activation::Swiglu) state_[g].w3.reserve(size, "w3");
-  }
   if (gemm_ != ExpertGemm::F32Simt) allocateTensorCoreWeights();
   counts_.assign(size_t(E_), 0);
   offsets_.assign(size_t(E_) + 1, 0);
@@ -131,11 +114,11 @@ void Experts::allocateTensorCoreWeights() {
 void Experts::forwardWeights(size_t group, const float*& w1, const float*& w3, const float*& w2) {
   GroupState& s = state_[group];
   const bool swiglu = act_ == Activation::Swiglu;
-  w1 = s.w1.get();
-  w3 = swiglu ? s.w3.get() : nullptr;
-  w2 = s.w2.get();
-  if (precision_.compute != Precision::Compute::Bf16) return;
   const ExpertGroup& grp = groups_[group];
+  w1 = grp.w1;
+  w3 = swiglu ? grp.w3 : nullptr;
+  w2 = grp.w2;
+  if (precision_.compute != Precision::Compute::Bf16) return;
   const int64_t size = int64_t(grp.count) * grp.ffn * H_;
   const auto lower = [&](const float* master, DeviceBuffer<float>& b, DeviceBuffer<float>& f, int rows, int cols) {
     roundBf16(master, size, b.reserve(size_t(size), "bf16 weights"), stream_.get());
@@ -144,9 +127,9 @@ void Experts::forwardWeights(size_t group, const float*& w1, const float*& w3, c
                  f.reserve(size_t(size), "fp8 weights"), stream_.get());
     return static_cast<const float*>(f.get());
   };
-  w1 = lower(s.w1.get(), s.w1b, s.w1f, grp.ffn, H_);
-  if (swiglu) w3 = lower(s.w3.get(), s.w3b, s.w3f, grp.ffn, H_);
-  w2 = lower(s.w2.get(), s.w2b, s.w2f, H_, grp.ffn);
+  w1 = lower(grp.w1, s.w1b, s.w1f, grp.ffn, H_);
+  if (swiglu) w3 = lower(grp.w3, s.w3b, s.w3f, grp.ffn, H_);
+  w2 = lower(grp.w2, s.w2b, s.w2f, H_, grp.ffn);
 }
 
 void Experts::forward(const float* x, int T, int n, const int32_t* token, const int32_t* expert,
@@ -164,22 +147,11 @@ void Experts::forward(const float* x, int T, int n, const int32_t* token, const 
     return;
   }
 
-  // Weights: uploaded at every forward, the caller may have updated them.
-  for (size_t g = 0; g < groups_.size(); ++g) {
-    const ExpertGroup& grp = groups_[g];
-    const size_t bytes = size_t(grp.count) * grp.ffn * H_ * sizeof(float);
-    stream_.upload(state_[g].w1.get(), grp.w1, bytes, "w1");
-    stream_.upload(state_[g].w2.get(), grp.w2, bytes, "w2");
-    if (act_ == Activation::Swiglu) stream_.upload(state_[g].w3.get(), grp.w3, bytes, "w3");
-  }
-
   // The plan: rows sorted by expert, then token, then assignment (cpu::planPermutation's order).
-  const size_t xSize = size_t(T) * H_, rowsSize = size_t(n) * H_;
-  float* dX = x_.reserve(xSize, "x");
+  const size_t rowsSize = size_t(n) * H_;
   int32_t* dToken = token_.reserve(size_t(n), "token");
   int32_t* dExpert = expert_.reserve(size_t(n), "expert");
   float* dWeight = weight_.reserve(size_t(n), "weight");
-  stream_.upload(dX, x, xSize * sizeof(float), "x");
   stream_.upload(dToken, token, size_t(n) * sizeof(int32_t), "token");
   stream_.upload(dExpert, expert, size_t(n) * sizeof(int32_t), "expert");
   stream_.upload(dWeight, weight, size_t(n) * sizeof(float), "weight");
@@ -216,15 +188,11 @@ void Experts::forward(const float* x, int T, int n, const int32_t* token, const 
   a1_.reserve(size_t(activations_), "a1");
   if (act_ == Activation::Swiglu) a3_.reserve(size_t(activations_), "a3");
   h_.reserve(size_t(activations_), "h");
-  permuteRows(dX, H_, rowToken, n, xp_.get(), stream_.get());
+  permuteRows(x, H_, rowToken, n, xp_.get(), stream_.get());
   if (gemm_ != ExpertGemm::F32Simt) forwardTensorCore(n);
   else forwardSimt(n);
 
-  float* dY = y_.reserve(xSize, "y");
-  stream_.upload(dY, y, xSize * sizeof(float), "y");
-  addRowsToTokens(yp_.get(), rowWeight, tokenStart, tokenRows, T, H_, dY, stream_.get());
-  stream_.download(y, dY, xSize * sizeof(float), "y");
-  stream_.synchronize("cudaStreamSynchronize after the forward");
+  addRowsToTokens(yp_.get(), rowWeight, tokenStart, tokenRows, T, H_, y, stream_.get());
   haveForward_ = true;
 }
 
@@ -289,9 +257,9 @@ void Experts::tensorCoreWeights(size_t group) {
     quantizeWeightsFp8(w, grp.count, N, K, Fp8Format::E4M3, compact, scales, stream_.get());
     packRows(compact, matrixRows, K, nullptr, codes, kPadded, stream_.get());
   };
-  lower(s.w1.get(), grp.ffn, H_, s.weightRowsF, s.w1t);
-  if (act_ == Activation::Swiglu) lower(s.w3.get(), grp.ffn, H_, s.weightRowsF, s.w3t);
-  lower(s.w2.get(), H_, grp.ffn, s.weightRowsH, s.w2t);
+  lower(grp.w1, grp.ffn, H_, s.weightRowsF, s.w1t);
+  if (act_ == Activation::Swiglu) lower(grp.w3, grp.ffn, H_, s.weightRowsF, s.w3t);
+  lower(grp.w2, H_, grp.ffn, s.weightRowsH, s.w2t);
 }
 
 void Experts::forwardTensorCore(int n) {
@@ -425,9 +393,12 @@ void Experts::backward(const float* dy, float* dx, float* dWeight) {
   if (!dy) throw Error(ErrorKind::Argument, "Experts.backward: dy must not be null");
 
   const size_t ySize = size_t(T_) * H_, rowsSize = size_t(n) * H_;
-  float* dDy = dy_.reserve(ySize, "dy");
-  stream_.upload(dDy, dy, ySize * sizeof(float), "dy");
-  if (precision_.compute == Precision::Compute::Bf16) roundBf16(dDy, int64_t(ySize), dDy, stream_.get());
+  const float* dDy = dy;
+  if (precision_.compute == Precision::Compute::Bf16) {  // the caller's dy stays as it is
+    float* rounded = dy_.reserve(ySize, "bf16 dy");
+    roundBf16(dy, int64_t(ySize), rounded, stream_.get());
+    dDy = rounded;
+  }
   float* dyp = dyp_.reserve(rowsSize, "dyp");
   float* dWeightDevice = dWeight ? dWeight_.reserve(size_t(n), "dWeight") : nullptr;
   unpermuteBackward(dDy, H_, rowToken_.get(), rowWeight_.get(), yp_.get(), rowAssignment_.get(),
@@ -437,13 +408,8 @@ void Experts::backward(const float* dy, float* dx, float* dWeight) {
   float* dxp = dx ? dxp_.reserve(rowsSize, "dxp") : nullptr;
   if (gemm_ != ExpertGemm::F32Simt) backwardTensorCore(dDy, dxp);
   else backwardSimt(dxp);
-  if (dx) {
-    float* dDx = dx_.reserve(ySize, "dx");
-    stream_.upload(dDx, dx, ySize * sizeof(float), "dx");
-    addRowsToTokens(dxp, nullptr, tokenStart_.get(), tokenRows_.get(), T_, H_, dDx, stream_.get());
-    stream_.download(dx, dDx, ySize * sizeof(float), "dx");
-  }
-  stream_.synchronize("cudaStreamSynchronize after the backward");
+  if (dx) addRowsToTokens(dxp, nullptr, tokenStart_.get(), tokenRows_.get(), T_, H_, dx, stream_.get());
+  if (dWeight) stream_.synchronize("cudaStreamSynchronize after the download of dWeight");
 }
 
 void Experts::backwardSimt(float* dxp) {
@@ -460,13 +426,12 @@ void Experts::backwardSimt(float* dxp) {
     const ExpertRows rows{expertStart_.get() + s.firstExpert, grp.count,
                           rowTiles(&counts_[size_t(s.firstExpert)], grp.count)};
     const int64_t at = s.activationOffset;
-    const size_t weightSize = size_t(grp.count) * grp.ffn * H_;
     float* dypG = dyp + s.firstRow * H_;
     const float* xpG = xp + s.firstRow * H_;
     float* da3G = da3 ? da3 + at : nullptr;
-    const float* w1 = low ? s.w1b.get() : s.w1.get();
-    const float* w3 = low ? s.w3b.get() : s.w3.get();
-    const float* w2 = low ? s.w2b.get() : s.w2.get();
+    const float* w1 = low ? s.w1b.get() : grp.w1;
+    const float* w3 = low ? s.w3b.get() : grp.w3;
+    const float* w2 = low ? s.w2b.get() : grp.w2;
 
     expertActivationBackward(act_, dypG, w2, rows, H_, grp.ffn, a1_.get() + at,
                              da3 ? a3_.get() + at : nullptr, da1 + at, da3G, stream);
@@ -476,19 +441,16 @@ void Experts::backwardSimt(float* dxp) {
       roundBf16(dypG, s.rows * H_, dypG, stream);
     }
     if (grp.g2)  // g2_e [H,F] += dyp_eᵀ · h_e
-      stageGradient(stream_, grp.g2, s.g2, weightSize, "g2",
-                    [&](float* g2) { groupedGemmTN(dypG, h_.get() + at, rows, H_, grp.ffn, g2, stream); });
+      groupedGemmTN(dypG, h_.get() + at, rows, H_, grp.ffn, grp.g2, stream);
     if (dxp) {  // dxp_e [rows,H] = da1_e · w1_e (+ da3_e · w3_e)
       float* dxpG = dxp + s.firstRow * H_;
       groupedGemmNN(da1 + at, w1, rows, grp.ffn, H_, false, dxpG, stream);
       if (da3G) groupedGemmNN(da3G, w3, rows, grp.ffn, H_, true, dxpG, stream);
     }
     if (grp.g1)  // g1_e [F,H] += da1_eᵀ · xp_e
-      stageGradient(stream_, grp.g1, s.g1, weightSize, "g1",
-                    [&](float* g1) { groupedGemmTN(da1 + at, xpG, rows, grp.ffn, H_, g1, stream); });
+      groupedGemmTN(da1 + at, xpG, rows, grp.ffn, H_, grp.g1, stream);
     if (da3G && grp.g3)  // g3_e [F,H] += da3_eᵀ · xp_e
-      stageGradient(stream_, grp.g3, s.g3, weightSize, "g3",
-                    [&](float* g3) { groupedGemmTN(da3G, xpG, rows, grp.ffn, H_, g3, stream); });
+      groupedGemmTN(da3G, xpG, rows, grp.ffn, H_, grp.g3, stream);
   }
 }
 
@@ -523,15 +485,12 @@ void Experts::backwardTensorCore(const float* dy, float* dxp) {
     const int32_t* counts = &counts_[size_t(s.firstExpert)];
     const int64_t at = s.activationOffset;
     // dW [count, N, K] += dOutᵀ · a, through the padded [count, Np, Kp] product.
-    const auto weightGradient = [&](float* host, DeviceBuffer<float>& device, const char* what,
-                                    const uint16_t* dOut, int Np, const uint16_t* a, int Kp,
+    const auto weightGradient = [&](float* gradient, const uint16_t* dOut, int Np, const uint16_t* a, int Kp,
                                     const DeviceBuffer<int32_t>& weightRows, int N, int K) {
       std::vector<float*> dW(size_t(grp.count));
       for (int e = 0; e < grp.count; ++e) dW[size_t(e)] = dwPad + int64_t(e) * Np * Kp;
       groupedGemmBf16TN(dOut, Np, a, Kp, bf16Groups(counts, grp.count, Np, Kp, nullptr), dW, false, stream);
-      stageGradient(stream_, host, device, size_t(grp.count) * N * K, what, [&](float* dWDevice) {
-        addUnpackedRows(dwPad, Kp, weightRows.get(), int64_t(grp.count) * N, K, dWDevice, stream);
-      });
+      addUnpackedRows(dwPad, Kp, weightRows.get(), int64_t(grp.count) * N, K, gradient, stream);
     };
 
     // g = dy[token] · w2_e, unweighted (the weight enters in the activation backward)
@@ -541,7 +500,7 @@ void Experts::backwardTensorCore(const float* dy, float* dxp) {
     if (grp.g2) {  // g2_e [H,F] += bf16(weight·dy)_eᵀ · h_e
       packRowsBf16(dyp_.get() + s.firstRow * H_, s.rows, H_, rowMap, operandH, Hp, stream);
       packRowsBf16(h_.get() + at, s.rows, F, rowMap, operandF1, Fp, stream);
-      weightGradient(grp.g2, s.g2, "g2", operandH, Hp, operandF1, Fp, s.weightRowsH, H_, F);
+      weightGradient(grp.g2, operandH, Hp, operandF1, Fp, s.weightRowsH, H_, F);
     }
     packActivationBackward(act_, gPad, Fp, rowMap, s.rows, F, rowWeight_.get() + s.firstRow, a1_.get() + at,
                            swiglu ? a3_.get() + at : nullptr, operandF1, operandF3, stream);
@@ -555,9 +514,9 @@ void Experts::backwardTensorCore(const float* dy, float* dxp) {
     }
     if (grp.g1 || (swiglu && grp.g3)) packRowsBf16(xp_.get() + s.firstRow * H_, s.rows, H_, rowMap, operandH, Hp, stream);
     if (grp.g1)  // g1_e [F,H] += da1_eᵀ · xp_e
-      weightGradient(grp.g1, s.g1, "g1", operandF1, Fp, operandH, Hp, s.weightRowsF, F, H_);
+      weightGradient(grp.g1, operandF1, Fp, operandH, Hp, s.weightRowsF, F, H_);
     if (swiglu && grp.g3)  // g3_e [F,H] += da3_eᵀ · xp_e
-      weightGradient(grp.g3, s.g3, "g3", operandF3, Fp, operandH, Hp, s.weightRowsF, F, H_);
+      weightGradient(grp.g3, operandF3, Fp, operandH, Hp, s.weightRowsF, F, H_);
   }
 }
 

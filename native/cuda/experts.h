@@ -5,19 +5,12 @@
 //       E_e(x) = h·w2ᵀ
 //   X2  y_t += Σ_a [token[a] = t] · weight[a] · E_{expert[a]}(x_t)
 //
-// Memory — HOST-STAGED in this version. Every pointer handed to this class (x, token, expert,
-// weight, y, dy, dx, dWeight, and the ExpertGroup weights and gradients) is HOST memory, as the
-// tensors of this version live on the host. Each call copies its inputs into device buffers
-// (cudaMalloc'd by the stage, kept across calls and grown when a call needs more), runs the
-// kernels on the stage's own stream, copies the results back and synchronises before returning:
-//   forward   uploads the group weights (they may have changed since the last call), x and the
-//             assignments; uploads y, adds the experts' outputs on the device, downloads y.
-//   backward  uploads dy; for each group with rows, uploads the gradient accumulators that are not
-//             null, accumulates into them on the device and downloads them; uploads dx, adds into
-//             it on the device, downloads it; downloads dWeight.
-// Backward differentiates with the weights uploaded by the last forward. Device-resident tensors
-// (no staging) come later; the kernels and launchers (permute.h, grouped_gemm.h) already take
-// device pointers.
+// Memory (stages.h): x, y, dy, dx and the ExpertGroup weights and gradients are DEVICE memory of
+// the current device, read and written in place; the assignment lists (token, expert, weight) and
+// dWeight are host data in this version. forward uploads the assignments, downloads the expert
+// offsets to size the GEMMs (the one synchronisation of a forward) and adds the experts' outputs
+// into y; backward adds into dx and the gradient accumulators and downloads dWeight (synchronising
+// when it is asked for). Backward differentiates with the weights as they are when it runs.
 //
 // Stages on the device: stable sort of the assignments by (expert, token, assignment) → row map
 // (the order of cpu::planPermutation) → permute → the expert GEMMs (below) → weighted combine, one
@@ -83,20 +76,21 @@ namespace moekit::cuda {
 class Experts : public ExpertStage {
  public:
   // Throws Error(Argument/Shape) on a non-positive size, no group, or a missing weight; then
-  // Error(Device) when the stream or the weight buffers cannot be created on the current device.
-  // The HOST weight and gradient buffers are borrowed: they must outlive every forward/backward.
+  // Error(Device) when the stream or the operand buffers cannot be created on the current device.
+  // The DEVICE weight and gradient buffers are borrowed: they must outlive every forward/backward.
   // precision: F32/Same by default; Fp8 experts need Bf16 compute (Error(Argument) otherwise).
   Experts(int hidden, Activation act, std::vector<ExpertGroup> groups, Precision precision = {});
   Experts(const Experts&) = delete;
   Experts& operator=(const Experts&) = delete;
 
   // x [T,H]; n assignments token[a] in [0,T), expert[a] in [0,E), weight[a]. y [T,H] is ADDED
-  // to. n = 0 leaves y alone. All HOST pointers (see the staging note above).
+  // to. n = 0 leaves y alone. x and y on the device; token, expert, weight on the host.
   void forward(const float* x, int T, int n, const int32_t* token, const int32_t* expert,
                const float* weight, float* y) override;
 
   // dy [T,H] of the last forward. Adds into dx [T,H] and the group gradient buffers; writes
-  // dWeight[a] = dy_t · E_e(x_t) (fp32 sum). dx and dWeight may be null. All HOST pointers.
+  // dWeight[a] = dy_t · E_e(x_t) (fp32 sum). dx and dWeight may be null. dy, dx on the device,
+  // dWeight on the host.
   void backward(const float* dy, float* dx, float* dWeight) override;
 
   // 2·rows_e·H·Fg·(3 for swiglu, else 2) of the last forward; 0 before the first forward.
@@ -128,8 +122,6 @@ class Experts : public ExpertStage {
     int64_t firstRow = 0, rows = 0;  // of the last forward, in permuted order
     int64_t activationOffset = 0;    // first element of the group in a1/a3/h/da1/da3
     int64_t paddedRows = 0;          // of the last tensor-core forward: the group's padded layout
-    DeviceBuffer<float> w1, w3, w2;  // [Eg,Fg,H], [Eg,Fg,H] (swiglu), [Eg,H,Fg]
-    DeviceBuffer<float> g1, g3, g2;  // gradient accumulators, staged at backward
     // Low-precision modes: the weights as the backward reads them (bf16 values), and as the f32
     // SIMT fp8 forward reads them (e4m3 block values).
     DeviceBuffer<float> w1b, w3b, w2b, w1f, w3f, w2f;
@@ -170,11 +162,11 @@ class Experts : public ExpertStage {
   std::vector<int32_t> counts_, offsets_;  // HOST [E], [E+1]
 
   // Device buffers (grown as needed). Assignments: [n]; rows: [n] in permuted order.
-  DeviceBuffer<float> x_, y_, weight_, xp_, yp_, rowWeight_;
+  DeviceBuffer<float> weight_, xp_, yp_, rowWeight_;
   DeviceBuffer<int32_t> token_, expert_, rowAssignment_, rowToken_, expertStart_;
   DeviceBuffer<int32_t> tokenRows_, tokenStart_;  // rows of each token, ascending; [T+1]
   DeviceBuffer<float> a1_, a3_, h_;               // pre-activations and activations, all groups
-  DeviceBuffer<float> dy_, dyp_, dxp_, dx_, dWeight_, da1_, da3_;
+  DeviceBuffer<float> dy_, dyp_, dxp_, dWeight_, da1_, da3_;  // dy_: bf16-rounded dy (low modes)
   SortScratch sort_;
   DeviceBuffer<float> xpf_, hf_;  // f32 SIMT fp8 forward: its x rows and h
   DeviceBuffer<uint8_t> fp8Codes_;

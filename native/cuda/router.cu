@@ -1,7 +1,8 @@
-// cuda::Router (router.h): validation, host staging and the order of the device stages. The one
-// kernel here is the R9 weight gather; the stages' kernels live in the files router.h lists.
+// cuda::Router (router.h): validation and the order of the device stages. The kernels here are
+// two small gathers; the stages' kernels live in the files router.h lists.
 //
 //   gatherScoresKernel  one thread per expert-choice pick a: weight[a] = float(s[token[a], expert[a]])
+//   widenKernel         one thread per expert e: load64[e] = double(load[e]) (R10 reads ℓ in float64)
 #include "router.h"
 
 #include <cmath>
@@ -29,6 +30,11 @@ __global__ void gatherScoresKernel(int64_t n, int E, const double* s, const int3
   weight[a] = float(s[int64_t(token[a]) * E + expert[a]]);
 }
 
+__global__ void widenKernel(int n, const float* in, double* out) {
+  const int e = blockIdx.x * blockDim.x + threadIdx.x;
+  if (e < n) out[e] = double(in[e]);
+}
+
 unsigned blocksFor(int64_t n) { return gridBlocks(n, kThreads); }
 
 }  // namespace
@@ -43,16 +49,21 @@ Router::Router(RouterSpec spec)
   stream_.open();
 }
 
+void Router::copyOnDevice(void* to, const void* from, size_t bytes, const char* what) {
+  if (bytes == 0) return;
+  checkCuda(copyAsync(to, from, bytes, cudaMemcpyDeviceToDevice, stream_.get()),
+            std::string("cuda::Router: cudaMemcpyAsync of ") + what + " on the device");
+}
+
 // ---- forward stages ----------------------------------------------------------------------------
 
-// Uploads; R1/R8 logits (R8: norms and cos kept for C4 and backward); R3 scores, R4/R10 keys, R5,
+// Copies x and router.weight for the backward (device to device); R1/R8 logits (R8: norms and cos kept for C4 and backward); R3 scores, R4/R10 keys, R5,
 // and for top-k the R6 selection into selIdx_ (found_ checked by selectTopK).
 void Router::computeScores(const float* x, const RouterParams& p) {
   const int T = T_, E = E_, H = H_;
   const size_t tE = size_t(T) * E;
-  stream_.upload(x_.reserve(size_t(T) * H, "x"), x, size_t(T) * H * sizeof(float), "x");
-  stream_.upload(w_.reserve(size_t(E) * H, "router.weight"), p.weight, size_t(E) * H * sizeof(float),
-         "router.weight");
+  copyOnDevice(x_.reserve(size_t(T) * H, "x"), x, size_t(T) * H * sizeof(float), "x");
+  copyOnDevice(w_.reserve(size_t(E) * H, "router.weight"), p.weight, size_t(E) * H * sizeof(float), "router.weight");
   if (!allowed_.empty()) stream_.upload(allowedDev_.reserve(tE, "allowed"), allowed_.data(), tE, "allowed");
   const double* wNorm = nullptr;
   double* cos = nullptr;
@@ -65,17 +76,12 @@ void Router::computeScores(const float* x, const RouterParams& p) {
   routerLogits(x_.get(), w_.get(), wNorm, T, E, H, spec_.temperature, cos,
                logits_.reserve(tE, "logits"), stream_.get());
 
-  const float* bias = nullptr;
-  if (spec_.useBias && !sampled_ && !expertChoice_) {
-    stream_.upload(bias_.reserve(size_t(E), "router.bias"), p.bias, size_t(E) * sizeof(float), "router.bias");
-    bias = bias_.get();
-  }
+  const float* bias = spec_.useBias && !sampled_ && !expertChoice_ ? p.bias : nullptr;
   const double* load = nullptr;
   if (sampled_) {  // R10 reads ℓ in float64, as cpu::Router
-    const std::vector<double> load64(p.load, p.load + E);
-    stream_.upload(load64_.reserve(size_t(E), "router.load"), load64.data(), size_t(E) * sizeof(double),
-           "router.load");
-    load = load64_.get();
+    double* load64 = load64_.reserve(size_t(E), "router.load");
+    checkLaunch(launch<widenKernel>(dim3(blocksFor(E)), dim3(kThreads), 0, stream_.get(), E, p.load, load64), "widenKernel");
+    load = load64;
   }
   SelectArgs a = selectArgsOf(spec_, T, E, step_);
   if (expertChoice_) a.k = 0;  // scores only: R9 ranks columns of s
@@ -239,8 +245,8 @@ void Router::forward(const float* x, int T, const int32_t* modality, const std::
     else
       selectTopK(out);
   } else {
-    stream_.upload(w_.reserve(size_t(E_) * H_, "router.weight"), p.weight, size_t(E_) * H_ * sizeof(float),
-           "router.weight");
+    copyOnDevice(w_.reserve(size_t(E_) * H_, "router.weight"), p.weight, size_t(E_) * H_ * sizeof(float),
+                 "router.weight");
   }
 
   // ---- window (L2, B1); an evaluation forward restores it below.
@@ -253,13 +259,7 @@ void Router::forward(const float* x, int T, const int32_t* modality, const std::
   }
 
   // ---- R10 load estimate: ℓ ← (1 − decay)·ℓ + decay·f.
-  if (p.load && T > 0) {
-    float* load = load_.reserve(size_t(E_), "router.load");
-    stream_.upload(load, p.load, size_t(E_) * sizeof(float), "router.load");
-    updateLoad(E_, spec_.loadDecay, f_.get(), load, stream_.get());
-    stream_.download(p.load, load, size_t(E_) * sizeof(float), "router.load");
-    stream_.synchronize("forward (load)");
-  }
+  if (p.load && T > 0) updateLoad(E_, spec_.loadDecay, f_.get(), p.load, stream_.get());
   ++step_;
   haveForward_ = true;
 }
@@ -286,10 +286,6 @@ void Router::backward(const float* dAssignWeight, float* dx, float* dWeight) {
     dSlot = dSlot_.reserve(dw.size() + 1, "slot weight gradients");
     stream_.upload(dSlot_.get(), dw.data(), dw.size() * sizeof(double), "slot weight gradients");
   }
-  float* dxDevice = dx_.reserve(size_t(T) * H + 1, "dx");
-  float* dWDevice = dW_.reserve(size_t(E) * H, "dWeight");
-  stream_.upload(dxDevice, dx, size_t(T) * H * sizeof(float), "dx");
-  stream_.upload(dWDevice, dWeight, size_t(E) * H * sizeof(float), "dWeight");
 
   RouterBackwardArgs a;
   a.T = T;
@@ -306,10 +302,7 @@ void Router::backward(const float* dAssignWeight, float* dx, float* dWeight) {
                  pickExpert_.get(), pickDw, picks_, allowedDevice(), dLogitsAux_.get(), x_.get(), w_.get(),
                  affinity_ ? xNorm_.get() : nullptr, affinity_ ? wNorm_.get() : nullptr,
                  affinity_ ? cos_.get() : nullptr, haveOrthogonality_ ? dWeightOrth_.get() : nullptr,
-                 dxDevice, dWDevice, stream_.get());
-  stream_.download(dx, dxDevice, size_t(T) * H * sizeof(float), "dx");
-  stream_.download(dWeight, dWDevice, size_t(E) * H * sizeof(float), "dWeight");
-  stream_.synchronize("backward");
+                 dx, dWeight, stream_.get());
 }
 
 // ---- end of step -------------------------------------------------------------------------------
@@ -317,12 +310,8 @@ void Router::backward(const float* dAssignWeight, float* dx, float* dWeight) {
 void Router::endStep(float* bias) {
   if (spec_.useBias && bias) {
     int64_t* counts = windowCounts_.reserve(size_t(E_), "window counts");
-    float* device = bias_.reserve(size_t(E_), "router.bias");
     stream_.upload(counts, window_.counts().data(), size_t(E_) * sizeof(int64_t), "window counts");
-    stream_.upload(device, bias, size_t(E_) * sizeof(float), "router.bias");
-    updateBias(layout_.groupStart, spec_.biasUpdateRate, counts, device, stream_.get());
-    stream_.download(bias, device, size_t(E_) * sizeof(float), "router.bias");
-    stream_.synchronize("endStep");
+    updateBias(layout_.groupStart, spec_.biasUpdateRate, counts, bias, stream_.get());
   }
   window_.reset();
 }

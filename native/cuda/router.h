@@ -3,13 +3,15 @@
 // EWMA and the B1 bias update — the same contract as cpu::Router (native/cpu/router.h), which is
 // its reference and whose validation (layer/router_common.h) it shares.
 //
-// Memory — HOST-STAGED in this version, like cuda::Experts: the tensors of this version live on
-// the host, so forward uploads x, router.weight (and bias / load / the R2 mask when used), runs every
-// stage on the device and downloads the decisions, the loss values and the stats; backward uploads
-// the assignment-weight gradients and dx / dWeight, adds into them on the device and downloads them;
-// endStep uploads the window counts and the bias and downloads the updated bias. The float64 work
-// buffers (logits, s, q, cos, the aux-loss logit gradients) stay on the device between forward and
-// backward.
+// Memory (stages.h): x, router.weight, bias, load, dx and dWeight are DEVICE memory of the current
+// device; forward copies x and the weight on the device for the backward, updates load in place,
+// and downloads the decisions, the loss values and the stats (host data in this version: the
+// forward synchronises for them); backward uploads the assignment-weight gradients and adds into
+// dx and dWeight on the device; endStep uploads the window counts and updates the bias in place.
+// The float64 work buffers (logits, s, q, cos, the aux-loss logit gradients) stay on the device
+// between forward and backward. x's finiteness (DESIGN §4) is checked by the caller
+// (checkFiniteTokens over the backend's DeviceMemory, as MoELayer does): forward reads no x value
+// on the host.
 //
 // Stages per forward, each a launcher of its own file:
 //   routing.h         R1/R8 logits (+ norms), R3 → R4/R10 → R5 → R6 selection, R7 weights
@@ -45,10 +47,10 @@ class Router : public RouterStage {
   Router(const Router&) = delete;
   Router& operator=(const Router&) = delete;
 
-  // The contract of cpu::Router::forward; every pointer is HOST memory.
+  // The contract of cpu::Router::forward over device x and params (host modality and seqLens).
   void forward(const float* x, int T, const int32_t* modality, const std::vector<int>& seqLens,
                const RouterParams& p, Routing& out, bool training) override;
-  // The contract of cpu::Router::backward; HOST pointers.
+  // The contract of cpu::Router::backward: host dAssignWeight, device dx and dWeight.
   void backward(const float* dAssignWeight, float* dx, float* dWeight) override;
   void endStep(float* bias) override;
   void setCountReducer(std::function<void(int64_t* values, size_t n)> reducer) override {
@@ -60,6 +62,7 @@ class Router : public RouterStage {
   void setSeed(uint64_t seed) override { spec_.seed = seed; }
 
  private:
+  void copyOnDevice(void* to, const void* from, size_t bytes, const char* what);
   void computeScores(const float* x, const RouterParams& p);
   void selectTopK(Routing& out);
   void selectExpertChoice(Routing& out);
@@ -87,7 +90,7 @@ class Router : public RouterStage {
   int64_t picks_ = 0;
 
   // DEVICE buffers, grown as needed.
-  DeviceBuffer<float> x_, w_, bias_, load_, weights_, dx_, dW_, pickDw_;
+  DeviceBuffer<float> x_, w_, weights_, pickDw_;
   DeviceBuffer<double> load64_, logits_, s_, q_, cos_, xNorm_, wNorm_, groupScore_, wScratch_;
   DeviceBuffer<double> dLogitsAux_, dWeightOrth_, dSlot_, f_, P_, stats3_;
   DeviceBuffer<uint8_t> allowedDev_;

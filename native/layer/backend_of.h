@@ -1,6 +1,6 @@
-// A Backend made of one RouterStage and one ExpertStage implementation: each backend (cpu, cuda)
-// names its two stage classes, whose constructors take (RouterSpec) and (hidden, activation,
-// groups, precision).
+// A Backend made of one RouterStage and one ExpertStage implementation and its DeviceMemory: each
+// backend (cpu, cuda) names its classes, whose constructors take (RouterSpec), (hidden,
+// activation, groups, precision) and ().
 #pragma once
 
 #include <memory>
@@ -11,11 +11,12 @@
 
 namespace moekit {
 
-template <class RouterT, class ExpertsT>
+template <class RouterT, class ExpertsT, class MemoryT>
 class BackendOf final : public Backend {
  public:
   explicit BackendOf(const char* name) : name_(name) {}
   const char* name() const override { return name_; }
+  const DeviceMemory& memory() const override { return memory_; }
   std::unique_ptr<RouterStage> makeRouter(const RouterSpec& spec) const override {
     return std::make_unique<RouterT>(spec);
   }
@@ -27,6 +28,7 @@ class BackendOf final : public Backend {
 
  private:
   const char* name_;
+  MemoryT memory_;
 };
 
 }  // namespace moekit

@@ -5,29 +5,24 @@
 #include <string>
 
 #include "../core/errors.h"
+#include "memory_bridge.h"
 
 namespace moekit {
 
 namespace {
 
-// First row of a [rows, cols] matrix holding a NaN or an Inf, or −1.
-int firstNonFiniteRow(const float* a, int rows, int cols) {
-  for (int r = 0; r < rows; ++r)
-    for (int c = 0; c < cols; ++c)
-      if (!std::isfinite(a[size_t(r) * cols + c])) return r;
-  return -1;
-}
-
 // checkFinite diagnosis, run only once a y row is bad: the first of `candidates` whose output on
 // token t alone (weight 1) is non-finite, or −1. Reuses the stage, so its backward state is lost.
-int firstNonFiniteExpert(ExpertStage& stage, const float* x, int t, int H, const std::vector<int32_t>& candidates) {
-  std::vector<float> out(static_cast<size_t>(H));
+int firstNonFiniteExpert(const DeviceMemory& memory, ExpertStage& stage, const float* x, int t, int H,
+                         const std::vector<int32_t>& candidates) {
+  std::shared_ptr<void> scratch = memory.allocate(size_t(H) * sizeof(float));
+  float* out = static_cast<float*>(scratch.get());
   const int32_t token = 0;
   const float weight = 1.0f;
   for (int32_t e : candidates) {
-    std::fill(out.begin(), out.end(), 0.0f);
-    stage.forward(x + size_t(t) * H, 1, 1, &token, &e, &weight, out.data());
-    if (firstNonFiniteRow(out.data(), 1, H) >= 0) return e;
+    memory.zero(out, size_t(H));
+    stage.forward(x + size_t(t) * H, 1, 1, &token, &e, &weight, out);
+    if (memory.firstNonFiniteRow(out, 1, H) >= 0) return e;
   }
   return -1;
 }
@@ -35,7 +30,7 @@ int firstNonFiniteExpert(ExpertStage& stage, const float* x, int t, int H, const
 }  // namespace
 
 MoELayer::MoELayer(const Backend& backend, LayerSpec spec, LayerBuffers buffers, ParallelGroups parallel)
-    : spec_(std::move(spec)), layout_(checkRouterSpec(spec_.router)), buffers_(std::move(buffers)), parallel_(parallel) {
+    : memory_(backend.memory()), spec_(std::move(spec)), layout_(checkRouterSpec(spec_.router)), buffers_(std::move(buffers)), parallel_(parallel) {
   if (spec_.groupFfn.size() != spec_.router.groupSizes.size() || buffers_.groups.size() != spec_.groupFfn.size()) {
     throw Error(ErrorKind::Config, "experts: every group needs its ffnHidden and its weights");
   }
@@ -50,10 +45,14 @@ MoELayer::MoELayer(const Backend& backend, LayerSpec spec, LayerBuffers buffers,
   if (parallel_.expert) {
     parallel_.expert->checkAgreement("new MoELayer: expert groups", G, comm::ElemType::I32, "parallel.ranksPerNode",
                                      parallel_.ranksPerNode);
+    // The exchange moves host rows: on a device backend the local stage is bridged to host memory
+    // and the whole stage back to device memory (memory_bridge.h).
+    if (!memory_.isHost()) routed = std::make_unique<HostSideExperts>(memory_, H, std::move(routed));
     auto wrapped = std::make_unique<ExpertParallel>(*parallel_.expert, parallel_.ranksPerNode, H, spec_.activation,
                                                     spec_.router.groupSizes, spec_.groupFfn, std::move(routed));
     expertParallel_ = wrapped.get();
     routed = std::move(wrapped);
+    if (!memory_.isHost()) routed = std::make_unique<DeviceSideExperts>(memory_, H, std::move(routed));
   }
   experts_ = std::move(routed);
   router_->setCountReducer(countReducer(parallel_));
@@ -76,13 +75,14 @@ void MoELayer::forward(const float* x, int T, const int32_t* modality, const std
   // DESIGN §4: a refused call changes nothing, so the inputs (a non-finite token included) are
   // checked before the saved forward is dropped; the router repeats the check for its own callers.
   checkRouterInputs(spec_.router, layout_, x, T, modality, seqLens, params);
+  checkFiniteTokens(memory_, x, T, H);
   haveForward_ = false;
   out.nonFinite = NonFinite{};
   if (checkFinite) {
-    const int e = firstNonFiniteRow(buffers_.routerWeight, E, H);
+    const int e = memory_.firstNonFiniteRow(buffers_.routerWeight, E, H);
     if (e >= 0) {  // before the router runs, so its state (window, load, step) stays as it was
       out.nonFinite = {Stage::RouterWeight, -1, e};
-      std::fill(y, y + size_t(T) * H, 0.0f);
+      memory_.zero(y, size_t(T) * H);
       T_ = T;
       return;
     }
@@ -95,13 +95,13 @@ void MoELayer::forward(const float* x, int T, const int32_t* modality, const std
     if (out.nonFinite.stage == Stage::None && !std::isfinite(r.aux)) out.nonFinite = {Stage::Router, -1, -1};
   }
 
-  std::fill(y, y + size_t(T) * H, 0.0f);
+  memory_.zero(y, size_t(T) * H);
   assignments_ = r.assignToken.size();
   experts_->forward(x, T, int(assignments_), r.assignToken.data(), r.assignExpert.data(), r.assignWeight.data(), y);
   out.flops.assign(E, 0);
   for (int e = 0; e < E; ++e) out.flops[e] = experts_->flops(e);
   int badAfterExperts = -1;
-  if (checkFinite && out.nonFinite.stage == Stage::None) badAfterExperts = firstNonFiniteRow(y, T, H);
+  if (checkFinite && out.nonFinite.stage == Stage::None) badAfterExperts = memory_.firstNonFiniteRow(y, T, H);
 
   out.sharedFlops = 0;
   if (shared_) {
@@ -129,13 +129,13 @@ void MoELayer::forward(const float* x, int T, const int32_t* modality, const std
       if (r.assignToken[a] == badAfterExperts) candidates.push_back(r.assignExpert[a]);
     out.nonFinite = {Stage::Expert, badAfterExperts,
                      expertParallel_ ? expertParallel_->firstNonFiniteExpert(badAfterExperts)
-                                     : firstNonFiniteExpert(*experts_, x, badAfterExperts, H, candidates)};
+                                     : firstNonFiniteExpert(memory_, *experts_, x, badAfterExperts, H, candidates)};
   } else if (checkFinite && shared_ && out.nonFinite.stage == Stage::None) {
-    const int t = firstNonFiniteRow(y, T, H);
+    const int t = memory_.firstNonFiniteRow(y, T, H);
     if (t >= 0) {
       std::vector<int32_t> candidates(size_t(spec_.sharedCount));
       for (int s = 0; s < spec_.sharedCount; ++s) candidates[size_t(s)] = s;
-      out.nonFinite = {Stage::Shared, t, firstNonFiniteExpert(*shared_, x, t, H, candidates)};
+      out.nonFinite = {Stage::Shared, t, firstNonFiniteExpert(memory_, *shared_, x, t, H, candidates)};
     }
   }
   haveForward_ = training && out.nonFinite.stage == Stage::None;
@@ -143,7 +143,7 @@ void MoELayer::forward(const float* x, int T, const int32_t* modality, const std
 
 void MoELayer::backward(const float* dy, float* dx) {
   if (!haveForward_) throw Error(ErrorKind::Argument, "backward: needs a training forward first (forward with training: true)");
-  std::fill(dx, dx + size_t(T_) * spec_.router.hidden, 0.0f);
+  memory_.zero(dx, size_t(T_) * spec_.router.hidden);
   std::vector<float> dWeight(assignments_);
   experts_->backward(dy, dx, dWeight.data());
   if (shared_) shared_->backward(dy, dx, nullptr);
@@ -169,10 +169,10 @@ void MoELayer::allReduceGrads(comm::Communicator* data) {
   if (buffers_.routerWeightGrad) replicated.push_back({buffers_.routerWeightGrad, int64_t(experts()) * H});
   if (spec_.sharedCount > 0) add(replicated, buffers_.shared);
   for (const ExpertGroup& g : buffers_.groups) add(parallel_.expert ? blocks : replicated, g);
-  if (parallel_.expert) allReduceBucket(*parallel_.expert, replicated);
+  if (parallel_.expert) allReduceBucket(memory_, *parallel_.expert, replicated);
   if (dataGroup) {
     replicated.insert(replicated.end(), blocks.begin(), blocks.end());
-    allReduceBucket(*dataGroup, replicated);
+    allReduceBucket(memory_, *dataGroup, replicated);
   }
 }
 

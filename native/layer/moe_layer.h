@@ -6,7 +6,9 @@
 //
 // backward runs the same stages in reverse: experts give dx and ∂/∂weight of each assignment,
 // the router turns those (plus its aux losses) into dx and the router-weight gradient.
-// The layer borrows its parameter and gradient buffers (the addon owns them).
+// The layer borrows its parameter and gradient buffers (the addon owns them); they, x, y, dy and
+// dx are memory of the backend's device (stages.h), which the layer touches only through the
+// backend's DeviceMemory.
 //
 // Parallel (parallel_groups.h): with an expert group the routed-expert stage is ExpertParallel
 // around the backend's stage over this rank's expert blocks (LayerBuffers.groups then hold the
@@ -88,6 +90,7 @@ class MoELayer {
   const ExpertParallel* expertParallel() const { return expertParallel_; }  // null unless expert-parallel
 
  private:
+  const DeviceMemory& memory_;  // the backend's
   LayerSpec spec_;
   RouterLayout layout_;  // checkRouterSpec of spec_.router, for the input checks of forward
   LayerBuffers buffers_;
@@ -97,6 +100,7 @@ class MoELayer {
   ExpertParallel* expertParallel_ = nullptr;  // experts_, when expert-parallel
   int T_ = 0;
   bool haveForward_ = false;
+  std::unique_ptr<ExpertStage> hostExperts_;  // expert-parallel on a device: see the constructor
   std::vector<int32_t> sharedToken_, sharedExpert_;
   std::vector<float> sharedWeight_;
   size_t assignments_ = 0;

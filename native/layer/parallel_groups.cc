@@ -15,20 +15,20 @@ std::function<void(int64_t*, size_t)> countReducer(const ParallelGroups& groups)
   };
 }
 
-void allReduceBucket(comm::Communicator& comm, const std::vector<GradBuffer>& buffers) {
+void allReduceBucket(const DeviceMemory& memory, comm::Communicator& comm, const std::vector<GradBuffer>& buffers) {
   int64_t total = 0;
   for (const GradBuffer& b : buffers) total += b.count;
   std::vector<float> bucket(static_cast<size_t>(total));
   int64_t at = 0;
   for (const GradBuffer& b : buffers) {
-    std::memcpy(bucket.data() + at, b.data, size_t(b.count) * sizeof(float));
+    memory.toHost(bucket.data() + at, b.data, size_t(b.count) * sizeof(float));
     at += b.count;
   }
   for (int64_t start = 0; start < total; start += kMaxElements)
     comm.allReduce(bucket.data() + start, std::min(kMaxElements, total - start), comm::ElemType::F32, comm::ReduceOp::Sum);
   at = 0;
   for (const GradBuffer& b : buffers) {
-    std::memcpy(b.data, bucket.data() + at, size_t(b.count) * sizeof(float));
+    memory.fromHost(b.data, bucket.data() + at, size_t(b.count) * sizeof(float));
     at += b.count;
   }
 }

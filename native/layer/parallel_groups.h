@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "../comm/communicator.h"
+#include "stages.h"
 
 namespace moekit {
 
@@ -35,8 +36,9 @@ struct GradBuffer {
   int64_t count;
 };
 
-// Sums every buffer over `comm`, as one bucket: the buffers are packed into one f32 buffer and
-// reduced by one allReduce (one per 2³¹ − 1 elements), then unpacked.
-void allReduceBucket(comm::Communicator& comm, const std::vector<GradBuffer>& buffers);
+// Sums every buffer (memory of the backend's device) over `comm`, as one bucket: the buffers are
+// packed into one host f32 buffer and reduced by one allReduce (one per 2³¹ − 1 elements), then
+// unpacked.
+void allReduceBucket(const DeviceMemory& memory, comm::Communicator& comm, const std::vector<GradBuffer>& buffers);
 
 }  // namespace moekit

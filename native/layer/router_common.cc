@@ -77,25 +77,40 @@ RouterLayout checkRouterSpec(RouterSpec& s) {
   return l;
 }
 
-void checkFiniteTokens(const float* x, int T, int H) {
-  for (int t = 0; t < T; ++t) {
-    const float* row = x + size_t(t) * H;
-    // An all-ones exponent is an Inf or a NaN: the OR over the row's bits vectorises; the
-    // element is looked for only in a bad row.
-    uint32_t bad = 0;
-    for (int h = 0; h < H; ++h) {
-      uint32_t bits;
-      std::memcpy(&bits, row + h, sizeof bits);
-      bad |= uint32_t((bits & 0x7f800000u) == 0x7f800000u);
-    }
-    if (!bad) continue;
-    for (int h = 0; h < H; ++h) {
-      if (std::isfinite(row[h])) continue;
-      const char* what = std::isnan(row[h]) ? "NaN" : row[h] > 0 ? "Infinity" : "-Infinity";
-      fail(ErrorKind::Argument, "x: expected finite values, got " + std::string(what) + " at x[" + str(t) + ", " + str(h) +
-                                    "] (token " + str(t) + ")");
-    }
+namespace {
+
+// Row t of x: Error(Argument) naming its first NaN or Inf.
+void checkFiniteRow(const float* row, int t, int H) {
+  // An all-ones exponent is an Inf or a NaN: the OR over the row's bits vectorises; the element
+  // is looked for only in a bad row.
+  uint32_t bad = 0;
+  for (int h = 0; h < H; ++h) {
+    uint32_t bits;
+    std::memcpy(&bits, row + h, sizeof bits);
+    bad |= uint32_t((bits & 0x7f800000u) == 0x7f800000u);
   }
+  if (!bad) return;
+  for (int h = 0; h < H; ++h) {
+    if (std::isfinite(row[h])) continue;
+    const char* what = std::isnan(row[h]) ? "NaN" : row[h] > 0 ? "Infinity" : "-Infinity";
+    fail(ErrorKind::Argument, "x: expected finite values, got " + std::string(what) + " at x[" + str(t) + ", " + str(h) +
+                                  "] (token " + str(t) + ")");
+  }
+}
+
+}  // namespace
+
+void checkFiniteTokens(const float* x, int T, int H) {
+  for (int t = 0; t < T; ++t) checkFiniteRow(x + size_t(t) * H, t, H);
+}
+
+void checkFiniteTokens(const DeviceMemory& memory, const float* x, int T, int H) {
+  if (memory.isHost()) return checkFiniteTokens(x, T, H);
+  const int t = memory.firstNonFiniteRow(x, T, H);
+  if (t < 0) return;
+  std::vector<float> row(static_cast<size_t>(H));
+  memory.toHost(row.data(), x + size_t(t) * H, size_t(H) * sizeof(float));
+  checkFiniteRow(row.data(), t, H);
 }
 
 void checkRouterInputs(const RouterSpec& sp, const RouterLayout& l, const float* x, int T,
@@ -108,7 +123,6 @@ void checkRouterInputs(const RouterSpec& sp, const RouterLayout& l, const float*
   if (sp.useBias && !p.bias) fail(ErrorKind::Argument, "router.bias: required when router.bias is true");
   if (sp.type == RouterSpec::Type::Sampled && !p.load)
     fail(ErrorKind::Argument, "router.load: required by the 'sampled' router (R10)");
-  checkFiniteTokens(x, T, l.H);
   if (!seqLens.empty()) {
     int64_t sum = 0;
     for (size_t i = 0; i < seqLens.size(); ++i) {

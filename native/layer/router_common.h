@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "stage_types.h"
+#include "stages.h"
 
 namespace moekit {
 
@@ -26,9 +27,12 @@ RouterLayout checkRouterSpec(RouterSpec& spec);
 // for every router type (top-k would find no finite key, affinity would route it to experts 0
 // and 1, expert choice would let it push finite tokens out).
 void checkFiniteTokens(const float* x, int T, int H);
+// The same on the backend's memory: memory.firstNonFiniteRow finds the token, whose row alone is
+// then copied to the host for the message.
+void checkFiniteTokens(const DeviceMemory& memory, const float* x, int T, int H);
 
-// A forward's inputs (Error(Shape/Argument) naming the argument), before any state changes;
-// checkFiniteTokens included.
+// A forward's inputs (Error(Shape/Argument) naming the argument), before any state changes. Reads
+// no value of x: its finiteness is checkFiniteTokens'.
 void checkRouterInputs(const RouterSpec& spec, const RouterLayout& layout, const float* x, int T,
                        const int32_t* modality, const std::vector<int>& seqLens,
                        const RouterParams& p);

@@ -2,8 +2,11 @@
 // layer (moe_layer.h) is written once against these; the CPU backend implements them in
 // native/cpu, the CUDA backend in native/cuda.
 //
-// Pointers are host memory on both backends in this version: the CUDA stages copy what they read
-// to the device and what they write back (cuda/staging.h). Sizes are validated by the
+// Memory: the activations (x, y, dy, dx), the parameters, their gradients and the router state
+// are memory of the backend's device — host memory for the CPU backend, memory of the current
+// CUDA device for the CUDA one. In this version the routing decisions are host data on both: a
+// Routing's vectors, the assignment lists the layer hands to an ExpertStage (token, expert,
+// weight) and the per-assignment gradients (dWeight, dAssignWeight). Sizes are validated by the
 // implementations, which throw moekit::Error naming the argument.
 #pragma once
 
@@ -15,6 +18,23 @@
 #include "stage_types.h"
 
 namespace moekit {
+
+// The backend's device memory, for the layer's own work between the stages: zeroing outputs, the
+// finiteness checks, gradient buckets and the host side of expert parallelism.
+class DeviceMemory {
+ public:
+  virtual ~DeviceMemory() = default;
+  // True when the backend's pointers are host memory (then toHost/fromHost are plain copies).
+  virtual bool isHost() const = 0;
+  virtual void zero(float* p, size_t n) const = 0;
+  // The first row of a [rows, cols] f32 matrix holding a NaN or an Inf, or −1; the host waits for it.
+  virtual int firstNonFiniteRow(const float* a, int rows, int cols) const = 0;
+  // host ← device (waits for the bytes) and device ← host.
+  virtual void toHost(void* host, const void* device, size_t bytes) const = 0;
+  virtual void fromHost(void* device, const void* host, size_t bytes) const = 0;
+  // Scratch of `bytes` bytes, returned to the device when the last owner drops it.
+  virtual std::shared_ptr<void> allocate(size_t bytes) const = 0;
+};
 
 // Routing (R1–R10), capacity (C1–C5), the aux losses (L1–L5) and their gradients, B1.
 class RouterStage {
@@ -56,6 +76,7 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
+  virtual const DeviceMemory& memory() const = 0;
   virtual std::unique_ptr<RouterStage> makeRouter(const RouterSpec& spec) const = 0;
   virtual std::unique_ptr<ExpertStage> makeExperts(int hidden, Activation activation,
                                                    std::vector<ExpertGroup> groups,
