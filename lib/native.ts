@@ -26,6 +26,8 @@ export interface NativeTensor {
   zero(): void;
   /** Overwrites the storage with the bytes of `data` (byteLength = nbytes). */
   write(data: ArrayBufferView): void;
+  /** Overwrites the storage with source's (same dtype and shape, any device). */
+  copyFrom(source: NativeTensor): void;
   dispose(): void;
 }
 

@@ -132,6 +132,24 @@ export class Tensor {
     }
   }
 
+  /**
+   * Overwrites the values in place, on any device: from a tensor of the same dtype and shape (on
+   * any device), or from a typed array holding the storage's raw values as view() shows them
+   * (Float32Array for f32, Int32Array for i32, Uint16Array bits for bf16/f16, Uint8Array for
+   * e4m3/e5m2/u8) with as many elements. A cuda tensor's values go up through pinned staging.
+   */
+  write(source: Tensor | TensorView): void {
+    if (Tensor.isTensor(source)) {
+      this.handle.copyFrom(source.handle);
+      return;
+    }
+    const kinds: Record<DType, string> = { f32: 'Float32Array', i32: 'Int32Array', bf16: 'Uint16Array', f16: 'Uint16Array', e4m3: 'Uint8Array', e5m2: 'Uint8Array', u8: 'Uint8Array' };
+    const want = kinds[this.dtype];
+    if (typedArrayKind(source) !== want) throw new DTypeError(`source must be a Tensor or a ${want} for a ${this.dtype} tensor, got ${describe(source)}`);
+    if ((source as TensorView).length !== this.numel) throw new ShapeError(`source has ${(source as TensorView).length} elements, the tensor ${this.numel}`);
+    this.handle.write(source as TensorView);
+  }
+
   /** A converted copy: to a dtype (RNE; fp8 saturating) or to a device. */
   to(target: DType | DeviceSpec): Tensor {
     if (typeof target === 'string' && (DTYPES as readonly string[]).includes(target)) {

@@ -41,8 +41,10 @@ describeOnDevices((device) => {
 
     test('an expert that receives no token gets zero gradients and zero FLOPs', () => {
       const layer = new MoELayer({ ...base, device, losses: {} });
-      const w = layer.parameters()['router.weight'].view() as Float32Array;
+      const router = layer.parameters()['router.weight'];
+      const w = router.toArray() as Float32Array;
       for (let h = 0; h < H; h++) w[h] = -50;  // expert 0 scores far below the rest for positive x
+      router.write(w);
       const x = Tensor.from(Float32Array.from({ length: 8 * H }, (_, i) => 0.5 + (i % 7) / 10), [8, H], { device });
       const out = layer.forward(x);
       expect(out.stats.counts[0]).toBe(0);
@@ -141,11 +143,13 @@ describeOnDevices((device) => {
       expect(Array.from(restored.forward(x, { training: false }).y.toArray())).toEqual(Array.from(trained.forward(x, { training: false }).y.toArray()));
     });
 
-    test('parameters() are live: a write through a view changes the next forward', () => {
+    test('parameters() are live: a write (through a view on the cpu, write() on any device) changes the next forward', () => {
       const layer = new MoELayer({ ...base, device });
       const x = onDevice([4, H], 14);
       const before = layer.forward(x, { training: false }).y.toArray();
-      (layer.parameters()['experts.e.w2'].view() as Float32Array).fill(0);
+      const w2 = layer.parameters()['experts.e.w2'];
+      if (device === 'cpu') (w2.view() as Float32Array).fill(0);
+      else w2.write(new Float32Array(w2.numel));
       expect(Array.from(layer.forward(x, { training: false }).y.toArray()).every((v) => v === 0)).toBe(true);
       expect(Array.from(before).some((v) => v !== 0)).toBe(true);
     });

@@ -52,13 +52,18 @@ describeOnDevices((device) => test.each(cases)('backward equals finite differenc
   const reference = decisions(evaluate());
   let skipped = 0;
   let checked = 0;
-  const numeric = (view: Float32Array, index: number): number | undefined => {
-    const saved = view[index];
-    view[index] = saved + EPS;
+  // A tensor's values on the host, written back to it after each change (any device).
+  const editable = (t: Tensor) => {
+    const values = t.toArray() as Float32Array;
+    return { values, set: (i: number, v: number) => { values[i] = v; t.write(values); } };
+  };
+  const numeric = (e: ReturnType<typeof editable>, index: number): number | undefined => {
+    const saved = e.values[index];
+    e.set(index, saved + EPS);
     const plus = evaluate();
-    view[index] = saved - EPS;
+    e.set(index, saved - EPS);
     const minus = evaluate();
-    view[index] = saved;
+    e.set(index, saved);
     if (decisions(plus) !== reference || decisions(minus) !== reference) {
       skipped++;
       return undefined;
@@ -68,14 +73,14 @@ describeOnDevices((device) => test.each(cases)('backward equals finite differenc
   };
 
   // numeric gradients first (evaluation forwards leave the step, window and load alone) …
-  const xView = x.view() as Float32Array;
-  const numericX = Array.from(xView, (_, i) => numeric(xView, i));
+  const xValues = editable(x);
+  const numericX = Array.from(xValues.values, (_, i) => numeric(xValues, i));
   const params = layer.parameters();
   const numericParams: Record<string, (number | undefined)[]> = {};
   for (const [name, p] of Object.entries(params)) {
-    const view = p.view() as Float32Array;
-    const stride = Math.max(1, Math.floor(view.length / 12));
-    numericParams[name] = Array.from(view, (_, i) => (i % stride === 0 ? numeric(view, i) : undefined));
+    const values = editable(p);
+    const stride = Math.max(1, Math.floor(values.values.length / 12));
+    numericParams[name] = Array.from(values.values, (_, i) => (i % stride === 0 ? numeric(values, i) : undefined));
   }
   // … then the analytic ones from one training forward and backward
   layer.zeroGrad();

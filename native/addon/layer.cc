@@ -109,7 +109,8 @@ Napi::Function NativeMoELayer::define(Napi::Env env) {
                       InstanceAccessor("seed", &NativeMoELayer::getSeed, &NativeMoELayer::setSeed)});
 }
 
-float* NativeMoELayer::hold(const Napi::Value& value, const std::string& name, const std::vector<int64_t>& shape) {
+float* NativeMoELayer::hold(const Napi::Value& value, const std::string& name, const std::vector<int64_t>& shape,
+                           const uint64_t** version) {
   NativeTensor& tensor = NativeTensor::unwrap(value, name.c_str());
   if (tensor.dtype() != DType::F32) {
     throw Error(ErrorKind::DType, name + " must be f32, got " + dtypeName(tensor.dtype()));
@@ -122,6 +123,7 @@ float* NativeMoELayer::hold(const Napi::Value& value, const std::string& name, c
   }
   float* data = static_cast<float*>(tensor.storageData(name.c_str()));
   held_.emplace_back(name, tensor.ref());
+  if (version) *version = tensor.version();
   return data;
 }
 
@@ -200,12 +202,12 @@ NativeMoELayer::NativeMoELayer(const Napi::CallbackInfo& info) : Napi::ObjectWra
       group.count = count;
       group.ffn = ffn;
       const int64_t n = count, f = ffn;
-      group.w1 = hold(p.Get("w1"), name + ".w1", {n, f, H});
-      group.w2 = hold(p.Get("w2"), name + ".w2", {n, H, f});
+      group.w1 = hold(p.Get("w1"), name + ".w1", {n, f, H}, &group.w1Version);
+      group.w2 = hold(p.Get("w2"), name + ".w2", {n, H, f}, &group.w2Version);
       group.g1 = hold(gr.Get("w1"), "grad " + name + ".w1", {n, f, H});
       group.g2 = hold(gr.Get("w2"), "grad " + name + ".w2", {n, H, f});
       if (swiglu) {
-        group.w3 = hold(p.Get("w3"), name + ".w3", {n, f, H});
+        group.w3 = hold(p.Get("w3"), name + ".w3", {n, f, H}, &group.w3Version);
         group.g3 = hold(gr.Get("w3"), "grad " + name + ".w3", {n, f, H});
       }
       return group;

@@ -31,7 +31,9 @@ class NativeMoELayer : public Napi::ObjectWrap<NativeMoELayer> {
   void setSeed(const Napi::CallbackInfo& info, const Napi::Value& value);
 
   // A parameter buffer: checks dtype f32 and shape, keeps the storage alive.
-  float* hold(const Napi::Value& value, const std::string& name, const std::vector<int64_t>& shape);
+  // The tensor's storage, kept alive by the layer; `version` (when given) receives its write counter.
+  float* hold(const Napi::Value& value, const std::string& name, const std::vector<int64_t>& shape,
+              const uint64_t** version = nullptr);
   // DisposedError naming the first held tensor that was disposed.
   void checkHeld() const;
   // Before every call: the constructor finished, checkHeld, and the layer's cuda device current.

@@ -85,6 +85,7 @@ Napi::Function NativeTensor::define(Napi::Env env) {
                       InstanceMethod("cast", &NativeTensor::cast),
                       InstanceMethod("zero", &NativeTensor::zero),
                       InstanceMethod("write", &NativeTensor::write),
+                      InstanceMethod("copyFrom", &NativeTensor::copyFromTensor),
                       InstanceMethod("dispose", &NativeTensor::dispose)});
 }
 
@@ -160,6 +161,21 @@ void* NativeTensor::storageData(const char* name) const {
 #else
   return nullptr;  // unreachable: a build without CUDA makes no cuda tensor
 #endif
+}
+
+void* NativeTensor::writableStorageData(const char* name) {
+  void* data = storageData(name);
+#if MOEKIT_HAVE_CUDA
+  if (deviceStorage_) deviceStorage_->markWritten();
+#endif
+  return data;
+}
+
+const uint64_t* NativeTensor::version() const {
+#if MOEKIT_HAVE_CUDA
+  if (deviceStorage_) return deviceStorage_->version();
+#endif
+  return nullptr;
 }
 
 void NativeTensor::readBytes(void* host, const char* name) const {
@@ -418,6 +434,23 @@ Napi::Value NativeTensor::write(const Napi::CallbackInfo& info) {
     if (napi_get_typedarray_info(env, source, nullptr, nullptr, &first, nullptr, nullptr) != napi_ok || (bytes() > 0 && !first))
       throw Error(ErrorKind::Disposed, "data: the bytes of the typed array cannot be read");
     writeBytes(first, "tensor");
+    return env.Undefined();
+  });
+}
+
+// copyFrom(source): overwrites the storage with source's (same dtype and shape, any device).
+Napi::Value NativeTensor::copyFromTensor(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (info.Length() != 1) throw Error(ErrorKind::Argument, "copyFrom(source) takes 1 argument");
+    const NativeTensor& source = unwrap(info[0], "source");
+    source.checkLive("source");
+    checkLive("tensor");
+    if (source.dtype_ != dtype_)
+      throw Error(ErrorKind::DType, std::string("source: expected a ") + dtypeName(dtype_) + " tensor, got " + dtypeName(source.dtype_));
+    if (source.shape_ != shape_)
+      throw Error(ErrorKind::Shape, "source: expected shape " + shapeString(shape_) + ", got " + shapeString(source.shape_));
+    copyFrom(source, "source");
     return env.Undefined();
   });
 }

@@ -52,6 +52,12 @@ class NativeTensor : public Napi::ObjectWrap<NativeTensor> {
   // The storage in its device's memory: host for a cpu tensor, device memory of cuda:N (made
   // current) for a cuda one; DisposedError naming `name` when disposed.
   void* storageData(const char* name) const;
+  // storageData for a writer outside this class (a kernel updating the tensor in place): a cuda
+  // tensor's storage version is bumped (DeviceStorage::version).
+  void* writableStorageData(const char* name);
+  // The write counter of a cuda tensor's storage; null for a cpu tensor, whose view() lets
+  // JavaScript write at any time.
+  const uint64_t* version() const;
   // All bytes, host ← storage (a cuda tensor waits for its copy) and storage ← host.
   void readBytes(void* host, const char* name) const;
   void writeBytes(const void* host, const char* name);
@@ -70,6 +76,7 @@ class NativeTensor : public Napi::ObjectWrap<NativeTensor> {
   Napi::Value cast(const Napi::CallbackInfo& info);
   Napi::Value zero(const Napi::CallbackInfo& info);
   Napi::Value write(const Napi::CallbackInfo& info);
+  Napi::Value copyFromTensor(const Napi::CallbackInfo& info);
   Napi::Value dispose(const Napi::CallbackInfo& info);
 
   Napi::Value getDevice(const Napi::CallbackInfo& info);

@@ -99,18 +99,21 @@ void DeviceStorage::readBytes(void* host, size_t bytes) const {
 }
 
 void DeviceStorage::writeBytes(size_t offset, const void* host, size_t bytes) {
+  markWritten();
   if (bytes == 0) return;
   selectDevice(device_);
   pinnedStaging(device_).write(static_cast<char*>(data_) + offset, host, bytes, deviceStream(kOwner));
 }
 
 void DeviceStorage::zero() {
+  markWritten();
   if (bytes_ == 0) return;
   selectDevice(device_);
   checkCuda(cudaMemsetAsync(data_, 0, bytes_, deviceStream(kOwner)), "cuda tensor: cudaMemsetAsync");
 }
 
 void DeviceStorage::copyFrom(const DeviceStorage& source, size_t bytes) {
+  markWritten();
   if (bytes == 0) return;
   if (source.device_ != device_) {  // across devices through the host: no peer access is assumed
     std::vector<char> host(bytes);

@@ -33,6 +33,12 @@ class DeviceStorage {
   // Device ← host at byte `offset`: the bytes go through a pinned staging buffer of the device, so
   // the copy is asynchronous and the caller's memory may be reused on return.
   void writeBytes(size_t offset, const void* host, size_t bytes);
+  // Counts the writes of the storage: writeBytes, zero and copyFrom bump it, and so must every
+  // other writer (markWritten), so that what a stage derives from the bytes (the bf16 / fp8
+  // operands of a weight) can be kept while the version is unchanged.
+  const uint64_t* version() const { return &version_; }
+  void markWritten() { ++version_; }
+
   // Sets every byte to 0, ordered on this device's stream.
   void zero();
   // Device ← device: `bytes` bytes of `source` (any device) to byte 0, ordered on this device's stream.
@@ -43,6 +49,7 @@ class DeviceStorage {
   size_t bytes_ = 0;
   int device_ = 0;
   bool released_ = false;
+  uint64_t version_ = 0;
 };
 
 }  // namespace moekit::cuda

@@ -41,6 +41,11 @@ void checkAssignments(int T, int E, int n, const int32_t* token, const int32_t* 
 static_assert(kBf16GemmRowAlign == kFp8GemmRowAlign, "one padded layout serves both tensor-core GEMMs");
 constexpr int kRowAlign = kBf16GemmRowAlign;
 
+// Whether operands built from a weight at write count `seen` must be rebuilt: always without a
+// counter.
+bool stale(const uint64_t* version, uint64_t seen) { return !version || *version != seen; }
+uint64_t seenOf(const uint64_t* version) { return version ? *version : UINT64_MAX; }
+
 int64_t roundUp(int64_t v, int64_t unit) { return (v + unit - 1) / unit * unit; }
 
 // The per-expert descriptors of a tensor-core GEMM over one group: rows counts[e], n × k, and
@@ -120,16 +125,21 @@ void Experts::forwardWeights(size_t group, const float*& w1, const float*& w3, c
   w2 = grp.w2;
   if (precision_.compute != Precision::Compute::Bf16) return;
   const int64_t size = int64_t(grp.count) * grp.ffn * H_;
-  const auto lower = [&](const float* master, DeviceBuffer<float>& b, DeviceBuffer<float>& f, int rows, int cols) {
-    roundBf16(master, size, b.reserve(size_t(size), "bf16 weights"), stream_.get());
-    if (precision_.experts != Precision::Experts::Fp8) return static_cast<const float*>(b.get());
-    fp8RoundTrip(master, grp.count, rows, cols, kFp8Block, fp8Codes_, fp8Scales_,
-                 f.reserve(size_t(size), "fp8 weights"), stream_.get());
-    return static_cast<const float*>(f.get());
+  const bool fp8 = precision_.experts == Precision::Experts::Fp8;
+  const auto lower = [&](const float* master, const uint64_t* version, uint64_t& seen, DeviceBuffer<float>& b,
+                         DeviceBuffer<float>& f, int rows, int cols) {
+    if (stale(version, seen)) {
+      roundBf16(master, size, b.reserve(size_t(size), "bf16 weights"), stream_.get());
+      if (fp8)
+        fp8RoundTrip(master, grp.count, rows, cols, kFp8Block, fp8Codes_, fp8Scales_,
+                     f.reserve(size_t(size), "fp8 weights"), stream_.get());
+      seen = seenOf(version);
+    }
+    return static_cast<const float*>(fp8 ? f.get() : b.get());
   };
-  w1 = lower(grp.w1, s.w1b, s.w1f, grp.ffn, H_);
-  if (swiglu) w3 = lower(grp.w3, s.w3b, s.w3f, grp.ffn, H_);
-  w2 = lower(grp.w2, s.w2b, s.w2f, H_, grp.ffn);
+  w1 = lower(grp.w1, grp.w1Version, s.w1Seen, s.w1b, s.w1f, grp.ffn, H_);
+  if (swiglu) w3 = lower(grp.w3, grp.w3Version, s.w3Seen, s.w3b, s.w3f, grp.ffn, H_);
+  w2 = lower(grp.w2, grp.w2Version, s.w2Seen, s.w2b, s.w2f, H_, grp.ffn);
 }
 
 void Experts::forward(const float* x, int T, int n, const int32_t* token, const int32_t* expert,
@@ -242,24 +252,30 @@ void Experts::tensorCoreWeights(size_t group) {
   const int align = innerAlign();
   // w [count, N, K] → its bf16 operand [count, Np, Kp] (both modes: the backward's, and the bf16
   // forward's) and, for fp8, its e4m3 codes [count·N, Kp] with the 128×128 block scales.
-  const auto lower = [&](const float* w, int N, int K, const DeviceBuffer<int32_t>& rowMap, TensorCoreWeight& t) {
+  const auto lower = [&](const float* w, const uint64_t* version, uint64_t& seen, int N, int K,
+                         const DeviceBuffer<int32_t>& rowMap, TensorCoreWeight& t) {
+    if (!stale(version, seen)) return;
     const int64_t matrixRows = int64_t(grp.count) * N;
     const int kPadded = int(roundUp(K, align));
     packRowsBf16(w, matrixRows, K, rowMap.get(), t.bf16.get(), kPadded, stream_.get());
-    if (!fp8) return;
+    if (!fp8) {
+      seen = seenOf(version);
+      return;
+    }
     float* scales = t.scales.reserve(size_t(grp.count * fp8BlockCount(N) * fp8BlockCount(K)), "fp8 weight scales");
     uint8_t* codes = t.codes.reserve(size_t(matrixRows) * kPadded, "fp8 weight operand");
     if (kPadded == K) {
       quantizeWeightsFp8(w, grp.count, N, K, Fp8Format::E4M3, codes, scales, stream_.get());
-      return;
+    } else {
+      uint8_t* compact = wCodes_.get();  // reserved by forwardTensorCore
+      quantizeWeightsFp8(w, grp.count, N, K, Fp8Format::E4M3, compact, scales, stream_.get());
+      packRows(compact, matrixRows, K, nullptr, codes, kPadded, stream_.get());
     }
-    uint8_t* compact = wCodes_.get();  // reserved by forwardTensorCore
-    quantizeWeightsFp8(w, grp.count, N, K, Fp8Format::E4M3, compact, scales, stream_.get());
-    packRows(compact, matrixRows, K, nullptr, codes, kPadded, stream_.get());
+    seen = seenOf(version);
   };
-  lower(grp.w1, grp.ffn, H_, s.weightRowsF, s.w1t);
-  if (act_ == Activation::Swiglu) lower(grp.w3, grp.ffn, H_, s.weightRowsF, s.w3t);
-  lower(grp.w2, H_, grp.ffn, s.weightRowsH, s.w2t);
+  lower(grp.w1, grp.w1Version, s.w1Seen, grp.ffn, H_, s.weightRowsF, s.w1t);
+  if (act_ == Activation::Swiglu) lower(grp.w3, grp.w3Version, s.w3Seen, grp.ffn, H_, s.weightRowsF, s.w3t);
+  lower(grp.w2, grp.w2Version, s.w2Seen, H_, grp.ffn, s.weightRowsH, s.w2t);
 }
 
 void Experts::forwardTensorCore(int n) {

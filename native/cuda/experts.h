@@ -17,6 +17,10 @@
 // thread per (token, h) summing its rows in row order. Everything is deterministic (no float
 // atomics, no split sums): a forward or backward repeated on the same inputs gives the same bits.
 //
+// The low-precision operands of a weight (its bf16 values, bf16 bits, e4m3 codes and scales) are
+// rebuilt at a forward only when the weight changed since they were built (ExpertGroup::w*Version;
+// always without a counter), so forwards between two optimizer steps convert each weight once.
+//
 // Precision (layer/stage_types.h), the numerics of cpu::Experts, and the GEMMs that run
 // (expertGemm; out.precision.gemm in lib/native.ts):
 //   F32         f32 SIMT GEMMs (grouped_gemm.h) with the activation in the up projection's epilogue
@@ -128,6 +132,9 @@ class Experts : public ExpertStage {
     TensorCoreWeight w1t, w3t, w2t;  // the tensor-core GEMMs' operands
     // Row e·N + i of a weight [Eg·N, ·] → row e·Np + i of its bf16 operand: N = Fg (w1, w3), H (w2).
     DeviceBuffer<int32_t> weightRowsF, weightRowsH;
+    // The write counters (ExpertGroup::w*Version) of the weights the derived operands above were
+    // built from; UINT64_MAX = none built yet.
+    uint64_t w1Seen = UINT64_MAX, w3Seen = UINT64_MAX, w2Seen = UINT64_MAX;
   };
 
   // The group's weights as the f32 SIMT forward GEMMs read them (the low modes fill w*b and w*f).

@@ -32,6 +32,12 @@ struct ExpertGroup {  // one group's weights and gradient accumulators
   const float* w1 = nullptr;  // [Eg,Fg,H]
   const float* w3 = nullptr;  // [Eg,Fg,H] swiglu only (ignored otherwise)
   const float* w2 = nullptr;  // [Eg,H,Fg]
+  // Write counters of w1 / w3 / w2 (the storage versions of cuda tensors): a stage may keep what it
+  // derives from a weight (its bf16 / fp8 operands) while its counter is unchanged. Null: the
+  // weight may change at any time, and derived operands are rebuilt at every forward.
+  const uint64_t* w1Version = nullptr;
+  const uint64_t* w3Version = nullptr;
+  const uint64_t* w2Version = nullptr;
   // Added to by backward; a null accumulator is skipped (frozen weights, inference).
   float* g1 = nullptr;
   float* g3 = nullptr;
