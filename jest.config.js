@@ -17,7 +17,7 @@ const common = {
 };
 
 /** The suites written against layerDevices(): they run on every device of both projects. */
-const perDevice = ['golden-layer', 'layer-gradcheck', 'layer-behaviour', 'training-device', 'checkpoint', 'precision', 'non-finite-input', 'cuda-stats', 'ops-device'];
+const perDevice = ['golden-layer', 'layer-gradcheck', 'layer-behaviour', 'training-device', 'checkpoint', 'precision', 'non-finite-input', 'cuda-stats', 'ops-device', 'tensor-device'];
 
 module.exports = {
   projects: [

@@ -3,14 +3,16 @@
  *
  *   dist.init({backend: 'local'})   one rank, no peers: every collective is a copy
  *   dist.init({backend: 'mpi'})     every process of the MPI job (mpirun -np N …; a process
- *                                   started without mpirun is a single rank). CPU tensors.
+ *                                   started without mpirun is a single rank).
  *   dist.init({backend: 'nccl'})    GPU collectives through libnccl.so.2 (loaded at run time). The
  *                                   unique id travels over MPI, or pass {rank, size, id} with an id
  *                                   from dist.ncclUniqueId() that you shared yourself.
  *
  * init() is synchronous and collective for mpi and nccl: every rank calls it.
  *
- * Collectives return NEW tensors and never modify their input (allReduce included). Every rank
+ * Collectives return NEW tensors on their input's device and never modify their input (allReduce
+ * included). They run on host memory: a cuda tensor is staged through the host (copied down, the
+ * collective run, the result copied up to a new tensor on its device). Every rank
  * calls the same collectives in the same order with tensors of the same element count and dtype
  * (allToAllV: the same elements per row), the same op and the same root; a disagreement throws the
  * same ShapeError / DTypeError / ArgumentError on every rank and leaves the communicator usable.

@@ -1,12 +1,15 @@
 /**
  * losses (DESIGN §3 L1, L4, L5): the router's auxiliary losses as pure functions. Each returns the
  * value (coefficient included) and its gradient with respect to the tensor input — the backward is
- * computed with the value. Arithmetic is float64 in native/cpu/losses.h.
+ * computed with the value. Arithmetic is float64 in native/cpu/losses.h. Tensors may be on any
+ * device, all on one (DeviceError naming the first on another); the gradient is returned on it and
+ * the loss as a number. On cuda there is no device kernel yet: the inputs are copied down (waiting
+ * for them), and the gradient is copied up.
  */
 import { ArgumentError } from './errors';
 import { native } from './native';
 import { Tensor } from './tensor';
-import { checkDim, checkTensor } from './tensor-checks';
+import { checkDim, checkSameDevice, checkTensor, hostValues } from './tensor-checks';
 import { checkFiniteNumber, checkInteger, checkKeys, checkObject, checkSizes, describe } from './validate';
 
 export interface LoadBalanceOptions {
@@ -27,13 +30,14 @@ function loadBalance(probs: Tensor, counts: Tensor, opts: LoadBalanceOptions): {
   const [T, E] = p.shape;
   const c = checkTensor(counts, 'counts', 'i32', 1);
   checkDim(c, 'counts', 0, E, 'E = probs.shape[1]');
+  checkSameDevice(['probs', p], ['counts', c]);
   const o = checkObject(opts, 'opts');
   checkKeys(o, 'opts', ['topK', 'coeff', 'tokens']);
   const topK = checkInteger(o.topK, 'opts.topK', 1);
   const coeff = checkFiniteNumber(o.coeff, 'opts.coeff');
   const tokens = o.tokens === undefined ? T : checkFiniteNumber(o.tokens, 'opts.tokens');
   if (tokens < 0) throw new ArgumentError(`opts.tokens must be a number >= 0, got ${describe(o.tokens)}`);
-  (c.view() as Int32Array).forEach((v, i) => {
+  hostValues(c).forEach((v, i) => {
     if (v < 0) throw new ArgumentError(`counts[${i}] must be >= 0, got ${v}`);
   });
   const r = native.loadBalance(p.handle, c.handle, topK, coeff, tokens);
@@ -50,7 +54,7 @@ function zLoss(logits: Tensor, opts: { coeff: number }): { loss: number; dLogits
   checkKeys(o, 'opts', ['coeff']);
   const coeff = checkFiniteNumber(o.coeff, 'opts.coeff');
   const E = l.shape[1];
-  (l.view() as Float32Array).forEach((v, i) => {
+  hostValues(l).forEach((v, i) => {
     if (Number.isNaN(v) || v === Infinity) {
       throw new ArgumentError(`logits[${Math.floor(i / E)}, ${i % E}] must be finite or -Infinity (masked), got ${v}`);
     }

@@ -164,7 +164,7 @@ export interface NativeAddon {
   /** The emulated build only: the compute capability its device reports (80, 86, 89, 90; 0 = MOEKIT_EMU_SM). */
   setEmulatedComputeCapability?(cc: number): void;
 
-  // Stateless ops (native/addon/ops.cc): fresh f32/i32 tensors out, inputs unchanged.
+  // Stateless ops (native/addon/ops.cc): fresh tensors out on the inputs' device (all on one), inputs unchanged.
   permute(x: NativeTensor, experts: NativeTensor, numExperts: number): { output: NativeTensor; rowToken: NativeTensor; counts: NativeTensor };
   permuteBackward(dOutput: NativeTensor, rowToken: NativeTensor, tokens: number): NativeTensor;
   unpermute(rows: NativeTensor, rowToken: NativeTensor, weights: NativeTensor | null, tokens: number): NativeTensor;
@@ -181,7 +181,7 @@ export interface NativeAddon {
   zLoss(logits: NativeTensor, coeff: number): { loss: number; dLogits: NativeTensor };
   /** mode: 0 all, 1 perGroup, 2 crossGroup. */
   routerOrthogonality(weight: NativeTensor, coeff: number, mode: number, groupSizes: number[]): { loss: number; dWeight: NativeTensor };
-  /** Updates param, m and v in place; step is 1-based; device 'cpu' or 'cuda:N' (the CUDA kernel, host-staged). */
+  /** Updates param, m and v in place; step is 1-based; device 'cpu' or 'cuda:N', where all four are (cuda: the kernel on the device memory). */
   adamwStep(
     param: NativeTensor, grad: NativeTensor, m: NativeTensor, v: NativeTensor,
     config: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number }, step: number, device: string,

@@ -13,19 +13,25 @@
  *                (bf16 products are exact in f32: the f32 GEMM over their values, f32 accumulation;
  *                the backward's da and dw are f32)
  *   quantizeFp8, groupedGemmFp8  FP8 block quantisation and the block-scaled grouped GEMM (F1–F3),
- *                the CPU reference (forward only, no backward): native/cpu/fp8.h
+ *                forward only (no backward): native/cpu/fp8.h on the cpu
+ *
+ * Devices (DESIGN §2b): every op takes tensors on one device, cpu or cuda:N (DeviceError naming the
+ * first operand on another), and returns tensors on that device. On cuda, quantizeFp8 and
+ * groupedGemmFp8 run CUDA kernels on the device; the other ops have no device kernel yet and are
+ * staged through the host: their inputs are copied down (each copy waits), the cpu math runs, and
+ * the results are copied up once.
  */
 import { MoEConfig, RouterConfig, validateConfig } from './config';
 import { DType } from './dtype';
-import { ArgumentError, DTypeError, DeviceError, ShapeError } from './errors';
+import { ArgumentError, DTypeError, ShapeError } from './errors';
 import { native } from './native';
 import { Tensor } from './tensor';
-import { checkDim, checkTensor } from './tensor-checks';
+import { checkDim, checkSameDevice, checkTensor, hostValues } from './tensor-checks';
 import { MAX_ELEMENTS, checkInteger, checkKeys, checkObject, checkSeed, checkSizes, describe } from './validate';
 
-/** Every entry of an i32 tensor in [lo, hi). */
+/** Every entry of an i32 tensor in [lo, hi) (a cuda tensor's are copied down to be checked). */
 function checkIndexRange(t: Tensor, name: string, lo: number, hi: number, hiWhat: string, note = ''): void {
-  const values = t.view() as Int32Array;
+  const values = hostValues(t);
   const cols = t.shape.length === 2 ? t.shape[1] : 1;
   for (let i = 0; i < values.length; i++) {
     if (values[i] < lo || values[i] >= hi) {
@@ -55,6 +61,7 @@ function permute(x: Tensor, experts: Tensor, numExperts: number): PermuteResult 
   const [T, H] = xt.shape;
   if (H < 1) throw new ShapeError(`x has shape [${xt.shape.join(', ')}]: the hidden size must be at least 1`);
   checkDim(et, 'experts', 0, T, 'T = x.shape[0]');
+  checkSameDevice(['x', xt], ['experts', et]);
   checkIndexRange(et, 'experts', -1, E, 'numExperts', ' (-1 = dropped)');
   const r = native.permute(xt.handle, et.handle, E);
   const rowToken = Tensor.wrap(r.rowToken);
@@ -67,7 +74,9 @@ function permute(x: Tensor, experts: Tensor, numExperts: number): PermuteResult 
       const d = checkTensor(dOutput, 'dOutput', 'f32', 2);
       checkDim(d, 'dOutput', 0, n, 'n = output.shape[0]');
       checkDim(d, 'dOutput', 1, H, 'H = x.shape[1]');
-      return Tensor.wrap(native.permuteBackward(d.handle, checkTensor(rowToken, 'rowToken', 'i32', 1).handle, T));
+      const rt = checkTensor(rowToken, 'rowToken', 'i32', 1);
+      checkSameDevice(['dOutput', d], ['rowToken', rt]);
+      return Tensor.wrap(native.permuteBackward(d.handle, rt.handle, T));
     },
   };
 }
@@ -91,6 +100,7 @@ function unpermute(rows: Tensor, rowToken: Tensor, weights: Tensor | null, token
     checkDim(wt, 'weights', 0, n, 'n = rows.shape[0]');
   }
   const T = checkInteger(tokens, 'tokens', 0, Math.floor(MAX_ELEMENTS / H));
+  checkSameDevice(['rows', rt], ['rowToken', tt], ['weights', wt]);
   checkIndexRange(tt, 'rowToken', 0, T, 'tokens');
   const output = Tensor.wrap(native.unpermute(rt.handle, tt.handle, wt ? wt.handle : null, T));
   return {
@@ -99,6 +109,7 @@ function unpermute(rows: Tensor, rowToken: Tensor, weights: Tensor | null, token
       const d = checkTensor(dOutput, 'dOutput', 'f32', 2);
       checkDim(d, 'dOutput', 0, T, 'T = tokens');
       checkDim(d, 'dOutput', 1, H, 'H = rows.shape[1]');
+      checkSameDevice(['dOutput', d], ['rows', rt]);
       const r = native.unpermuteBackward(
         d.handle,
         checkTensor(tt, 'rowToken', 'i32', 1).handle,
@@ -128,6 +139,7 @@ function groupedGemm(a: Tensor, w: Tensor, groupSizes: number[]): GroupedGemmRes
   if (K < 1) throw new ShapeError(`a has shape [${at.shape.join(', ')}]: K = a.shape[1] must be at least 1`);
   if (G < 1 || N < 1) throw new ShapeError(`w has shape [${wt.shape.join(', ')}]: G and N must be at least 1`);
   checkDim(wt, 'w', 2, K, 'K = a.shape[1]');
+  checkSameDevice(['a', at], ['w', wt]);
   const sizes = checkSizes(groupSizes, 'groupSizes', G, 0, M, 'M = a.shape[0]');
   if (M * N > MAX_ELEMENTS) throw new ShapeError(`the output [${M}, ${N}] exceeds the largest tensor (2^31-1 elements)`);
   const output = Tensor.wrap(native.groupedGemm(at.handle, wt.handle, sizes));
@@ -137,6 +149,7 @@ function groupedGemm(a: Tensor, w: Tensor, groupSizes: number[]): GroupedGemmRes
       const d = checkTensor(dOut, 'dOut', 'f32', 2);
       checkDim(d, 'dOut', 0, M, 'M = a.shape[0]');
       checkDim(d, 'dOut', 1, N, 'N = w.shape[1]');
+      checkSameDevice(['dOut', d], ['a', at]);
       const r = native.groupedGemmBackward(d.handle, checkTensor(at, 'a', dtype, 2).handle, checkTensor(wt, 'w', dtype, 3).handle, sizes);
       return { da: Tensor.wrap(r.da), dw: Tensor.wrap(r.dw) };
     },
@@ -166,11 +179,11 @@ const QUANTIZE_FP8_OPTIONS = ['format', 'block'] as const;
  * Block quantisation (F2) of x f32 [M,K], or [G,N,K] (each of the G matrices on its own):
  * scale = amax/fmax per block, q = encode(x / scale) computed in fp32, saturating RNE (F1).
  * A size that is not a multiple of the block gets a partial last block (native/core/fp8_blocks.h).
- * On a cuda x it runs the CUDA kernel (native/cuda/quantize_fp8.h) and returns q and scales on
- * x's device, bit-equal to the cpu's.
+ * On a cuda x it runs the CUDA kernel (native/cuda/quantize_fp8.h) on the device and returns q and
+ * scales there, bit-equal to the cpu's.
  */
 function quantizeFp8(x: Tensor, opts: QuantizeFp8Options): Fp8Quantized {
-  const xt = checkTensor(x, 'x', 'f32', Tensor.isTensor(x) ? x.shape.length : 2, true);
+  const xt = checkTensor(x, 'x', 'f32', Tensor.isTensor(x) ? x.shape.length : 2);
   if (xt.shape.length !== 2 && xt.shape.length !== 3) {
     throw new ShapeError(`x must have 2 dimensions [M,K] or 3 [G,N,K], got shape [${xt.shape.join(', ')}]`);
   }
@@ -194,8 +207,8 @@ function checkFp8Quantized(value: unknown, name: string, rank: number): Fp8Quant
   const fp8 = Tensor.isTensor(q) && (q.dtype === 'e4m3' || q.dtype === 'e5m2');
   if (Tensor.isTensor(q) && !q.disposed && !fp8) throw new DTypeError(`${name}.q must be an e4m3 or e5m2 tensor, got ${q.dtype}`);
   return {
-    q: checkTensor(q, `${name}.q`, fp8 ? (q as Tensor).dtype : 'e4m3', rank, true),
-    scales: checkTensor(o.scales, `${name}.scales`, 'f32', rank, true),
+    q: checkTensor(q, `${name}.q`, fp8 ? (q as Tensor).dtype : 'e4m3', rank),
+    scales: checkTensor(o.scales, `${name}.scales`, 'f32', rank),
   };
 }
 
@@ -206,7 +219,8 @@ function checkFp8Quantized(value: unknown, name: string, rank: number): Fp8Quant
  * (exact per K block for e4m3 operands), rounded to f32 once. With every operand on a cuda device
  * it runs the tensor-core kernel (native/cuda/grouped_gemm_fp8.h: e4m3 operands, compute
  * capability 8.9 or newer) and returns out on that device, equal to the cpu's within the bound
- * stated there (bit for bit when every partial sum is exact).
+ * stated there (bit for bit when every partial sum is exact); the operands are laid out for the
+ * kernel on the device.
  */
 function groupedGemmFp8(a: Fp8Quantized, b: Fp8Quantized, groupSizes: number[]): Tensor {
   const at = checkFp8Quantized(a, 'a', 2);
@@ -224,10 +238,7 @@ function groupedGemmFp8(a: Fp8Quantized, b: Fp8Quantized, groupSizes: number[]):
   checkDim(bt.scales, 'b.scales', 2, kBlocks, 'ceil(K / 128)');
   const sizes = checkSizes(groupSizes, 'groupSizes', G, 0, M, 'M = a.q.shape[0]');
   if (M * N > MAX_ELEMENTS) throw new ShapeError(`the output [${M}, ${N}] exceeds the largest tensor (2^31-1 elements)`);
-  const device = at.q.device;
-  for (const [name, t] of [['a.scales', at.scales], ['b.q', bt.q], ['b.scales', bt.scales]] as const) {
-    if (t.device !== device) throw new DeviceError(`${name} is on ${t.device}, a.q on ${device}: every operand must be on one device`);
-  }
+  const device = checkSameDevice(['a.q', at.q], ['a.scales', at.scales], ['b.q', bt.q], ['b.scales', bt.scales]);
   return Tensor.wrap(native.groupedGemmFp8(at.q.handle, at.scales.handle, bt.q.handle, bt.scales.handle, sizes, device));
 }
 
@@ -313,6 +324,7 @@ function route(x: Tensor, weight: Tensor, router: RouterConfig, opts: RouteOptio
   const load = tensorOpt('load', 'f32', E, 'E = weight.shape[0]');
   const modality = tensorOpt('modality', 'i32', T, 'T = x.shape[0]');
   if (spec.router.useBias && !bias) throw new ArgumentError('opts.bias must be an f32 Tensor [E] when router.bias is true (R4), got undefined');
+  checkSameDevice(['x', xt], ['weight', wt], ['opts.bias', bias], ['opts.load', load], ['opts.modality', modality]);
   const handles = () => ({
     bias: bias ? checkTensor(bias, 'opts.bias', 'f32', 1).handle : null,
     load: load ? checkTensor(load, 'opts.load', 'f32', 1).handle : null,
@@ -330,6 +342,7 @@ function route(x: Tensor, weight: Tensor, router: RouterConfig, opts: RouteOptio
       const d = checkTensor(dWeights, 'dWeights', 'f32', 2);
       checkDim(d, 'dWeights', 0, T, 'T = x.shape[0]');
       checkDim(d, 'dWeights', 1, k, 'k = router.topK');
+      checkSameDevice(['x', xt], ['dWeights', d]);
       const g = native.routeBackward(checkTensor(xt, 'x', 'f32', 2).handle, checkTensor(wt, 'weight', 'f32', 2).handle, spec, handles(), d.handle);
       return { dx: Tensor.wrap(g.dx), dWeight: Tensor.wrap(g.dWeight) };
     },

@@ -4,7 +4,9 @@
  *   p ← p·(1 − lr·weightDecay);  m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²
  *   p ← p − (lr/(1−β1ᵗ)) · m / (√v/√(1−β2ᵗ) + eps)
  * The update is written straight into each parameter's storage (zero-copy), so a layer's
- * `parameters()` see it at once. m and v are f32 tensors created at the first step.
+ * `parameters()` see it at once. m and v are f32 tensors created at the first step on their
+ * parameter's device. On a cuda device the step runs the kernel of native/cuda/adamw.h on the
+ * device's memory: it copies nothing between host and device and does not wait.
  *
  * Checkpoints: `stateDict()` holds `step` (i32 [1]) and `m.<name>`, `v.<name>` per parameter, ready
  * for saveSafetensors; `loadStateDict()` checks all of it before replacing anything, so a resumed
@@ -82,9 +84,9 @@ export class AdamW {
     const grads = checkObject(this.#target.grads(), 'target.grads()');
     // Check everything before the first write, so a bad entry leaves every parameter unchanged.
     const entries = Object.entries(params).map(([name, value]) => {
-      const param = checkTensor(value, `parameters()["${name}"]`, 'f32', (value as Tensor)?.shape?.length ?? 0, true);
+      const param = checkTensor(value, `parameters()["${name}"]`, 'f32', (value as Tensor)?.shape?.length ?? 0);
       if (!Object.hasOwn(grads, name)) throw new ArgumentError(`grads() has no entry for parameter "${name}"`);
-      const grad = checkTensor(grads[name], `grads()["${name}"]`, 'f32', param.shape.length, true);
+      const grad = checkTensor(grads[name], `grads()["${name}"]`, 'f32', param.shape.length);
       if (grad.device !== param.device) throw new DeviceError(`grads()["${name}"] is on ${grad.device}, its parameter on ${param.device}`);
       if (grad.shape.some((d, i) => d !== param.shape[i])) {
         throw new ShapeError(`grads()["${name}"] has shape [${grad.shape.join(', ')}], expected the shape of the parameter [${param.shape.join(', ')}]`);
@@ -149,7 +151,7 @@ export class AdamW {
     const copies: Tensor[] = [];
     try {
       for (const name of step > 0 ? Object.keys(params) : []) {
-        const param = checkTensor(params[name], `parameters()["${name}"]`, 'f32', (params[name] as Tensor)?.shape?.length ?? 0, true);
+        const param = checkTensor(params[name], `parameters()["${name}"]`, 'f32', (params[name] as Tensor)?.shape?.length ?? 0);
         const shape = param.shape;
         const read = (key: string): Tensor => {
           const t = dict[key];

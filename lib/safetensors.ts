@@ -15,6 +15,10 @@
  * not a tensor name). Records keyed by them are null-prototype objects (Object.create(null)), so
  * no name reaches a prototype: `tensors` and `metadata` hold exactly the file's names, and nothing
  * inherited looks like one.
+ *
+ * Devices: a tensor on a cuda device is copied to the host to be written (the copy waits for it);
+ * tensors read from a file are cpu tensors (`t.to('cuda:N')` moves one; a layer's or an
+ * optimizer's loadStateDict copies them to its own device).
  */
 import { createHash } from 'crypto';
 import * as fs from 'fs';
@@ -70,8 +74,7 @@ export function serializeSafetensors(tensors: Record<string, Tensor>, metadata: 
     const tensor = tensors[name];
     if (!Tensor.isTensor(tensor)) throw new FormatError(`tensors["${name}"] must be a Tensor, got ${describe(tensor)}`);
     if (name === '__metadata__') throw new FormatError('tensors may not be named "__metadata__"');
-    const view = tensor.view();
-    const bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+    const bytes = hostBytes(tensor);
     header[name] = { dtype: fileDType(tensor.dtype), shape: tensor.shape, data_offsets: [offset, offset + bytes.byteLength] };
     chunks.push(bytes);
     offset += bytes.byteLength;
@@ -209,6 +212,21 @@ function tensorFromBytes(raw: Uint8Array, entry: Entry): Tensor {
       return Tensor.from(new Uint16Array(copy.buffer), shape, { dtype });
     default:
       return Tensor.from(copy, shape, { dtype });
+  }
+}
+
+/** The storage bytes of a tensor on the host: a cpu tensor's (zero-copy), a copy of a cuda tensor's. */
+function hostBytes(tensor: Tensor): Uint8Array {
+  if (tensor.device === 'cpu') {
+    const view = tensor.view();
+    return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+  }
+  const host = tensor.to('cpu');
+  try {
+    const view = host.view();
+    return new Uint8Array(view.buffer.slice(view.byteOffset, view.byteOffset + view.byteLength));
+  } finally {
+    host.dispose();
   }
 }
 

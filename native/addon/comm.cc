@@ -11,6 +11,7 @@
 #include "addon_data.h"
 #include "args.h"
 #include "errors.h"
+#include "host_copy.h"
 #include "tensor.h"
 
 namespace moekit::addon {
@@ -189,13 +190,6 @@ void checkLeadingDim(const NativeTensor& t, const char* collective) {
   }
 }
 
-Napi::Object newTensor(Napi::Env env, DType dtype, const std::vector<int64_t>& shape, void** data) {
-  Napi::Object handle;
-  NativeTensor* tensor = NativeTensor::create(env, dtype, shape, &handle);
-  *data = tensor->data("result");
-  return handle;
-}
-
 }  // namespace
 
 Napi::Function NativeCommunicator::define(Napi::Env env) {
@@ -285,15 +279,15 @@ Napi::Value NativeCommunicator::allReduce(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value {
     checkArgs(info, 2, "allReduce(t, op)");
     NativeTensor& t = NativeTensor::unwrap(info[0], "t");
-    t.data("t");  // DisposedError before any other complaint
+    requireLive(t, "t");  // DisposedError before any other complaint
     const comm::ReduceOp op = readOp(info[1], "op");
     const comm::ElemType type = reducibleType(t, op, "allReduce");
     communicator().checkAgreement("allReduce", t.numel(), type, "op", int64_t(op));
-    void* out = nullptr;
-    Napi::Object result = newTensor(env, t.dtype(), t.shape(), &out);
-    if (t.bytes() > 0) std::memcpy(out, t.data("t"), t.bytes());
-    communicator().allReduce(out, t.numel(), type, op);
-    return result;
+    HostOutput out(env, t.dtype(), t.shape(), t.device());
+    t.readBytes(out.data(), "t");
+    communicator().allReduce(out.data(), t.numel(), type, op);
+    out.upload();
+    return out.handle();
   });
 }
 
@@ -303,7 +297,7 @@ Napi::Value NativeCommunicator::allGather(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value {
     checkArgs(info, 1, "allGather(t)");
     NativeTensor& t = NativeTensor::unwrap(info[0], "t");
-    t.data("t");
+    requireLive(t, "t");
     const comm::ElemType type = comm::elemTypeOf(t.dtype());
     if (t.numel() > kMaxElements / communicator().size()) {
       throw Error(ErrorKind::Shape, "t: allGather of " + std::to_string(t.numel()) + " elements from " +
@@ -313,10 +307,11 @@ Napi::Value NativeCommunicator::allGather(const Napi::CallbackInfo& info) {
     std::vector<int64_t> shape = t.shape();
     if (shape.empty()) shape.push_back(communicator().size());
     else shape[0] *= communicator().size();
-    void* out = nullptr;
-    Napi::Object result = newTensor(env, t.dtype(), shape, &out);
-    communicator().allGather(t.data("t"), out, t.numel(), type);
-    return result;
+    const HostInput in(t, "t");
+    HostOutput out(env, t.dtype(), shape, t.device());
+    communicator().allGather(in.data(), out.data(), t.numel(), type);
+    out.upload();
+    return out.handle();
   });
 }
 
@@ -326,7 +321,7 @@ Napi::Value NativeCommunicator::reduceScatter(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value {
     checkArgs(info, 2, "reduceScatter(t, op)");
     NativeTensor& t = NativeTensor::unwrap(info[0], "t");
-    t.data("t");
+    requireLive(t, "t");
     const comm::ReduceOp op = readOp(info[1], "op");
     const comm::ElemType type = reducibleType(t, op, "reduceScatter");
     checkLeadingDim(t, "reduceScatter");
@@ -338,10 +333,11 @@ Napi::Value NativeCommunicator::reduceScatter(const Napi::CallbackInfo& info) {
     communicator().checkAgreement("reduceScatter", t.numel(), type, "op", int64_t(op));
     std::vector<int64_t> shape = t.shape();
     shape[0] /= size;
-    void* out = nullptr;
-    Napi::Object result = newTensor(env, t.dtype(), shape, &out);
-    communicator().reduceScatter(t.data("t"), out, t.numel() / size, type, op);
-    return result;
+    const HostInput in(t, "t");
+    HostOutput out(env, t.dtype(), shape, t.device());
+    communicator().reduceScatter(in.data(), out.data(), t.numel() / size, type, op);
+    out.upload();
+    return out.handle();
   });
 }
 
@@ -351,7 +347,7 @@ Napi::Value NativeCommunicator::broadcast(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value {
     checkArgs(info, 2, "broadcast(t, root)");
     NativeTensor& t = NativeTensor::unwrap(info[0], "t");
-    t.data("t");
+    requireLive(t, "t");
     const double root = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1.0;
     if (!info[1].IsNumber() || !(root >= 0 && root < communicator().size()) || double(int64_t(root)) != root) {
       throw Error(ErrorKind::Argument, "root: expected a rank in [0, " + std::to_string(communicator().size() - 1) + "], got " +
@@ -359,11 +355,11 @@ Napi::Value NativeCommunicator::broadcast(const Napi::CallbackInfo& info) {
     }
     const comm::ElemType type = comm::elemTypeOf(t.dtype());
     communicator().checkAgreement("broadcast", t.numel(), type, "root", int64_t(root));
-    void* out = nullptr;
-    Napi::Object result = newTensor(env, t.dtype(), t.shape(), &out);
-    if (t.bytes() > 0) std::memcpy(out, t.data("t"), t.bytes());
-    communicator().broadcast(out, t.numel(), type, int(root));
-    return result;
+    HostOutput out(env, t.dtype(), t.shape(), t.device());
+    t.readBytes(out.data(), "t");
+    communicator().broadcast(out.data(), t.numel(), type, int(root));
+    out.upload();
+    return out.handle();
   });
 }
 
@@ -374,7 +370,7 @@ Napi::Value NativeCommunicator::allToAllV(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value {
     checkArgs(info, 2, "allToAllV(t, sendCounts)");
     NativeTensor& t = NativeTensor::unwrap(info[0], "t");
-    t.data("t");
+    requireLive(t, "t");
     checkLeadingDim(t, "allToAllV");
     const int size = communicator().size();
     if (!info[1].IsArray() || info[1].As<Napi::Array>().Length() != uint32_t(size)) {
@@ -392,7 +388,7 @@ Napi::Value NativeCommunicator::allToAllV(const Napi::CallbackInfo& info) {
       sendRows.push_back(rows);
       total += rows;
     }
-    t.data("t");  // sendCounts' accessors ran user code: t is checked again before any collective
+    requireLive(t, "t");  // sendCounts' accessors ran user code: t is checked again before any collective
     const int64_t leading = t.shape()[0];
     if (total != leading) {
       throw Error(ErrorKind::Shape, "sendCounts: expected counts summing to t.shape[0] = " + std::to_string(leading) + ", got " +
@@ -418,9 +414,11 @@ Napi::Value NativeCommunicator::allToAllV(const Napi::CallbackInfo& info) {
     }
     std::vector<int64_t> shape = t.shape();
     shape[0] = received;
-    void* out = nullptr;
-    Napi::Object tensor = newTensor(env, t.dtype(), shape, &out);
-    communicator().allToAllV(t.data("t"), sendElements, out, recvElements, type);
+    const HostInput in(t, "t");
+    HostOutput out(env, t.dtype(), shape, t.device());
+    communicator().allToAllV(in.data(), sendElements, out.data(), recvElements, type);
+    out.upload();
+    const Napi::Object tensor = out.handle();
     Napi::Array recvCounts = Napi::Array::New(env, size_t(size));
     for (int r = 0; r < size; ++r) recvCounts.Set(uint32_t(r), Napi::Number::New(env, double(recvRows[size_t(r)])));
     Napi::Object result = Napi::Object::New(env);

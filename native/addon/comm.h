@@ -1,7 +1,9 @@
 // NativeCommunicator: a communicator of native/comm for JavaScript (lib/dist.ts wraps it; the
-// typed mirror is in lib/native.ts). Collectives take NativeTensors and return new ones; every
-// call checks its arguments, then that all ranks agree on sizes, dtype, op and root
-// (Communicator::checkAgreement), before any data moves.
+// typed mirror is in lib/native.ts). Collectives take NativeTensors and return new ones on the
+// input's device; every call checks its arguments, then that all ranks agree on sizes, dtype, op
+// and root (Communicator::checkAgreement), before any data moves. The collectives run on host
+// memory: a cuda tensor is staged through the host (downloaded, and the result uploaded to a new
+// tensor on its device; host_copy.h).
 #pragma once
 
 #include <napi.h>

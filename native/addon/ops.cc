@@ -1,6 +1,18 @@
 // Bindings of the stateless ops (ops.h). Every entry point opens with its shape comment, then its
 // checks: each failure names the argument and what was expected (DESIGN §4). Results are fresh
-// tensors; the math is native/cpu's.
+// tensors on the device of the op's tensors, which must all be on one device (DeviceError naming
+// the first that is not on the first tensor's).
+//
+// Where the math runs:
+//   adamwStep, quantizeFp8, groupedGemmFp8  on a cuda device, its CUDA kernels on the device
+//       pointers (cuda/device_ops.h), enqueued on the device's stream without a wait; on the cpu,
+//       native/cpu's
+//   every other op  native/cpu's math. On a cuda device there is no device kernel yet: staged
+//       through the host — the inputs are downloaded (HostInput, host_copy.h: one wait each) and the
+//       results, computed on the host, are uploaded once to tensors on the inputs' device
+//       (HostOutput). A cpu tensor is used in place.
+// Every JavaScript value of a call is read before any tensor's bytes are taken (a getter may
+// dispose a tensor; the host copies check liveness when they are made).
 #include "ops.h"
 
 #include <cmath>
@@ -20,9 +32,10 @@
 #include "args.h"
 #include "device_arg.h"
 #if MOEKIT_HAVE_CUDA
-#include "../cuda/staged_ops.h"
+#include "../cuda/device_ops.h"
 #endif
 #include "errors.h"
+#include "host_copy.h"
 #include "router_spec.h"
 #include "tensor.h"
 
@@ -45,7 +58,7 @@ void expectArgs(const Napi::CallbackInfo& info, size_t count, const char* signat
 // `value` as a live tensor of `dtype` with `rank` dimensions; the caller checks the dimensions.
 NativeTensor& tensorArg(const Napi::Value& value, const char* name, DType dtype, size_t rank) {
   NativeTensor& t = NativeTensor::unwrap(value, name);
-  t.data(name);  // DisposedError before any other complaint
+  requireLive(t, name);  // DisposedError before any other complaint
   if (t.dtype() != dtype)
     fail(ErrorKind::DType, std::string(name) + " must be a " + dtypeName(dtype) + " tensor, got " +
                                dtypeName(t.dtype()));
@@ -66,6 +79,32 @@ void expectDim(const NativeTensor& t, const char* name, size_t dim, int64_t want
   if (t.shape()[dim] != want)
     fail(ErrorKind::Shape, std::string(name) + " has shape " + shapeString(t.shape()) + ": dimension " +
                                str(int64_t(dim)) + " must equal " + what + " = " + str(want));
+}
+
+struct Operand {
+  const NativeTensor* tensor;  // null: an absent optional tensor, skipped
+  const char* name;
+};
+
+// The device of an op's tensors (the first operand's): every other present operand must be on it
+// (DeviceError naming the first that is not).
+int commonDevice(std::initializer_list<Operand> operands) {
+  const Operand& first = *operands.begin();
+  const int device = first.tensor->device();
+  for (const Operand& o : operands)
+    if (o.tensor && o.tensor->device() != device)
+      fail(ErrorKind::Device, std::string(o.name) + " is on " + deviceName(o.tensor->device()) + ", " + first.name +
+                                  " on " + deviceName(device) + ": every operand must be on one device");
+  return device;
+}
+
+// An op that takes a device argument (`device`, read by readDevice): each operand must be on it.
+void expectOnDevice(std::initializer_list<Operand> operands, const DeviceArg& device) {
+  const int want = device.cuda ? device.index : -1;
+  for (const Operand& o : operands)
+    if (o.tensor->device() != want)
+      fail(ErrorKind::Device, std::string(o.name) + " is on " + deviceName(o.tensor->device()) + ", but device is '" +
+                                  deviceName(want) + "': every operand must be on the device the op runs on");
 }
 
 int readInt(const Napi::Value& value, const char* name, int64_t lo, int64_t hi) {
@@ -97,38 +136,14 @@ std::vector<int32_t> readSizes(const Napi::Value& value, const char* name, int64
   return sizes;
 }
 
-struct Fresh {
-  Napi::Object handle;
-  void* data = nullptr;
-};
-
-// A new zero-filled tensor.
-Fresh fresh(Napi::Env env, DType dtype, const std::vector<int64_t>& shape) {
-  Fresh f;
-  f.data = NativeTensor::create(env, dtype, shape, &f.handle)->data("result");
-  return f;
-}
-
-template <typename T>
-Napi::Object tensorOf(Napi::Env env, DType dtype, const std::vector<int64_t>& shape, const std::vector<T>& values) {
-  Fresh f = fresh(env, dtype, shape);
-  std::copy(values.begin(), values.end(), static_cast<T*>(f.data));
-  return f.handle;
-}
-
-const float* f32(const NativeTensor& t, const char* name) { return static_cast<const float*>(t.data(name)); }
-const int32_t* i32(const NativeTensor& t, const char* name) { return static_cast<const int32_t*>(t.data(name)); }
-
-std::vector<double> toDouble(const NativeTensor& t, const char* name) {
-  const float* p = f32(t, name);
-  return std::vector<double>(p, p + t.numel());
-}
+std::vector<double> toDouble(const HostInput& t, int64_t numel) { return std::vector<double>(t.f32(), t.f32() + numel); }
 
 Napi::Object lossResult(Napi::Env env, double loss, const char* gradName, const std::vector<int64_t>& shape,
-                        const std::vector<double>& grad) {
+                        const std::vector<double>& grad, int device) {
+  const Napi::Object gradient = tensorOf(env, DType::F32, shape, std::vector<float>(grad.begin(), grad.end()), device);
   Napi::Object out = Napi::Object::New(env);
   out.Set("loss", Napi::Number::New(env, loss));
-  out.Set(gradName, tensorOf(env, DType::F32, shape, std::vector<float>(grad.begin(), grad.end())));
+  out.Set(gradName, gradient);
   return out;
 }
 
@@ -146,11 +161,12 @@ Napi::Value permute(const Napi::CallbackInfo& info) {
     const int T = int(x.shape()[0]), H = int(x.shape()[1]), k = int(experts.shape()[1]);
     if (H < 1) fail(ErrorKind::Shape, "x has shape " + shapeString(x.shape()) + ": the hidden size must be at least 1");
     expectDim(experts, "experts", 0, T, "T = x.shape[0]");
-    const int32_t* e = i32(experts, "experts");
+    const int device = commonDevice({{&x, "x"}, {&experts, "experts"}});
+    const HostInput e(experts, "experts");
     std::vector<int32_t> token, expert;
     for (int t = 0; t < T; ++t)
       for (int j = 0; j < k; ++j) {
-        const int32_t v = e[int64_t(t) * k + j];
+        const int32_t v = e.i32()[int64_t(t) * k + j];
         if (v < -1 || v >= E)
           fail(ErrorKind::Argument, "experts[" + str(t) + ", " + str(j) + "] must be in [-1, numExperts = " + str(E) +
                                         ") (-1 = dropped), got " + str(v));
@@ -160,12 +176,16 @@ Napi::Value permute(const Napi::CallbackInfo& info) {
       }
     const int n = int(token.size());
     const cpu::PermutationPlan plan = cpu::planPermutation(T, E, n, token.data(), expert.data());
-    Fresh output = fresh(env, DType::F32, {n, H});
-    cpu::permuteRows(f32(x, "x"), T, H, n, plan.rowToken.data(), static_cast<float*>(output.data));
+    const HostInput xHost(x, "x");
+    HostOutput output(env, DType::F32, {n, H}, device);
+    cpu::permuteRows(xHost.f32(), T, H, n, plan.rowToken.data(), output.f32());
+    output.upload();
+    const Napi::Object rowToken = tensorOf(env, DType::I32, {n}, plan.rowToken, device);
+    const Napi::Object counts = tensorOf(env, DType::I32, {E}, plan.counts, device);
     Napi::Object out = Napi::Object::New(env);
-    out.Set("output", output.handle);
-    out.Set("rowToken", tensorOf(env, DType::I32, {n}, plan.rowToken));
-    out.Set("counts", tensorOf(env, DType::I32, {E}, plan.counts));
+    out.Set("output", output.handle());
+    out.Set("rowToken", rowToken);
+    out.Set("counts", counts);
     return out;
   });
 }
@@ -188,9 +208,12 @@ Napi::Value permuteBackward(const Napi::CallbackInfo& info) {
     const int T = readInt(info[2], "tokens", 0, kMaxElements);
     if (H < 1) fail(ErrorKind::Shape, "dOutput has shape " + shapeString(dOutput.shape()) + ": the hidden size must be at least 1");
     if (int64_t(T) * H > kMaxElements) fail(ErrorKind::Shape, "tokens = " + str(T) + " rows of " + str(H) + " exceed the largest tensor");
-    Fresh dx = fresh(env, DType::F32, {T, H});
-    cpu::permuteRowsBackward(f32(dOutput, "dOutput"), n, H, i32(rowToken, "rowToken"), T, static_cast<float*>(dx.data));
-    return dx.handle;
+    const int device = commonDevice({{&dOutput, "dOutput"}, {&rowToken, "rowToken"}});
+    const HostInput d(dOutput, "dOutput"), rows(rowToken, "rowToken");
+    HostOutput dx(env, DType::F32, {T, H}, device);
+    cpu::permuteRowsBackward(d.f32(), n, H, rows.i32(), T, dx.f32());
+    dx.upload();
+    return dx.handle();
   });
 }
 
@@ -208,10 +231,13 @@ Napi::Value unpermute(const Napi::CallbackInfo& info) {
     const int T = readInt(info[3], "tokens", 0, kMaxElements);
     if (H < 1) fail(ErrorKind::Shape, "rows has shape " + shapeString(rows.shape()) + ": the hidden size must be at least 1");
     if (int64_t(T) * H > kMaxElements) fail(ErrorKind::Shape, "tokens = " + str(T) + " rows of " + str(H) + " exceed the largest tensor");
-    Fresh y = fresh(env, DType::F32, {T, H});
-    cpu::unpermuteRows(f32(rows, "rows"), n, H, i32(rowToken, "rowToken"), weights ? f32(*weights, "weights") : nullptr, T,
-                       static_cast<float*>(y.data));
-    return y.handle;
+    const int device = commonDevice({{&rows, "rows"}, {&rowToken, "rowToken"}, {weights, "weights"}});
+    const HostInput r(rows, "rows"), tokenOf(rowToken, "rowToken");
+    const std::unique_ptr<HostInput> w = weights ? std::make_unique<HostInput>(*weights, "weights") : nullptr;
+    HostOutput y(env, DType::F32, {T, H}, device);
+    cpu::unpermuteRows(r.f32(), n, H, tokenOf.i32(), w ? w->f32() : nullptr, T, y.f32());
+    y.upload();
+    return y.handle();
   });
 }
 
@@ -229,17 +255,21 @@ Napi::Value unpermuteBackward(const Napi::CallbackInfo& info) {
     const NativeTensor* weights = optionalTensorArg(info[2], "weights", DType::F32, 1);
     if (weights) expectDim(*weights, "weights", 0, n, "n = rows.shape[0]");
     if (H < 1) fail(ErrorKind::Shape, "dOutput has shape " + shapeString(dOutput.shape()) + ": the hidden size must be at least 1");
-    Fresh dRows = fresh(env, DType::F32, {n, H});
-    Fresh dWeights;
-    if (weights) dWeights = fresh(env, DType::F32, {n});
-    cpu::unpermuteRowsBackward(f32(dOutput, "dOutput"), T, H, i32(rowToken, "rowToken"),
-                               weights ? f32(*weights, "weights") : nullptr, f32(rows, "rows"), n,
-                               static_cast<float*>(dRows.data), static_cast<float*>(dWeights.data));
+    const int device =
+        commonDevice({{&dOutput, "dOutput"}, {&rowToken, "rowToken"}, {weights, "weights"}, {&rows, "rows"}});
+    const HostInput d(dOutput, "dOutput"), tokenOf(rowToken, "rowToken"), r(rows, "rows");
+    const std::unique_ptr<HostInput> w = weights ? std::make_unique<HostInput>(*weights, "weights") : nullptr;
+    HostOutput dRows(env, DType::F32, {n, H}, device);
+    const std::unique_ptr<HostOutput> dWeights = weights ? std::make_unique<HostOutput>(env, DType::F32, std::vector<int64_t>{n}, device) : nullptr;
+    cpu::unpermuteRowsBackward(d.f32(), T, H, tokenOf.i32(), w ? w->f32() : nullptr, r.f32(), n, dRows.f32(),
+                               dWeights ? dWeights->f32() : nullptr);
+    dRows.upload();
+    if (dWeights) dWeights->upload();
     // The result object is built after the work: setting a property can run JavaScript (a setter
     // on Object.prototype), which must not meet storage still in use.
     Napi::Object out = Napi::Object::New(env);
-    out.Set("dRows", dRows.handle);
-    out.Set("dWeights", weights ? Napi::Value(dWeights.handle) : env.Null());
+    out.Set("dRows", dRows.handle());
+    out.Set("dWeights", dWeights ? Napi::Value(dWeights->handle()) : env.Null());
     return out;
   });
 }
@@ -258,7 +288,7 @@ struct GemmArgs {
 GemmArgs gemmArgs(const Napi::Value& a, const Napi::Value& w, const Napi::Value& groupSizes) {
   GemmArgs g;
   const NativeTensor& at = NativeTensor::unwrap(a, "a");
-  at.data("a");
+  requireLive(at, "a");
   const DType dtype = at.dtype() == DType::BF16 ? DType::BF16 : DType::F32;
   g.a = &tensorArg(a, "a", dtype, 2);
   g.w = &tensorArg(w, "w", dtype, 3);
@@ -275,13 +305,13 @@ GemmArgs gemmArgs(const Napi::Value& a, const Napi::Value& w, const Napi::Value&
   return g;
 }
 
-// The f32 values of a gemm operand: its own storage for f32, a widened copy in `widened` for bf16
+// The f32 values of a gemm operand: its host bytes for f32, a widened copy in `widened` for bf16
 // (exact: every bf16 value is an f32, and a bf16·bf16 product is exact in f32, so the f32 GEMM
 // over the widened operands is the bf16 GEMM with f32 accumulation).
-const float* gemmValues(const NativeTensor& t, const char* name, std::vector<float>& widened) {
-  if (t.dtype() == DType::F32) return f32(t, name);
+const float* gemmValues(const NativeTensor& t, const HostInput& host, std::vector<float>& widened) {
+  if (t.dtype() == DType::F32) return host.f32();
   widened.resize(size_t(t.numel()));
-  cpu::decodeToF32(t.data(name), widened.data(), t.numel(), t.dtype());
+  cpu::decodeToF32(host.data(), widened.data(), t.numel(), t.dtype());
   return widened.data();
 }
 
@@ -292,11 +322,14 @@ Napi::Value groupedGemm(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value {
     expectArgs(info, 3, "groupedGemm(a, w, groupSizes)");
     const GemmArgs g = gemmArgs(info[0], info[1], info[2]);
-    Fresh out = fresh(env, DType::F32, {g.m, g.n});
+    const int device = commonDevice({{g.a, "a"}, {g.w, "w"}});
+    const HostInput a(*g.a, "a"), w(*g.w, "w");
+    HostOutput out(env, DType::F32, {g.m, g.n}, device);
     std::vector<float> aWide, wWide;
-    cpu::groupedGemmNT(gemmValues(*g.a, "a", aWide), gemmValues(*g.w, "w", wWide), g.groupSizes.data(),
-                       g.groups, g.m, g.n, g.k, static_cast<float*>(out.data));
-    return out.handle;
+    cpu::groupedGemmNT(gemmValues(*g.a, a, aWide), gemmValues(*g.w, w, wWide), g.groupSizes.data(), g.groups, g.m,
+                       g.n, g.k, out.f32());
+    out.upload();
+    return out.handle();
   });
 }
 
@@ -310,15 +343,18 @@ Napi::Value groupedGemmBackward(const Napi::CallbackInfo& info) {
     const NativeTensor& dOut = tensorArg(info[0], "dOut", DType::F32, 2);
     expectDim(dOut, "dOut", 0, g.m, "M = a.shape[0]");
     expectDim(dOut, "dOut", 1, g.n, "N = w.shape[1]");
-    Fresh da = fresh(env, DType::F32, g.a->shape());
-    Fresh dw = fresh(env, DType::F32, g.w->shape());
+    const int device = commonDevice({{&dOut, "dOut"}, {g.a, "a"}, {g.w, "w"}});
+    const HostInput d(dOut, "dOut"), a(*g.a, "a"), w(*g.w, "w");
+    HostOutput da(env, DType::F32, g.a->shape(), device);
+    HostOutput dw(env, DType::F32, g.w->shape(), device);
     std::vector<float> aWide, wWide;
-    cpu::groupedGemmNTBackward(f32(dOut, "dOut"), gemmValues(*g.a, "a", aWide), gemmValues(*g.w, "w", wWide),
-                               g.groupSizes.data(), g.groups, g.m, g.n, g.k, static_cast<float*>(da.data),
-                               static_cast<float*>(dw.data));
+    cpu::groupedGemmNTBackward(d.f32(), gemmValues(*g.a, a, aWide), gemmValues(*g.w, w, wWide), g.groupSizes.data(),
+                               g.groups, g.m, g.n, g.k, da.f32(), dw.f32());
+    da.upload();
+    dw.upload();
     Napi::Object out = Napi::Object::New(env);
-    out.Set("da", da.handle);
-    out.Set("dw", dw.handle);
+    out.Set("da", da.handle());
+    out.Set("dw", dw.handle());
     return out;
   });
 }
@@ -338,17 +374,17 @@ DType fp8DType(Fp8Format format) { return format == Fp8Format::E4M3 ? DType::E4M
 // `value` as a live e4m3 or e5m2 tensor with `rank` dimensions; its format goes to *format.
 const NativeTensor& fp8TensorArg(const Napi::Value& value, const char* name, size_t rank, Fp8Format* format) {
   const NativeTensor& t = NativeTensor::unwrap(value, name);
-  t.data(name);
+  requireLive(t, name);
   if (t.dtype() != DType::E4M3 && t.dtype() != DType::E5M2)
     fail(ErrorKind::DType, std::string(name) + " must be an e4m3 or e5m2 tensor, got " + dtypeName(t.dtype()));
   *format = t.dtype() == DType::E4M3 ? Fp8Format::E4M3 : Fp8Format::E5M2;
   return tensorArg(value, name, t.dtype(), rank);
 }
 
-// quantizeFp8(x f32 [M,K] | [G,N,K], format 'e4m3' | 'e5m2', blockRows 1 | 128, device 'cpu' | 'cuda:N')
-//   → {q e4m3|e5m2 (the shape of x), scales f32 [(G,) ceil(rows/blockRows), ceil(K/128)]}:
+// quantizeFp8(x f32 [M,K] | [G,N,K], format 'e4m3' | 'e5m2', blockRows 1 | 128, device 'cpu' | 'cuda:N'
+//   (x's)) → {q e4m3|e5m2 (the shape of x), scales f32 [(G,) ceil(rows/blockRows), ceil(K/128)]}:
 //   blockRows × 128 blocks of each matrix, a partial last block where a size is not a multiple.
-//   cuda: the kernel of cuda/quantize_fp8.h, host-staged (bit-equal to the cpu's).
+//   cuda: the kernel of cuda/quantize_fp8.h on the device (bit-equal to the cpu's).
 Napi::Value quantizeFp8(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
@@ -364,32 +400,33 @@ Napi::Value quantizeFp8(const Napi::CallbackInfo& info) {
     const int64_t matrices = rank == 3 ? x.shape()[0] : 1, rows = x.shape()[rank - 2], cols = x.shape()[rank - 1];
     std::vector<int64_t> scaleShape{fp8BlockCount(rows, blockRows), fp8BlockCount(cols)};
     if (rank == 3) scaleShape.insert(scaleShape.begin(), matrices);
-    const bool onCuda = readDevice(info[3], "device").cuda;  // without CUDA, 'cuda:N' threw here
-    Fresh q = fresh(env, fp8DType(format), x.shape());
-    Fresh scales = fresh(env, DType::F32, scaleShape);
+    const DeviceArg device = readDevice(info[3], "device");  // without CUDA, 'cuda:N' threw here
+    expectOnDevice({{&x, "x"}}, device);
+    Napi::Object q, scales;
+    NativeTensor* qt = NativeTensor::create(env, fp8DType(format), x.shape(), &q, x.device());
+    NativeTensor* st = NativeTensor::create(env, DType::F32, scaleShape, &scales, x.device());
 #if MOEKIT_HAVE_CUDA
-    if (onCuda) {
-      cuda::quantizeFp8Staged(f32(x, "x"), matrices, rows, cols, blockRows, format, static_cast<uint8_t*>(q.data),
-                              static_cast<float*>(scales.data));
+    if (device.cuda) {
+      cuda::quantizeFp8OnDevice(static_cast<const float*>(x.storageData("x")), matrices, rows, cols, blockRows, format,
+                                static_cast<uint8_t*>(qt->storageData("q")), static_cast<float*>(st->storageData("scales")));
     }
-#else
-    (void)onCuda;
 #endif
-    if (!onCuda) {
-      cpu::quantizeFp8Blocks(f32(x, "x"), matrices, rows, cols, blockRows, format, static_cast<uint8_t*>(q.data),
-                             static_cast<float*>(scales.data));
+    if (!device.cuda) {
+      cpu::quantizeFp8Blocks(static_cast<const float*>(x.data("x")), matrices, rows, cols, blockRows, format,
+                             static_cast<uint8_t*>(qt->data("q")), static_cast<float*>(st->data("scales")));
     }
     Napi::Object out = Napi::Object::New(env);
-    out.Set("q", q.handle);
-    out.Set("scales", scales.handle);
+    out.Set("q", q);
+    out.Set("scales", scales);
     return out;
   });
 }
 
 // groupedGemmFp8(a.q e4m3|e5m2 [M,K], a.scales f32 [M, ceil(K/128)], b.q e4m3|e5m2 [G,N,K],
 //   b.scales f32 [G, ceil(N/128), ceil(K/128)], groupSizes: G integers ≥ 0 summing to M,
-//   device 'cpu' | 'cuda:N') → out f32 [M,N] = Σ over K blocks of (a·sa)(b_g·sb)ᵀ per group (F3).
-//   cuda: the tensor-core kernel of cuda/grouped_gemm_fp8.h, host-staged; e4m3 operands only.
+//   device 'cpu' | 'cuda:N' (the operands')) → out f32 [M,N] = Σ over K blocks of (a·sa)(b_g·sb)ᵀ
+//   per group (F3). cuda: the tensor-core kernel of cuda/grouped_gemm_fp8.h on the device
+//   (cuda/device_ops.h lays the operands out for it there); e4m3 operands only.
 Napi::Value groupedGemmFp8(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
@@ -411,23 +448,30 @@ Napi::Value groupedGemmFp8(const Napi::CallbackInfo& info) {
     expectDim(bScales, "b.scales", 2, fp8BlockCount(k), "ceil(K / 128)");
     const std::vector<int32_t> groupSizes = readSizes(info[4], "groupSizes", groups, 0, m, "M = a.q.shape[0]");
     if (m * n > kMaxElements) fail(ErrorKind::Shape, "the output [" + str(m) + ", " + str(n) + "] exceeds the largest tensor");
-    const bool onCuda = readDevice(info[5], "device").cuda;  // without CUDA, 'cuda:N' threw here
-    if (onCuda && (aFormat != Fp8Format::E4M3 || bFormat != Fp8Format::E4M3))
+    const DeviceArg device = readDevice(info[5], "device");  // without CUDA, 'cuda:N' threw here
+    commonDevice({{&aq, "a.q"}, {&aScales, "a.scales"}, {&bq, "b.q"}, {&bScales, "b.scales"}});
+    expectOnDevice({{&aq, "a.q"}}, device);
+    if (device.cuda && (aFormat != Fp8Format::E4M3 || bFormat != Fp8Format::E4M3))
       fail(ErrorKind::DType, std::string(aFormat != Fp8Format::E4M3 ? "a.q" : "b.q") +
                                  ": the CUDA kernel multiplies e4m3 codes, got e5m2 (e5m2 runs on the cpu)");
-    Fresh out = fresh(env, DType::F32, {m, n});
+    Napi::Object out;
+    NativeTensor* ot = NativeTensor::create(env, DType::F32, {m, n}, &out, aq.device());
 #if MOEKIT_HAVE_CUDA
-    if (onCuda) {
-      cuda::groupedGemmFp8Staged(static_cast<const uint8_t*>(aq.data("a.q")), f32(aScales, "a.scales"),
-                                 static_cast<const uint8_t*>(bq.data("b.q")), f32(bScales, "b.scales"), groupSizes,
-                                 int(n), int(k), static_cast<float*>(out.data));
-      return out.handle;
+    if (device.cuda) {
+      cuda::groupedGemmFp8OnDevice(static_cast<const uint8_t*>(aq.storageData("a.q")),
+                                   static_cast<const float*>(aScales.storageData("a.scales")),
+                                   static_cast<const uint8_t*>(bq.storageData("b.q")),
+                                   static_cast<const float*>(bScales.storageData("b.scales")), groupSizes, int(n), int(k),
+                                   static_cast<float*>(ot->storageData("out")));
+      return out;
     }
 #endif
-    cpu::groupedGemmFp8Reference(static_cast<const uint8_t*>(aq.data("a.q")), aFormat, f32(aScales, "a.scales"),
-                                 static_cast<const uint8_t*>(bq.data("b.q")), bFormat, f32(bScales, "b.scales"),
-                                 groupSizes.data(), int(groups), m, int(n), int(k), static_cast<float*>(out.data));
-    return out.handle;
+    cpu::groupedGemmFp8Reference(static_cast<const uint8_t*>(aq.data("a.q")), aFormat,
+                                 static_cast<const float*>(aScales.data("a.scales")),
+                                 static_cast<const uint8_t*>(bq.data("b.q")), bFormat,
+                                 static_cast<const float*>(bScales.data("b.scales")), groupSizes.data(), int(groups), m,
+                                 int(n), int(k), static_cast<float*>(ot->data("out")));
+    return out;
   });
 }
 
@@ -446,14 +490,15 @@ Napi::Value loadBalance(const Napi::CallbackInfo& info) {
     const double coeff = readNumber(info[3], "coeff");
     const double tokens = readNumber(info[4], "tokens");
     if (tokens < 0) fail(ErrorKind::Argument, "tokens must be a number >= 0, got " + describe(info[4]));
-    const int32_t* c = i32(counts, "counts");
-    std::vector<int64_t> count(c, c + E);
+    const int device = commonDevice({{&probs, "probs"}, {&counts, "counts"}});
+    const HostInput c(counts, "counts");
+    std::vector<int64_t> count(c.i32(), c.i32() + E);
     for (int e = 0; e < E; ++e)
       if (count[e] < 0) fail(ErrorKind::Argument, "counts[" + str(e) + "] must be >= 0, got " + str(count[e]));
-    const std::vector<double> p = toDouble(probs, "probs");
+    const std::vector<double> p = toDouble(HostInput(probs, "probs"), probs.numel());
     std::vector<double> grad(p.size());
     const double loss = cpu::loadBalance(p.data(), T, E, count.data(), tokens, topK, coeff, grad.data());
-    return lossResult(env, loss, "dProbs", probs.shape(), grad);
+    return lossResult(env, loss, "dProbs", probs.shape(), grad, device);
   });
 }
 
@@ -465,14 +510,14 @@ Napi::Value zLoss(const Napi::CallbackInfo& info) {
     const NativeTensor& logits = tensorArg(info[0], "logits", DType::F32, 2);
     const double coeff = readNumber(info[1], "coeff");
     const int T = int(logits.shape()[0]), E = int(logits.shape()[1]);
-    const std::vector<double> l = toDouble(logits, "logits");
+    const std::vector<double> l = toDouble(HostInput(logits, "logits"), logits.numel());
     for (size_t i = 0; i < l.size(); ++i)
       if (std::isnan(l[i]) || l[i] == INFINITY)
         fail(ErrorKind::Argument, "logits[" + str(int64_t(i) / E) + ", " + str(int64_t(i) % E) +
                                       "] must be finite or -Infinity (masked), got " + std::to_string(l[i]));
     std::vector<double> grad(l.size());
     const double loss = cpu::zLoss(l.data(), T, E, coeff, grad.data());
-    return lossResult(env, loss, "dLogits", logits.shape(), grad);
+    return lossResult(env, loss, "dLogits", logits.shape(), grad, logits.device());
   });
 }
 
@@ -491,18 +536,18 @@ Napi::Value routerOrthogonality(const Napi::CallbackInfo& info) {
     const int64_t groups = info[3].As<Napi::Array>().Length();
     const std::vector<int32_t> sizes = readSizes(info[3], "groupSizes", groups, 1, E, "E = weight.shape[0]");
     const std::vector<int> groupSizes(sizes.begin(), sizes.end());
-    const std::vector<double> w = toDouble(weight, "weight");
+    const std::vector<double> w = toDouble(HostInput(weight, "weight"), weight.numel());
     std::vector<double> grad(w.size());
     const double loss = cpu::routerOrthogonality(w.data(), E, H, groupSizes.data(), int(groups), mode, coeff, grad.data());
-    return lossResult(env, loss, "dWeight", weight.shape(), grad);
+    return lossResult(env, loss, "dWeight", weight.shape(), grad, weight.device());
   });
 }
 
 // ---- AdamW -------------------------------------------------------------------------------------
 
-// adamwStep(param, grad, m, v (f32, same shape), {lr, beta1, beta2, eps, weightDecay}, step ≥ 1,
-// device 'cpu' | 'cuda:N'): updates param, m and v in place (cuda: the kernel of cuda/adamw.h,
-// host-staged like the layer's stages).
+// adamwStep(param, grad, m, v (f32, same shape, all on `device`), {lr, beta1, beta2, eps,
+// weightDecay}, step ≥ 1, device 'cpu' | 'cuda:N'): updates param, m and v in place (cuda: the
+// kernel of cuda/adamw.h on the device pointers, enqueued on the device's stream; no copy, no wait).
 Napi::Value adamwStep(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
@@ -528,19 +573,20 @@ Napi::Value adamwStep(const Napi::CallbackInfo& info) {
     config.weightDecay = readNumber(c.Get("weightDecay"), "config.weightDecay");
     const int64_t step = int64_t(readSafeUint(info[5], "step"));
     cpu::checkAdamW(config, step);
-    const bool onCuda = readDevice(info[6], "device").cuda;  // without CUDA, 'cuda:N' threw here
-    float* p = static_cast<float*>(param.data("param"));
-    float* m = static_cast<float*>(others[1]->data("m"));
-    float* v = static_cast<float*>(others[2]->data("v"));
+    const DeviceArg device = readDevice(info[6], "device");  // without CUDA, 'cuda:N' threw here
+    expectOnDevice({{&param, "param"}, {others[0], "grad"}, {others[1], "m"}, {others[2], "v"}}, device);
+    // storageData checks each tensor alive again: the config's getters ran user code.
+    float* p = static_cast<float*>(param.storageData("param"));
+    const float* g = static_cast<const float*>(others[0]->storageData("grad"));
+    float* m = static_cast<float*>(others[1]->storageData("m"));
+    float* v = static_cast<float*>(others[2]->storageData("v"));
 #if MOEKIT_HAVE_CUDA
-    if (onCuda) {
-      cuda::adamwStepStaged(p, f32(*others[0], "grad"), m, v, param.numel(), config, step);
+    if (device.cuda) {
+      cuda::adamwStepOnDevice(p, g, m, v, param.numel(), config, step);
       return env.Undefined();
     }
-#else
-    (void)onCuda;
 #endif
-    cpu::adamwStep(p, f32(*others[0], "grad"), m, v, param.numel(), config, step);
+    cpu::adamwStep(p, g, m, v, param.numel(), config, step);
     return env.Undefined();
   });
 }
@@ -548,17 +594,18 @@ Napi::Value adamwStep(const Napi::CallbackInfo& info) {
 // ---- route -------------------------------------------------------------------------------------
 
 // One stateless routing: a fresh router (step 0, empty window) built from the flat spec of
-// router_spec.h, forward in training mode. Routing only: the spec's loss coefficients are
-// ignored (losses.* compute those).
+// router_spec.h, forward in training mode on host copies of the tensors. Routing only: the spec's
+// loss coefficients are ignored (losses.* compute those).
 struct RouteRun {
   std::unique_ptr<cpu::Router> router;
   Routing routing;
   int T = 0, H = 0, E = 0;
+  int device = -1;  // the tensors' device, where the results go
 };
 
 // route args: x f32 [T,H], weight f32 [E,H], spec, opts {bias f32 [E]?, load f32 [E]?,
-// modality i32 [T]?}.
-RouteRun runRoute(const Napi::CallbackInfo& info) {
+// modality i32 [T]?}; `dWeights` (routeBackward's, checked by the caller) must be on their device.
+RouteRun runRoute(const Napi::CallbackInfo& info, const NativeTensor* dWeights) {
   const NativeTensor& x = tensorArg(info[0], "x", DType::F32, 2);
   const NativeTensor& weight = tensorArg(info[1], "weight", DType::F32, 2);
   if (!info[2].IsObject()) fail(ErrorKind::Config, "spec must be an object, got " + describe(info[2]));
@@ -583,16 +630,26 @@ RouteRun runRoute(const Napi::CallbackInfo& info) {
   if (load) expectDim(*load, "opts.load", 0, run.E, "E = weight.shape[0]");
   if (modality) expectDim(*modality, "opts.modality", 0, run.T, "T = x.shape[0]");
   if (spec.useBias && !bias) fail(ErrorKind::Argument, "opts.bias: a [E] f32 tensor is required when router.bias is true (R4)");
+  run.device = commonDevice({{&x, "x"}, {&weight, "weight"}, {bias, "opts.bias"}, {load, "opts.load"},
+                             {modality, "opts.modality"}, {dWeights, "dWeights"}});
   // Copies: the router writes the load estimate (R10) and the caller's tensors stay as they were.
   std::vector<float> biasCopy, loadCopy;
-  if (bias) biasCopy.assign(f32(*bias, "opts.bias"), f32(*bias, "opts.bias") + run.E);
-  if (load) loadCopy.assign(f32(*load, "opts.load"), f32(*load, "opts.load") + run.E);
-  else if (spec.type == RouterSpec::Type::Sampled) loadCopy.assign(size_t(run.E), 1.0f / float(run.E));
-  const RouterParams params{f32(weight, "weight"), biasCopy.empty() ? nullptr : biasCopy.data(),
+  if (bias) {
+    const HostInput b(*bias, "opts.bias");
+    biasCopy.assign(b.f32(), b.f32() + run.E);
+  }
+  if (load) {
+    const HostInput l(*load, "opts.load");
+    loadCopy.assign(l.f32(), l.f32() + run.E);
+  } else if (spec.type == RouterSpec::Type::Sampled) {
+    loadCopy.assign(size_t(run.E), 1.0f / float(run.E));
+  }
+  const HostInput xHost(x, "x"), weightHost(weight, "weight");
+  const std::unique_ptr<HostInput> modalityHost = modality ? std::make_unique<HostInput>(*modality, "opts.modality") : nullptr;
+  const RouterParams params{weightHost.f32(), biasCopy.empty() ? nullptr : biasCopy.data(),
                             loadCopy.empty() ? nullptr : loadCopy.data()};
   run.router = std::make_unique<cpu::Router>(spec);
-  run.router->forward(f32(x, "x"), run.T, modality ? i32(*modality, "opts.modality") : nullptr, {}, params,
-                      run.routing, true);
+  run.router->forward(xHost.f32(), run.T, modalityHost ? modalityHost->i32() : nullptr, {}, params, run.routing, true);
   return run;
 }
 
@@ -602,14 +659,17 @@ Napi::Value route(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     expectArgs(info, 4, "route(x, weight, spec, opts)");
-    const RouteRun run = runRoute(info);
+    const RouteRun run = runRoute(info, nullptr);
     const Routing& r = run.routing;
+    const std::pair<const char*, Napi::Object> results[] = {
+        {"indices", tensorOf(env, DType::I32, {run.T, r.k}, r.indices, run.device)},
+        {"weights", tensorOf(env, DType::F32, {run.T, r.k}, r.weights, run.device)},
+        {"keep", tensorOf(env, DType::I32, {run.T, r.k}, r.keep, run.device)},
+        {"counts", tensorOf(env, DType::I32, {run.E}, r.counts, run.device)},
+        {"accepted", tensorOf(env, DType::I32, {run.E}, r.accepted, run.device)},
+    };
     Napi::Object out = Napi::Object::New(env);
-    out.Set("indices", tensorOf(env, DType::I32, {run.T, r.k}, r.indices));
-    out.Set("weights", tensorOf(env, DType::F32, {run.T, r.k}, r.weights));
-    out.Set("keep", tensorOf(env, DType::I32, {run.T, r.k}, r.keep));
-    out.Set("counts", tensorOf(env, DType::I32, {run.E}, r.counts));
-    out.Set("accepted", tensorOf(env, DType::I32, {run.E}, r.accepted));
+    for (const auto& [name, tensor] : results) out.Set(name, tensor);
     return out;
   });
 }
@@ -622,20 +682,22 @@ Napi::Value routeBackward(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value {
     expectArgs(info, 5, "routeBackward(x, weight, spec, opts, dWeights)");
     const NativeTensor& dWeights = tensorArg(info[4], "dWeights", DType::F32, 2);
-    RouteRun run = runRoute(info);
+    RouteRun run = runRoute(info, &dWeights);
     const Routing& r = run.routing;
     expectDim(dWeights, "dWeights", 0, run.T, "T = x.shape[0]");
     expectDim(dWeights, "dWeights", 1, r.k, "k = router.topK");
-    const float* dw = f32(dWeights, "dWeights");
+    const HostInput dw(dWeights, "dWeights");
     std::vector<float> dAssign;
     for (size_t slot = 0; slot < r.keep.size(); ++slot)
-      if (r.keep[slot]) dAssign.push_back(dw[slot]);
-    Fresh dx = fresh(env, DType::F32, {run.T, run.H});
-    Fresh dWeight = fresh(env, DType::F32, {run.E, run.H});
-    run.router->backward(dAssign.data(), static_cast<float*>(dx.data), static_cast<float*>(dWeight.data));
+      if (r.keep[slot]) dAssign.push_back(dw.f32()[slot]);
+    HostOutput dx(env, DType::F32, {run.T, run.H}, run.device);
+    HostOutput dWeight(env, DType::F32, {run.E, run.H}, run.device);
+    run.router->backward(dAssign.data(), dx.f32(), dWeight.f32());
+    dx.upload();
+    dWeight.upload();
     Napi::Object out = Napi::Object::New(env);
-    out.Set("dx", dx.handle);
-    out.Set("dWeight", dWeight.handle);
+    out.Set("dx", dx.handle());
+    out.Set("dWeight", dWeight.handle());
     return out;
   });
 }

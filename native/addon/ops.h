@@ -1,7 +1,8 @@
 // The stateless ops of DESIGN §2 (ops.*, losses.*, the AdamW step) as native functions. Each
 // binding validates every argument (dtype, rank, matching dimensions, index ranges) before it
 // touches memory, returns fresh tensors, and leaves its inputs unchanged (adamwStep excepted: it
-// updates param, m and v in place). lib/native.ts declares the same surface.
+// updates param, m and v in place). The results are on the device of the inputs (ops.cc says
+// where the math runs). lib/native.ts declares the same surface.
 #pragma once
 
 #include <napi.h>

@@ -1,5 +1,5 @@
 // The stream and the host↔device copies of a host-staged CUDA stage (cuda::Experts, cuda::Router,
-// routeTopK, staged_ops): this version's tensors live in host memory, so each stage uploads what it
+// routeTopK): this version's tensors live in host memory, so each stage uploads what it
 // reads, runs its kernels on its device's stream and downloads what it writes. Errors are
 // Error(Device) naming the owner and the buffer. Host code only.
 #pragma once
