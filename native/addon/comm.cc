@@ -279,7 +279,7 @@ Napi::Value NativeCommunicator::allReduce(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value {
     checkArgs(info, 2, "allReduce(t, op)");
     NativeTensor& t = NativeTensor::unwrap(info[0], "t");
-    requireLive(t, "t");  // DisposedError before any other complaint
+    t.checkLive("t");  // DisposedError before any other complaint
     const comm::ReduceOp op = readOp(info[1], "op");
     const comm::ElemType type = reducibleType(t, op, "allReduce");
     communicator().checkAgreement("allReduce", t.numel(), type, "op", int64_t(op));
@@ -297,7 +297,7 @@ Napi::Value NativeCommunicator::allGather(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value {
     checkArgs(info, 1, "allGather(t)");
     NativeTensor& t = NativeTensor::unwrap(info[0], "t");
-    requireLive(t, "t");
+    t.checkLive("t");
     const comm::ElemType type = comm::elemTypeOf(t.dtype());
     if (t.numel() > kMaxElements / communicator().size()) {
       throw Error(ErrorKind::Shape, "t: allGather of " + std::to_string(t.numel()) + " elements from " +
@@ -321,7 +321,7 @@ Napi::Value NativeCommunicator::reduceScatter(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value {
     checkArgs(info, 2, "reduceScatter(t, op)");
     NativeTensor& t = NativeTensor::unwrap(info[0], "t");
-    requireLive(t, "t");
+    t.checkLive("t");
     const comm::ReduceOp op = readOp(info[1], "op");
     const comm::ElemType type = reducibleType(t, op, "reduceScatter");
     checkLeadingDim(t, "reduceScatter");
@@ -347,7 +347,7 @@ Napi::Value NativeCommunicator::broadcast(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value {
     checkArgs(info, 2, "broadcast(t, root)");
     NativeTensor& t = NativeTensor::unwrap(info[0], "t");
-    requireLive(t, "t");
+    t.checkLive("t");
     const double root = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1.0;
     if (!info[1].IsNumber() || !(root >= 0 && root < communicator().size()) || double(int64_t(root)) != root) {
       throw Error(ErrorKind::Argument, "root: expected a rank in [0, " + std::to_string(communicator().size() - 1) + "], got " +
@@ -370,7 +370,7 @@ Napi::Value NativeCommunicator::allToAllV(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value {
     checkArgs(info, 2, "allToAllV(t, sendCounts)");
     NativeTensor& t = NativeTensor::unwrap(info[0], "t");
-    requireLive(t, "t");
+    t.checkLive("t");
     checkLeadingDim(t, "allToAllV");
     const int size = communicator().size();
     if (!info[1].IsArray() || info[1].As<Napi::Array>().Length() != uint32_t(size)) {
@@ -388,7 +388,7 @@ Napi::Value NativeCommunicator::allToAllV(const Napi::CallbackInfo& info) {
       sendRows.push_back(rows);
       total += rows;
     }
-    requireLive(t, "t");  // sendCounts' accessors ran user code: t is checked again before any collective
+    t.checkLive("t");  // sendCounts' accessors ran user code: t is checked again before any collective
     const int64_t leading = t.shape()[0];
     if (total != leading) {
       throw Error(ErrorKind::Shape, "sendCounts: expected counts summing to t.shape[0] = " + std::to_string(leading) + ", got " +

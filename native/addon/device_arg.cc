@@ -27,4 +27,6 @@ DeviceArg readDevice(const Napi::Value& value, const char* name) {
 #endif
 }
 
+std::string deviceName(int device) { return device < 0 ? std::string("cpu") : "cuda:" + std::to_string(device); }
+
 }  // namespace moekit::addon

@@ -4,12 +4,6 @@
 
 namespace moekit::addon {
 
-void requireLive(const NativeTensor& t, const char* name) {
-  if (t.released()) throw Error(ErrorKind::Disposed, std::string(name) + " is a disposed tensor and cannot be used");
-}
-
-std::string deviceName(int device) { return device < 0 ? std::string("cpu") : "cuda:" + std::to_string(device); }
-
 HostInput::HostInput(const NativeTensor& t, const char* name) {
   if (t.device() < 0) {
     data_ = t.data(name);

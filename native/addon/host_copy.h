@@ -18,12 +18,6 @@
 
 namespace moekit::addon {
 
-// Throws DisposedError naming `name` when `t` was disposed (any device).
-void requireLive(const NativeTensor& t, const char* name);
-
-// "cpu" or "cuda:N" for a device index as NativeTensor::device() gives it.
-std::string deviceName(int device);
-
 // The bytes of an input tensor on the host: a cpu tensor's own storage, a cuda tensor's
 // downloaded into a buffer owned here (one synchronisation).
 class HostInput {

@@ -12,6 +12,7 @@
 #include "comm.h"
 #include "device_arg.h"
 #include "errors.h"
+#include "host_copy.h"
 #include "router_spec.h"
 #include "tensor.h"
 
@@ -37,17 +38,6 @@ Napi::Float64Array f64Array(Napi::Env env, const std::vector<double>& values) {
   return out;
 }
 
-// A tensor on `device` (−1: the cpu) holding `values`.
-template <typename T>
-Napi::Object tensorOf(Napi::Env env, DType dtype, const std::vector<int64_t>& shape, const std::vector<T>& values,
-                      int device) {
-  Napi::Object handle;
-  NativeTensor* tensor = NativeTensor::create(env, dtype, shape, &handle, device);
-  if (!values.empty()) tensor->writeBytes(values.data(), "tensor");
-  return handle;
-}
-
-std::string deviceLabel(int device) { return device < 0 ? std::string("cpu") : "cuda:" + std::to_string(device); }
 
 Napi::Value nonFiniteObject(Napi::Env env, const NonFinite& found) {
   static constexpr const char* kStages[] = {"", "router.weight", "router", "expert", "shared"};
@@ -119,7 +109,7 @@ float* NativeMoELayer::hold(const Napi::Value& value, const std::string& name, c
     throw Error(ErrorKind::Shape, name + " must have shape " + shapeString(shape) + ", got " + shapeString(tensor.shape()));
   }
   if (tensor.device() != cudaDevice_) {
-    throw Error(ErrorKind::Device, name + " is on " + deviceLabel(tensor.device()) + ", the layer on " + deviceLabel(cudaDevice_));
+    throw Error(ErrorKind::Device, name + " is on " + deviceName(tensor.device()) + ", the layer on " + deviceName(cudaDevice_));
   }
   float* data = static_cast<float*>(tensor.storageData(name.c_str()));
   held_.emplace_back(name, tensor.ref());
@@ -284,7 +274,7 @@ Napi::Value NativeMoELayer::forward(const Napi::CallbackInfo& info) {
 
     enter();
     if (x.device() != cudaDevice_)
-      throw Error(ErrorKind::Device, "x is on " + deviceLabel(x.device()) + ", the layer on " + deviceLabel(cudaDevice_));
+      throw Error(ErrorKind::Device, "x is on " + deviceName(x.device()) + ", the layer on " + deviceName(cudaDevice_));
     Napi::Object yHandle;
     NativeTensor* y = NativeTensor::create(env, DType::F32, {T, hidden_}, &yHandle, cudaDevice_);
     const float* xData = static_cast<const float*>(x.storageData("x"));
@@ -301,9 +291,10 @@ Napi::Value NativeMoELayer::forward(const Napi::CallbackInfo& info) {
     result.Set("indices", tensorOf(env, DType::I32, {T, k}, r.indices, cudaDevice_));
     result.Set("weights", tensorOf(env, DType::F32, {T, k}, r.weights, cudaDevice_));
     result.Set("keep", tensorOf(env, DType::I32, {T, k}, r.keep, cudaDevice_));
-    result.Set("counts", tensorOf(env, DType::I32, {E}, r.counts, cudaDevice_));
-    result.Set("accepted", tensorOf(env, DType::I32, {E}, r.accepted, cudaDevice_));
-    result.Set("dropped", tensorOf(env, DType::I32, {E}, out.dropped, cudaDevice_));
+    // The per-expert counts feed out.stats, read on the host: cpu tensors.
+    result.Set("counts", tensorOf(env, DType::I32, {E}, r.counts, -1));
+    result.Set("accepted", tensorOf(env, DType::I32, {E}, r.accepted, -1));
+    result.Set("dropped", tensorOf(env, DType::I32, {E}, out.dropped, -1));
     result.Set("assignToken", tensorOf(env, DType::I32, {n}, r.assignToken, cudaDevice_));
     result.Set("assignExpert", tensorOf(env, DType::I32, {n}, r.assignExpert, cudaDevice_));
     result.Set("assignWeight", tensorOf(env, DType::F32, {n}, r.assignWeight, cudaDevice_));
@@ -337,7 +328,7 @@ Napi::Value NativeMoELayer::backward(const Napi::CallbackInfo& info) {
                                         "], got " + shapeString(dy.shape()));
     }
     if (dy.device() != cudaDevice_)
-      throw Error(ErrorKind::Device, "dy is on " + deviceLabel(dy.device()) + ", the layer on " + deviceLabel(cudaDevice_));
+      throw Error(ErrorKind::Device, "dy is on " + deviceName(dy.device()) + ", the layer on " + deviceName(cudaDevice_));
     Napi::Object dxHandle;
     NativeTensor* dx = NativeTensor::create(env, DType::F32, {T, hidden_}, &dxHandle, cudaDevice_);
     layer_->backward(static_cast<const float*>(dy.storageData("dy")), static_cast<float*>(dx->storageData("dx")));

@@ -58,7 +58,7 @@ void expectArgs(const Napi::CallbackInfo& info, size_t count, const char* signat
 // `value` as a live tensor of `dtype` with `rank` dimensions; the caller checks the dimensions.
 NativeTensor& tensorArg(const Napi::Value& value, const char* name, DType dtype, size_t rank) {
   NativeTensor& t = NativeTensor::unwrap(value, name);
-  requireLive(t, name);  // DisposedError before any other complaint
+  t.checkLive(name);  // DisposedError before any other complaint
   if (t.dtype() != dtype)
     fail(ErrorKind::DType, std::string(name) + " must be a " + dtypeName(dtype) + " tensor, got " +
                                dtypeName(t.dtype()));
@@ -288,7 +288,7 @@ struct GemmArgs {
 GemmArgs gemmArgs(const Napi::Value& a, const Napi::Value& w, const Napi::Value& groupSizes) {
   GemmArgs g;
   const NativeTensor& at = NativeTensor::unwrap(a, "a");
-  requireLive(at, "a");
+  at.checkLive("a");
   const DType dtype = at.dtype() == DType::BF16 ? DType::BF16 : DType::F32;
   g.a = &tensorArg(a, "a", dtype, 2);
   g.w = &tensorArg(w, "w", dtype, 3);
@@ -374,7 +374,7 @@ DType fp8DType(Fp8Format format) { return format == Fp8Format::E4M3 ? DType::E4M
 // `value` as a live e4m3 or e5m2 tensor with `rank` dimensions; its format goes to *format.
 const NativeTensor& fp8TensorArg(const Napi::Value& value, const char* name, size_t rank, Fp8Format* format) {
   const NativeTensor& t = NativeTensor::unwrap(value, name);
-  requireLive(t, name);
+  t.checkLive(name);
   if (t.dtype() != DType::E4M3 && t.dtype() != DType::E5M2)
     fail(ErrorKind::DType, std::string(name) + " must be an e4m3 or e5m2 tensor, got " + dtypeName(t.dtype()));
   *format = t.dtype() == DType::E4M3 ? Fp8Format::E4M3 : Fp8Format::E5M2;
@@ -556,7 +556,7 @@ Napi::Value adamwStep(const Napi::CallbackInfo& info) {
     const size_t rank = param.shape().size();
     tensorArg(info[0], "param", DType::F32, rank);
     const char* names[] = {"grad", "m", "v"};
-    const NativeTensor* others[3];
+    NativeTensor* others[3];
     for (int i = 0; i < 3; ++i) {
       others[i] = &tensorArg(info[1 + i], names[i], DType::F32, rank);
       if (others[i]->shape() != param.shape())
@@ -575,11 +575,12 @@ Napi::Value adamwStep(const Napi::CallbackInfo& info) {
     cpu::checkAdamW(config, step);
     const DeviceArg device = readDevice(info[6], "device");  // without CUDA, 'cuda:N' threw here
     expectOnDevice({{&param, "param"}, {others[0], "grad"}, {others[1], "m"}, {others[2], "v"}}, device);
-    // storageData checks each tensor alive again: the config's getters ran user code.
-    float* p = static_cast<float*>(param.storageData("param"));
+    // storageData checks each tensor alive again: the config's getters ran user code. The
+    // parameter and the moments are written in place (their write counters move on).
+    float* p = static_cast<float*>(param.writableStorageData("param"));
     const float* g = static_cast<const float*>(others[0]->storageData("grad"));
-    float* m = static_cast<float*>(others[1]->storageData("m"));
-    float* v = static_cast<float*>(others[2]->storageData("v"));
+    float* m = static_cast<float*>(others[1]->writableStorageData("m"));
+    float* v = static_cast<float*>(others[2]->writableStorageData("v"));
 #if MOEKIT_HAVE_CUDA
     if (device.cuda) {
       cuda::adamwStepOnDevice(p, g, m, v, param.numel(), config, step);

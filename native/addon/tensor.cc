@@ -58,9 +58,7 @@ std::shared_ptr<cpu::Storage> allocate(DType dtype, const std::vector<int64_t>& 
   }
 }
 
-Napi::String deviceString(Napi::Env env, int device) {
-  return Napi::String::New(env, device < 0 ? std::string("cpu") : "cuda:" + std::to_string(device));
-}
+Napi::String deviceString(Napi::Env env, int device) { return Napi::String::New(env, deviceName(device)); }
 
 // The optional device argument at `index` of a binding: −1 (cpu) when absent.
 int optionalDevice(const Napi::CallbackInfo& info, size_t index) {

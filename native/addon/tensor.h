@@ -44,6 +44,8 @@ class NativeTensor : public Napi::ObjectWrap<NativeTensor> {
   // −1 for a cpu tensor, N for cuda:N.
   int device() const { return device_; }
   bool released() const { return ref().released(); }
+  // DisposedError naming `name` when disposed.
+  void checkLive(const char* name) const;
   // Keeps the storage alive (the layer holds its parameters' so).
   StorageRef ref() const { return {storage_, deviceStorage_}; }
   // Host storage of a cpu tensor. Throws DisposedError naming `name` when disposed, DeviceError
@@ -80,7 +82,6 @@ class NativeTensor : public Napi::ObjectWrap<NativeTensor> {
   Napi::Value dispose(const Napi::CallbackInfo& info);
 
   Napi::Value getDevice(const Napi::CallbackInfo& info);
-  void checkLive(const char* name) const;
 
   DType dtype_ = DType::F32;
   std::vector<int64_t> shape_;

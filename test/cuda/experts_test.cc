@@ -364,7 +364,7 @@ const moekit::Precision kFp8{moekit::Precision::Compute::Bf16, moekit::Precision
 // The GEMM path a one-expert stage in `mode` takes on this process's emulated device.
 moekit::cuda::ExpertGemm gemmOf(const moekit::Precision& mode) {
   float w = 0.0f, g = 0.0f;
-  const std::vector<ExpertGroup> groups = {ExpertGroup{1, 8, &w, &w, &w, &g, &g, &g}};
+  const std::vector<ExpertGroup> groups = {ExpertGroup{1, 8, &w, &w, &w, nullptr, nullptr, nullptr, &g, &g, &g}};
   return moekit::cuda::Experts(8, Activation::Relu, groups, mode).gemm();
 }
 
