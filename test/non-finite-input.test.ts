@@ -27,7 +27,7 @@ const BAD: [string, number][] = [['NaN', NaN], ['Infinity', Infinity], ['-Infini
 function stateBytes(layer: MoELayer): Record<string, number[]> {
   const out: Record<string, number[]> = {};
   for (const [name, t] of Object.entries(layer.stateDict())) {
-    out[name] = Array.from(new Uint8Array(t.view().buffer.slice(0)));
+    out[name] = Array.from(new Uint8Array(t.toArray().buffer));
     t.dispose();
   }
   return out;

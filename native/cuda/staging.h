@@ -1,7 +1,8 @@
-// The stream and the host↔device copies of a host-staged CUDA stage (cuda::Experts, cuda::Router,
-// routeTopK): this version's tensors live in host memory, so each stage uploads what it
-// reads, runs its kernels on its device's stream and downloads what it writes. Errors are
-// Error(Device) naming the owner and the buffer. Host code only.
+// The stream of a device and the small host↔device copies of the CUDA stages (cuda::Experts,
+// cuda::Router, routeTopK): the tensors are device memory, read and written in place; what the
+// stages still copy is host data of this version (the routing decisions, the assignment lists, the
+// GEMMs' tile lists; layer/stages.h). Errors are Error(Device) naming the owner and the buffer.
+// Host code only.
 #pragma once
 
 #include <cuda_runtime.h>
