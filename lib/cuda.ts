@@ -21,14 +21,16 @@ export interface CudaStats {
   deviceToHostBytes: number;
   /** Times the host waited for the device (stream or device synchronisations, blocking copies). */
   synchronizations: number;
-  /** Device allocations made (cudaMalloc, cudaMallocAsync). */
+  /** Device allocations made: cudaMallocAsync calls that grew the device's memory pool. */
   allocations: number;
   /** Kernel launches. */
   launches: number;
-  /** Bytes of moekit's device allocations alive now (not reset). */
+  /** Bytes of device memory in use now: tensors, the layers' state and saved activations, scratch of running calls (not reset). */
   liveBytes: number;
   /** The most liveBytes held since the last reset. */
   peakBytes: number;
+  /** liveBytes + the idle blocks the memory pool keeps for the next request (not reset). */
+  reservedBytes: number;
 }
 
 function cudaDevice(device: unknown): string {

@@ -1,5 +1,5 @@
 /**
- * The CUDA routing kernels (native/cuda/routing.cu: cuda::routeTopK) run on the SIMT emulator
+ * The CUDA routing kernels (native/cuda/routing.cu: the top-k routing launchers) run on the SIMT emulator
  * against cpu::Router's decisions: one jest test per case of the C++ program
  * moekit_cuda_routing_test (test/cuda/routing_test.cc), each in its own process
  * (test/helpers/case-program.ts). Built next to the addon whenever the CUDA headers are present

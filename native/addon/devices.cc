@@ -68,6 +68,7 @@ Napi::Value cudaStats(const Napi::CallbackInfo& info) {
     out.Set("launches", double(s.launches));
     out.Set("liveBytes", double(s.liveBytes));
     out.Set("peakBytes", double(s.peakBytes));
+    out.Set("reservedBytes", double(s.reservedBytes));
 #endif
     return out;
   });

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "../cuda/cuda_check.h"
+#include "../cuda/device_buffer.h"
 #include "backends.h"
 #include "deadline.h"
 #include "nccl_abi.h"
@@ -169,7 +170,7 @@ class NcclCommunicator final : public Communicator {
   const void* input(const void* data, size_t bytes, const char* op) {
     cuda::checkCuda(cudaSetDevice(device_), std::string(op) + ": cudaSetDevice(" + std::to_string(device_) + ")");
     if (bytes == 0 || onDevice(data)) return data;
-    unsigned char* d = sendStage_.reserve(bytes, "the NCCL staging buffer");
+    unsigned char* d = staging(sendStage_, bytes, op);
     cuda::checkCuda(cuda::copyBlocking(d, data, bytes, cudaMemcpyHostToDevice), std::string(op) + ": staging the input");
     return d;
   }
@@ -179,7 +180,16 @@ class NcclCommunicator final : public Communicator {
   // Where the collective writes `bytes` for the caller's `data`: itself when on the device.
   void* output(void* data, size_t bytes) {
     if (bytes == 0 || onDevice(data)) return data;
-    return recvStage_.reserve(bytes, "the NCCL staging buffer");
+    return staging(recvStage_, bytes, "NCCL");
+  }
+
+  // A staging buffer of `bytes`: pool memory ordered on the device's stream, which the host waits
+  // for before the blocking copies and this communicator's stream use it (host-memory
+  // collectives wait for their copies anyway).
+  unsigned char* staging(cuda::DeviceBuffer<unsigned char>& buffer, size_t bytes, const char* op) {
+    unsigned char* d = buffer.reserve(bytes, "the NCCL staging buffer");
+    cuda::checkCuda(cuda::streamSynchronize(cuda::deviceStream(op)), std::string(op) + ": waiting for the staging buffer");
+    return d;
   }
 
   void enqueue(const char* call, nccl::Result result) {

@@ -14,6 +14,7 @@
 
 #include "../layer/stage_types.h"
 #include "cuda_check.h"
+#include "device_buffer.h"
 
 namespace moekit::cuda {
 
@@ -24,13 +25,16 @@ struct CapacityArgs {
   double minAffinity = -INFINITY;  // C4, used only when cos is not null
 };
 
-// Scratch of applyCapacity, grown on demand and kept by the caller across calls.
+// Scratch of applyCapacity, grown on demand and kept by the caller as long as it likes.
 struct CapacityScratch {
   DeviceBuffer<int32_t> kept;        // [E] C2/C3: slots of each expert that survived C4
   DeviceBuffer<int32_t> start;       // [E] C2/C3: where each expert's slots begin in `candidates`
   DeviceBuffer<int32_t> cursor;      // [E] C2/C3: next free place of each expert in `candidates`
   DeviceBuffer<int32_t> candidates;  // [T·k] C2/C3: kept slots grouped by expert
   DeviceBuffer<int32_t> used;        // [E] C5: slots each expert holds so far
+  void release() {
+    for (DeviceBuffer<int32_t>* b : {&kept, &start, &cursor, &candidates, &used}) b->release();
+  }
 };
 
 // selIdx [T,k] R6 selection; idx [T,k] must hold a copy of selIdx on entry and holds the final

@@ -1,7 +1,7 @@
 // Per-device counters of what moekit asks of the CUDA runtime (DESIGN §2b; cuda.stats() in
 // JavaScript, the fields in device_stats.h): bytes copied host→device and device→host, host
-// synchronisations, device allocations, kernel launches, and the live and peak bytes of moekit's
-// device allocations.
+// synchronisations, device allocations, kernel launches, the bytes of moekit's device memory in use
+// (live, and its peak) and reserved (in use + the memory pool's idle blocks).
 // They are counted where moekit makes the calls — runtime_calls.h (copies, synchronisations,
 // allocations) and emu/launch.h (kernels) — not inside a runtime, so a real GPU and the emulated
 // one count alike. Header-only: every binary that launches kernels (the addons, the emulator's
@@ -39,7 +39,7 @@ class DeviceCounters {
     std::lock_guard<std::mutex> lock(mutex_);
     if (!inRange(device)) return;
     DeviceStats& s = stats_[size_t(device)];
-    s = DeviceStats{0, 0, 0, 0, 0, s.liveBytes, s.liveBytes};
+    s = DeviceStats{0, 0, 0, 0, 0, s.liveBytes, s.liveBytes, s.reservedBytes};
   }
 
   void copied(cudaMemcpyKind kind, size_t bytes) {
@@ -56,44 +56,39 @@ class DeviceCounters {
     std::lock_guard<std::mutex> lock(mutex_);
     ++current().launches;
   }
-  // A cudaMalloc of the current device.
-  void allocated(void* pointer, size_t bytes) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    const int device = currentDevice();
-    ++stats_[size_t(device)].allocations;
-    mallocBytes_[size_t(device)] += int64_t(bytes);
-    owners_[pointer] = {device, bytes};
-    updateLive(device);
-  }
-  void freed(void* pointer) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    const auto found = owners_.find(pointer);
-    if (found == owners_.end()) return;
-    mallocBytes_[size_t(found->second.device)] -= int64_t(found->second.bytes);
-    updateLive(found->second.device);
-    owners_.erase(found);
-  }
-  // The bytes the current device's memory pool reserves, seen after a cudaMallocAsync (an
-  // allocation when the pool grew) or at any other time (a pool shrinks at synchronisations).
-  void poolReserved(uint64_t reserved, bool grew) {
+  // A cudaMallocAsync of `bytes` at `pointer` from the current device's pool, which then reserves
+  // `reserved` bytes (an allocation when the pool grew).
+  void pooled(void* pointer, size_t bytes, uint64_t reserved, bool grew) {
     std::lock_guard<std::mutex> lock(mutex_);
     const int device = currentDevice();
     if (grew) ++stats_[size_t(device)].allocations;
     poolBytes_[size_t(device)] = int64_t(reserved);
+    poolUsed_[size_t(device)] += int64_t(bytes);
+    owners_[pointer] = {device, bytes};
     updateLive(device);
+  }
+  // A cudaFreeAsync: the block goes back to its pool (still reserved).
+  void returned(void* pointer) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const auto found = owners_.find(pointer);
+    if (found == owners_.end()) return;
+    poolUsed_[size_t(found->second.device)] -= int64_t(found->second.bytes);
+    updateLive(found->second.device);
+    owners_.erase(found);
   }
 
  private:
-  struct Owner {
+  struct Owner {  // of a block taken from a pool
     int device;
     size_t bytes;
   };
 
   static bool inRange(int device) { return device >= 0 && device < kMaxDevices; }
-  // liveBytes: cudaMalloc'd bytes plus what the device's pool reserves (mutex_ held).
+  // liveBytes: the pool's blocks in use; reservedBytes: what the pool reserves (mutex_ held).
   void updateLive(int device) {
     DeviceStats& s = stats_[size_t(device)];
-    s.liveBytes = mallocBytes_[size_t(device)] + poolBytes_[size_t(device)];
+    s.liveBytes = poolUsed_[size_t(device)];
+    s.reservedBytes = poolBytes_[size_t(device)];
     if (s.liveBytes > s.peakBytes) s.peakBytes = s.liveBytes;
   }
   static int currentDevice() {
@@ -105,7 +100,7 @@ class DeviceCounters {
 
   std::mutex mutex_;
   std::array<DeviceStats, kMaxDevices> stats_{};
-  std::array<int64_t, kMaxDevices> mallocBytes_{}, poolBytes_{};
+  std::array<int64_t, kMaxDevices> poolBytes_{}, poolUsed_{};
   std::unordered_map<void*, Owner> owners_;
 };
 

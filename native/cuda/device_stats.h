@@ -11,10 +11,11 @@ struct DeviceStats {
   int64_t hostToDeviceBytes = 0;
   int64_t deviceToHostBytes = 0;
   int64_t synchronizations = 0;  // the host waited for the device
-  int64_t allocations = 0;       // cudaMalloc calls, and cudaMallocAsync calls that grew the pool
+  int64_t allocations = 0;       // cudaMallocAsync calls that grew the device's memory pool
   int64_t launches = 0;
-  int64_t liveBytes = 0;         // cudaMalloc'd bytes not yet freed + the pool's reserved bytes (not reset)
+  int64_t liveBytes = 0;         // bytes in use: taken from the pool and not returned to it (not reset)
   int64_t peakBytes = 0;         // the most liveBytes held since the last reset
+  int64_t reservedBytes = 0;     // what the pool reserves: liveBytes + its idle blocks (not reset)
 };
 
 }  // namespace moekit::cuda

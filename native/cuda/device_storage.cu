@@ -83,7 +83,7 @@ size_t DeviceStorage::release() {
   // Runs in finalizers: a failure here cannot be reported, and the memory stays with the pool.
   int current = 0;
   if (cudaGetDevice(&current) == cudaSuccess && cudaSetDevice(device_) == cudaSuccess) {
-    cudaFreeAsync(data_, deviceStream(kOwner));
+    freeAsync(data_, deviceStream(kOwner));
     cudaSetDevice(current);
   }
   data_ = nullptr;

@@ -13,10 +13,11 @@
 
 #include "../core/capacity.h"
 #include "cuda_check.h"
+#include "device_buffer.h"
 
 namespace moekit::cuda {
 
-// Scratch of selectExpertChoice, grown on demand and kept by the caller across calls.
+// Scratch of selectExpertChoice, grown on demand and kept by the caller as long as it likes.
 struct ExpertChoiceScratch {
   DeviceBuffer<capacity::RankKey> threshold;  // [E] key of each expert's last token taken
 };

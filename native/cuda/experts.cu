@@ -146,14 +146,14 @@ void Experts::forward(const float* x, int T, int n, const int32_t* token, const 
                       const float* weight, float* y) {
   checkExpertForward(x, T, n, weight, y);
   checkAssignments(T, E_, n, token, expert);
-  haveForward_ = false;
+  haveForward_ = saved_ = false;
   T_ = T;
   n_ = n;
   counts_.assign(size_t(E_), 0);
   offsets_.assign(size_t(E_) + 1, 0);
   for (size_t g = 0; g < groups_.size(); ++g) state_[g].firstRow = state_[g].rows = 0;
   if (n == 0) {  // every token dropped: y stays as it is
-    haveForward_ = true;
+    haveForward_ = saved_ = true;
     return;
   }
 
@@ -203,7 +203,8 @@ void Experts::forward(const float* x, int T, int n, const int32_t* token, const 
   else forwardSimt(n);
 
   addRowsToTokens(yp_.get(), rowWeight, tokenStart, tokenRows, T, H_, y, stream_.get());
-  haveForward_ = true;
+  releaseForwardScratch();
+  haveForward_ = saved_ = true;
 }
 
 void Experts::forwardSimt(int n) {
@@ -402,10 +403,13 @@ void Experts::forwardTensorCore(int n) {
 }
 
 void Experts::backward(const float* dy, float* dx, float* dWeight) {
-  if (!haveForward_)
+  if (!saved_)
     throw Error(ErrorKind::Argument, "Experts.backward: no forward to differentiate");
   const int n = n_;
-  if (n == 0) return;
+  if (n == 0) {
+    saved_ = false;
+    return;
+  }
   if (!dy) throw Error(ErrorKind::Argument, "Experts.backward: dy must not be null");
 
   const size_t ySize = size_t(T_) * H_, rowsSize = size_t(n) * H_;
@@ -425,7 +429,28 @@ void Experts::backward(const float* dy, float* dx, float* dWeight) {
   if (gemm_ != ExpertGemm::F32Simt) backwardTensorCore(dDy, dxp);
   else backwardSimt(dxp);
   if (dx) addRowsToTokens(dxp, nullptr, tokenStart_.get(), tokenRows_.get(), T_, H_, dx, stream_.get());
+  releaseBackward();
+  saved_ = false;
   if (dWeight) stream_.synchronize("cudaStreamSynchronize after the download of dWeight");
+}
+
+void Experts::releaseForwardScratch() {
+  for (DeviceBuffer<float>* b : {&weight_, &xpf_, &hf_, &fp8Scales_, &aScales_, &xScales_, &hScales_, &a1Pad_, &a3Pad_,
+                                 &hPad_, &yPad_})
+    b->release();
+  for (DeviceBuffer<int32_t>* b : {&token_, &expert_, &paddedStartDevice_}) b->release();
+  for (DeviceBuffer<uint8_t>* b : {&fp8Codes_, &aCodes_, &xCodes_, &hCodes_, &wCodes_}) b->release();
+  aBf16_.release();
+  sort_.release();
+}
+
+void Experts::releaseBackward() {
+  for (DeviceBuffer<float>* b : {&dy_, &dyp_, &dxp_, &dWeight_, &da1_, &da3_, &dyRows_, &gPad_, &dxPad_, &dwPad_, &xp_,
+                                 &yp_, &rowWeight_, &a1_, &a3_, &h_})
+    b->release();
+  for (DeviceBuffer<uint16_t>* b : {&operandH_, &operandF1_, &operandF3_}) b->release();
+  for (DeviceBuffer<int32_t>* b : {&rowAssignment_, &rowToken_, &expertStart_, &tokenRows_, &tokenStart_, &paddedRow_})
+    b->release();
 }
 
 void Experts::backwardSimt(float* dxp) {

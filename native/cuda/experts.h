@@ -71,6 +71,7 @@
 
 #include "../layer/stages.h"
 #include "cuda_check.h"
+#include "device_buffer.h"
 #include "expert_gemm.h"
 #include "staging.h"
 #include "permute.h"
@@ -94,7 +95,7 @@ class Experts : public ExpertStage {
 
   // dy [T,H] of the last forward. Adds into dx [T,H] and the group gradient buffers; writes
   // dWeight[a] = dy_t · E_e(x_t) (fp32 sum). dx and dWeight may be null. dy, dx on the device,
-  // dWeight on the host.
+  // dWeight on the host. One backward per forward: it releases what the forward kept for it.
   void backward(const float* dy, float* dx, float* dWeight) override;
 
   // 2·rows_e·H·Fg·(3 for swiglu, else 2) of the last forward; 0 before the first forward.
@@ -145,6 +146,11 @@ class Experts : public ExpertStage {
   void forwardTensorCore(int n);
   // The multiple the tensor-core GEMMs' inner dimensions are padded to: 8 (bf16), 16 (fp8).
   int innerAlign() const;
+  // Back to the pool: the forward's scratch (at its end), and the backward's scratch with the
+  // activations the forward kept for it (at the backward's end). What stays between steps is the
+  // weights' low-precision operands and their row maps.
+  void releaseForwardScratch();
+  void releaseBackward();
   // Constructor, tensor-core path: the zeroed bf16 weight operands and the weight row maps.
   void allocateTensorCoreWeights();
   // The group's weights as the tensor-core GEMMs read them (w*t), from the f32 masters.
@@ -162,8 +168,8 @@ class Experts : public ExpertStage {
   std::vector<GroupState> state_;
   StagingStream stream_{"cuda::Experts"};
 
-  // The last forward.
-  bool haveForward_ = false;
+  // The last forward; saved_: its activations are held for one backward (released by it).
+  bool haveForward_ = false, saved_ = false;
   int T_ = 0, n_ = 0;
   int64_t activations_ = 0;                // Σ_g rows_g·Fg: elements of a1/a3/h/da1/da3
   std::vector<int32_t> counts_, offsets_;  // HOST [E], [E+1]

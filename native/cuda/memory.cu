@@ -77,7 +77,7 @@ std::shared_ptr<void> Memory::allocate(size_t bytes) const {
   void* p = nullptr;
   checkCuda(mallocAsync(&p, bytes > 0 ? bytes : 1, stream),
             "cuda layer: cudaMallocAsync of " + std::to_string(bytes) + " bytes of scratch");
-  return std::shared_ptr<void>(p, [stream](void* q) { cudaFreeAsync(q, stream); });
+  return std::shared_ptr<void>(p, [stream](void* q) { freeAsync(q, stream); });
 }
 
 }  // namespace moekit::cuda

@@ -12,14 +12,18 @@
 #include <cstdint>
 
 #include "cuda_check.h"
+#include "device_buffer.h"
 
 namespace moekit::cuda {
 
-// Scratch of stableSortByKey, kept across calls.
+// Scratch of stableSortByKey, kept by the caller as long as it likes.
 struct SortScratch {
   DeviceBuffer<int32_t> other;       // [n] the second ping-pong order
   DeviceBuffer<int32_t> rank;        // [n] rank of each item among its chunk's items of one digit
   DeviceBuffer<int32_t> chunkCount;  // [256·chunks] digit-major counts, then their exclusive scan
+  void release() {
+    for (DeviceBuffer<int32_t>* b : {&other, &rank, &chunkCount}) b->release();
+  }
 };
 
 // order[i] = i for i in [0, n).

@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "cuda_check.h"
+#include "device_buffer.h"
 
 namespace moekit::cuda {
 

@@ -253,15 +253,33 @@ void Router::forward(const float* x, int T, const int32_t* modality, const std::
   CountWindow::Saved saved = window_.add(out.counts, T, allowed_, reducer_);
   computeLosses(seqLens, out);
   computeStats(out);
-  if (!training) {
+  if (!training) {  // no backward follows: nothing is kept
     window_.restore(std::move(saved));
+    releaseForwardScratch();
+    releaseBackward();
     return;
   }
 
   // ---- R10 load estimate: ℓ ← (1 − decay)·ℓ + decay·f.
   if (p.load && T > 0) updateLoad(E_, spec_.loadDecay, f_.get(), p.load, stream_.get());
   ++step_;
+  releaseForwardScratch();
   haveForward_ = true;
+}
+
+void Router::releaseForwardScratch() {
+  for (DeviceBuffer<float>* b : {&weights_}) b->release();
+  for (DeviceBuffer<double>* b : {&load64_, &logits_, &q_, &groupScore_, &wScratch_, &f_, &P_, &stats3_}) b->release();
+  for (DeviceBuffer<int32_t>* b : {&selIdx_, &keep_, &found_, &counts_, &accepted_}) b->release();
+  capacityScratch_.release();
+  expertChoiceScratch_.threshold.release();
+}
+
+void Router::releaseBackward() {
+  for (DeviceBuffer<float>* b : {&x_, &w_, &pickDw_}) b->release();
+  for (DeviceBuffer<double>* b : {&s_, &cos_, &xNorm_, &wNorm_, &dLogitsAux_, &dWeightOrth_, &dSlot_}) b->release();
+  for (DeviceBuffer<int32_t>* b : {&idx_, &pickToken_, &pickExpert_}) b->release();
+  allowedDev_.release();
 }
 
 // ---- backward ----------------------------------------------------------------------------------
@@ -303,6 +321,8 @@ void Router::backward(const float* dAssignWeight, float* dx, float* dWeight) {
                  affinity_ ? xNorm_.get() : nullptr, affinity_ ? wNorm_.get() : nullptr,
                  affinity_ ? cos_.get() : nullptr, haveOrthogonality_ ? dWeightOrth_.get() : nullptr,
                  dx, dWeight, stream_.get());
+  releaseBackward();
+  haveForward_ = false;  // one backward per forward: it released what the forward kept
 }
 
 // ---- end of step -------------------------------------------------------------------------------
@@ -312,6 +332,7 @@ void Router::endStep(float* bias) {
     int64_t* counts = windowCounts_.reserve(size_t(E_), "window counts");
     stream_.upload(counts, window_.counts().data(), size_t(E_) * sizeof(int64_t), "window counts");
     updateBias(layout_.groupStart, spec_.biasUpdateRate, counts, bias, stream_.get());
+    windowCounts_.release();
   }
   window_.reset();
 }

@@ -22,6 +22,9 @@
 //   router_backward.h R7/R9 → R3 → logits → x and router.weight
 //   router_stats.h    B1 at endStep
 // The window (CountWindow) is host state: its reducer is a host callback (data-parallel all-reduce).
+// Between steps the router holds no device memory: a forward's work buffers go back to the pool at
+// its end, what it keeps for the backward (x, the weight, s, the selection, the cosines and norms,
+// the aux-loss gradients) at the backward's end.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -34,6 +37,7 @@
 #include "../layer/stages.h"
 #include "capacity.h"
 #include "cuda_check.h"
+#include "device_buffer.h"
 #include "staging.h"
 #include "expert_choice.h"
 
@@ -63,6 +67,10 @@ class Router : public RouterStage {
 
  private:
   void copyOnDevice(void* to, const void* from, size_t bytes, const char* what);
+  // Back to the pool: the forward's scratch (at its end), and what it kept for the backward (at the
+  // backward's end, or at the next forward).
+  void releaseForwardScratch();
+  void releaseBackward();
   void computeScores(const float* x, const RouterParams& p);
   void selectTopK(Routing& out);
   void selectExpertChoice(Routing& out);

@@ -42,9 +42,7 @@
 
 #include "../core/errors.h"
 #include "../core/routing.h"
-#include "../layer/router_common.h"
 #include "cuda_check.h"
-#include "staging.h"
 #include "emu/launch.h"
 #include "grid.h"
 
@@ -266,89 +264,6 @@ SelectArgs selectArgsOf(const RouterSpec& spec, int T, int E, uint64_t step) {
   a.seed = spec.seed;
   a.step = step;
   return a;
-}
-
-void routeTopK(const RouterSpec& spec, const float* x, int T, const float* weight,
-               const float* bias, const float* load, const uint8_t* allowed, uint64_t step,
-               TopKRouting& out) {
-  int E = 0;
-  for (int g : spec.groupSizes) E += g;
-  const int H = spec.hidden, k = spec.topK;
-  const bool sampled = spec.type == RouterSpec::Type::Sampled;
-  const bool affinity = spec.type == RouterSpec::Type::Affinity;
-  if (spec.type == RouterSpec::Type::ExpertChoice)
-    fail(ErrorKind::Argument, "cuda::routeTopK: expert-choice routing (R9) is not supported");
-  if (H <= 0 || E <= 0) fail(ErrorKind::Argument, "cuda::routeTopK: expected positive hidden and E");
-  if (k < 1 || k > E)
-    fail(ErrorKind::Argument, "router.topK: expected an integer in [1, " + std::to_string(E) +
-                                  "], got " + std::to_string(k));
-  if (spec.limitGroups != 0 && (spec.limitGroups < 0 || E % spec.limitGroups != 0))
-    fail(ErrorKind::Argument, "router.groupLimited.groups: expected a divisor of the expert count");
-  if (T < 0) fail(ErrorKind::Shape, "x: expected a non-negative token count, got " + std::to_string(T));
-  if (T > 0 && !x) fail(ErrorKind::Argument, "x: expected a [T, hidden] f32 buffer, got null");
-  if (!weight) fail(ErrorKind::Argument, "router.weight: expected an [E, hidden] f32 buffer, got null");
-  if (spec.useBias && !bias)
-    fail(ErrorKind::Argument, "router.bias: required when router.bias is true");
-  if (sampled && !load) fail(ErrorKind::Argument, "router.load: required by the 'sampled' router (R10)");
-  checkFiniteTokens(x, T, H);
-
-  out = TopKRouting();
-  out.tokens = T;
-  out.k = k;
-  out.experts = E;
-  out.indices.assign(size_t(T) * k, 0);
-  out.weights.assign(size_t(T) * k, 0.0f);
-  out.scores.assign(size_t(T) * E, 0.0);
-  if (T == 0) return;
-
-  StagingStream stream("cuda::routeTopK");
-  stream.open();
-  const cudaStream_t st = stream.get();
-  const size_t xSize = size_t(T) * H, wSize = size_t(E) * H, tE = size_t(T) * E, tk = size_t(T) * k;
-  const SelectArgs a = selectArgsOf(spec, T, E, step);
-  DeviceBuffer<float> dX, dW, dBias;
-  DeviceBuffer<double> dNorm, dLoad, dLogits, dS, dQ, dGroup, dWScratch;
-  DeviceBuffer<uint8_t> dAllowed;
-  DeviceBuffer<int32_t> dIdx, dFound;
-  DeviceBuffer<float> dWeights;
-  stream.upload(dX.reserve(xSize, "x"), x, xSize * sizeof(float), "x");
-  stream.upload(dW.reserve(wSize, "router.weight"), weight, wSize * sizeof(float), "router.weight");
-  const bool useBias = spec.useBias && !sampled;
-  if (useBias)
-    stream.upload(dBias.reserve(size_t(E), "router.bias"), bias, size_t(E) * sizeof(float), "router.bias");
-  std::vector<double> load64;
-  if (sampled) {  // R10 reads ℓ in float64, as cpu::Router
-    load64.assign(load, load + E);
-    stream.upload(dLoad.reserve(size_t(E), "router.load"), load64.data(), size_t(E) * sizeof(double),
-                  "router.load");
-  }
-  if (allowed)
-    stream.upload(dAllowed.reserve(tE, "allowed"), allowed, tE, "allowed");
-
-  double* logits = dLogits.reserve(tE, "logits");
-  const double* wNorm = nullptr;
-  if (affinity) {
-    expertNorms(dW.get(), E, H, dNorm.reserve(size_t(E), "expert norms"), st);
-    wNorm = dNorm.get();
-  }
-  routerLogits(dX.get(), dW.get(), wNorm, T, E, H, spec.temperature, nullptr, logits, st);
-  double* groupScore = a.limitGroups > 0 ? dGroup.reserve(size_t(T) * a.limitGroups, "group scores") : nullptr;
-  double* s = dS.reserve(tE, "scores");
-  int32_t* idx = dIdx.reserve(tk, "indices");
-  int32_t* found = dFound.reserve(size_t(T), "found");
-  selectExperts(a, logits, allowed ? dAllowed.get() : nullptr, useBias ? dBias.get() : nullptr,
-                sampled ? dLoad.get() : nullptr, s, dQ.reserve(tE, "keys"), groupScore, idx, found, st);
-  float* weights = dWeights.reserve(tk, "weights");
-  routingWeights(T, E, k, spec.normalize, spec.scale, s, idx, dWScratch.reserve(tk, "weights (f64)"),
-                 weights, st);
-
-  std::vector<int32_t> foundHost(static_cast<size_t>(T));
-  stream.download(foundHost.data(), found, size_t(T) * sizeof(int32_t), "found");
-  stream.download(out.indices.data(), idx, tk * sizeof(int32_t), "indices");
-  stream.download(out.weights.data(), weights, tk * sizeof(float), "weights");
-  stream.download(out.scores.data(), s, tE * sizeof(double), "scores");
-  stream.synchronize("cudaStreamSynchronize");
-  checkFound(foundHost, k);
 }
 
 }  // namespace moekit::cuda

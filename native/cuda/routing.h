@@ -2,10 +2,8 @@
 // group limiting, top-k and weights of every token, with the row math of core/routing.h (the
 // very functions cpu::Router calls), so that the decisions and weights equal cpu::Router's.
 //
-// Two levels: the stage launchers below take DEVICE pointers and enqueue on `stream` (cuda::Router
-// composes them with capacity, losses and stats); routeTopK is the HOST-STAGED composition of the
-// decisions alone (types TopK, Affinity and Sampled; no capacity, no losses), which uploads its
-// inputs, runs the stages on a stream of its own, downloads the results and synchronises.
+// The stage launchers below take DEVICE pointers and enqueue on `stream`; cuda::Router composes
+// them with capacity, losses and stats.
 //
 // Equality with cpu::Router: on the SIMT emulator bit for bit (same source, same libm). On a real
 // device exp/log are CUDA's double-precision libm (≤ 1–2 ulp from glibc) and nvcc may contract
@@ -21,13 +19,6 @@
 #include "../layer/stage_types.h"
 
 namespace moekit::cuda {
-
-struct TopKRouting {
-  int tokens = 0, k = 0, experts = 0;
-  std::vector<int32_t> indices;  // [T,k] R6 order (best first, ties → lower index)
-  std::vector<float> weights;    // [T,k] R7, float(w) as cpu::Router's Routing.weights
-  std::vector<double> scores;    // [T,E] R3 s
-};
 
 // ---- stage launchers (DEVICE pointers) ---------------------------------------------------------
 
@@ -64,18 +55,5 @@ void routingWeights(int T, int E, int k, bool normalize, double scale, const dou
 
 // HOST found [T]: throws Error(Argument) naming the first token with fewer than k finite keys.
 void checkFound(const std::vector<int32_t>& found, int k);
-
-// ---- host-staged decisions ------------------------------------------------------------------------
-
-// x [T,H] f32; weight [E,H] f32 (router.weight); bias [E] (read when spec.useBias, else may be
-// null); load [E] (R10 ℓ, required for Sampled, else ignored); allowed [T,E] u8 R2 mask (null =
-// every expert allowed; each row must allow at least topK experts); step = the R10 step
-// (cpu::Router::step() before its forward). Fields of spec read: hidden, groupSizes (E), type,
-// topK, score, normalize, scale, limitGroups, limitTopGroups, useBias, temperature, loadPenalty,
-// seed. Throws Error(Argument) on a missing input or when a token has fewer than topK finite keys
-// (message of cpu::Router), Error(Device) when a CUDA call fails.
-void routeTopK(const RouterSpec& spec, const float* x, int T, const float* weight,
-               const float* bias, const float* load, const uint8_t* allowed, uint64_t step,
-               TopKRouting& out);
 
 }  // namespace moekit::cuda

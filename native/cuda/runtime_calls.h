@@ -1,6 +1,6 @@
 // The CUDA runtime calls moekit makes that move bytes between host and device, make the host
-// wait, or allocate device memory — each the runtime's own function, counted in DeviceCounters
-// (device_counters.h) when it succeeds. Code of native/cuda and native/comm calls these instead of
+// wait, or take device memory (all of it from the devices' memory pools) — each the runtime's own
+// function, counted in DeviceCounters (device_counters.h) when it succeeds. Code of native/cuda and native/comm calls these instead of
 // the cuda* functions they wrap, so cuda.stats() sees every one. Host code only.
 #pragma once
 
@@ -53,17 +53,6 @@ inline cudaError_t deviceSynchronize() {
   return err;
 }
 
-inline cudaError_t deviceMalloc(void** pointer, size_t bytes) {
-  const cudaError_t err = cudaMalloc(pointer, bytes);
-  if (err == cudaSuccess) DeviceCounters::instance().allocated(*pointer, bytes);
-  return err;
-}
-
-inline cudaError_t deviceFree(void* pointer) {
-  DeviceCounters::instance().freed(pointer);
-  return cudaFree(pointer);
-}
-
 // The current device's default memory pool, which serves moekit's stream-ordered scratch
 // (mallocAsync). Its release threshold is raised to the maximum on first use: freed blocks stay
 // reserved and serve later requests, so a steady-state step allocates nothing from the device.
@@ -96,9 +85,15 @@ inline cudaError_t mallocAsync(void** pointer, size_t bytes, cudaStream_t stream
   const cudaError_t err = cudaMallocAsync(pointer, bytes, stream);
   if (err == cudaSuccess) {
     const uint64_t after = poolReservedBytes(pool);
-    DeviceCounters::instance().poolReserved(after, after > before);
+    DeviceCounters::instance().pooled(*pointer, bytes, after, after > before);
   }
   return err;
+}
+
+// Back to its pool, ordered on `stream` (the block stays reserved for the next mallocAsync).
+inline cudaError_t freeAsync(void* pointer, cudaStream_t stream) {
+  DeviceCounters::instance().returned(pointer);
+  return cudaFreeAsync(pointer, stream);
 }
 
 }  // namespace moekit::cuda

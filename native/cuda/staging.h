@@ -1,5 +1,5 @@
 // The stream of a device and the small host↔device copies of the CUDA stages (cuda::Experts,
-// cuda::Router, routeTopK): the tensors are device memory, read and written in place; what the
+// cuda::Router): the tensors are device memory, read and written in place; what the
 // stages still copy is host data of this version (the routing decisions, the assignment lists, the
 // GEMMs' tile lists; layer/stages.h). Errors are Error(Device) naming the owner and the buffer.
 // Host code only.

@@ -26,7 +26,7 @@ class StreamBuffer {
                   " bytes)");
   }
   ~StreamBuffer() {
-    if (data_) cudaFreeAsync(data_, stream_);
+    if (data_) freeAsync(data_, stream_);
   }
   StreamBuffer(const StreamBuffer&) = delete;
   StreamBuffer& operator=(const StreamBuffer&) = delete;

@@ -549,7 +549,7 @@ EMU_CASE("a device allocation that fails throws Error(Device) naming the buffer"
     moekit::cuda::Experts stage(1 << 20, Activation::Relu, {huge}, kBf16);
   } catch (const moekit::Error& e) {
     EMU_EXPECT(e.kind() == moekit::ErrorKind::Device, std::string("kind Device: ") + e.what());
-    emutest::expectContains(e.what(), {"cudaMalloc of bf16 weight operand", "failed"});
+    emutest::expectContains(e.what(), {"cudaMallocAsync of bf16 weight operand", "failed"});
     return;
   }
   throw emutest::Failure("expected Error(Device)");
