@@ -88,12 +88,13 @@ if (cudaDevices.length === 0) {
     const { liveBytes: _l2, peakBytes: _p2, reservedBytes: _r2, ...counts2 } = second;
     const { liveBytes: _l3, peakBytes: _p3, reservedBytes: _r3, ...counts3 } = third;
     expect(counts3).toEqual(counts2);  // the step's traffic does not drift
-    // Parameters, gradients, moments, x, y, dy and dx stay on the device: the step moves less than
-    // x alone (32 KB) — only the routing decisions and tile lists, O(T·k) and O(E) words.
+    // Parameters, gradients, moments, x, y, dy and dx stay on the device: the step moves at most
+    // 16 KB (issue #17), less than x alone (32 KB) — only the routing decisions and tile lists,
+    // O(T·k) and O(E) words.
     const parameterBytes = Object.values(layer.parameters()).reduce((sum, t) => sum + t.nbytes, 0);
     const moved = second.hostToDeviceBytes + second.deviceToHostBytes;
+    expect(moved).toBeLessThanOrEqual(16 * 1024);
     expect(moved).toBeLessThan(x.nbytes);
-    expect(moved).toBeLessThan(parameterBytes / 20);
     // The stages' buffers and the pool's blocks are made on the first step; later steps reuse them.
     expect(first.allocations).toBeGreaterThan(0);
     expect(second.allocations).toBe(0);

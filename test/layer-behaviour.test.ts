@@ -19,6 +19,34 @@ const base: MoEConfig = {
 describeOnDevices((device) => {
   const onDevice = (shape: number[], seed: number) => uniformTensor(shape, seed).to(device);
 
+  describe('routing outputs', () => {
+    // On cuda the router compacts the kept slots into the assignment lists on the device and the
+    // routing tensors are device copies of its buffers: they must equal the cpu's lists exactly.
+    for (const [name, extra] of [
+      ['dropless', {}],
+      ['capacity 0.6 by position (slots dropped)', { capacity: { factor: 0.6 } }],
+      ['expert choice', { router: { type: 'expert-choice', topK: 2 }, losses: { z: { coeff: 0.001 } } }],
+    ] as const) {
+      test(`${name}: indices, keep, weights and the assignment lists live on ${device} and equal the cpu layer's`, () => {
+        const config = { ...base, ...extra } as MoEConfig;
+        const x = uniformTensor([37, H], 31);
+        const want = new MoELayer({ ...config, device: 'cpu' }).forward(x).routing;
+        const got = new MoELayer({ ...config, device }).forward(x.to(device)).routing;
+        const pairs: [string, Tensor, Tensor][] = [
+          ['indices', got.indices, want.indices], ['keep', got.keep, want.keep], ['weights', got.weights, want.weights],
+          ['assignments.token', got.assignments.token, want.assignments.token],
+          ['assignments.expert', got.assignments.expert, want.assignments.expert],
+          ['assignments.weight', got.assignments.weight, want.assignments.weight],
+        ];
+        for (const [field, g, w] of pairs) {
+          expect([field, g.device]).toEqual([field, device]);
+          expect([field, Array.from(g.toArray())]).toEqual([field, Array.from(w.toArray())]);
+        }
+        if (name.startsWith('capacity')) expect(Array.from(want.keep.toArray())).toContain(0);
+      });
+    }
+  });
+
   describe('edge cases', () => {
     test('T = 1 gives the same row as the same token inside a batch (dropless, row-wise)', () => {
       const layer = new MoELayer({ ...base, device });

@@ -288,16 +288,16 @@ Napi::Value NativeMoELayer::forward(const Napi::CallbackInfo& info) {
     const int64_t k = r.k, E = experts_, n = int64_t(r.assignToken.size());
     Napi::Object result = Napi::Object::New(env);
     result.Set("y", yHandle);
-    result.Set("indices", tensorOf(env, DType::I32, {T, k}, r.indices, cudaDevice_));
-    result.Set("weights", tensorOf(env, DType::F32, {T, k}, r.weights, cudaDevice_));
-    result.Set("keep", tensorOf(env, DType::I32, {T, k}, r.keep, cudaDevice_));
+    result.Set("indices", routingTensor(env, DType::I32, {T, k}, r.indices, r.device.indices));
+    result.Set("weights", routingTensor(env, DType::F32, {T, k}, r.weights, r.device.weights));
+    result.Set("keep", routingTensor(env, DType::I32, {T, k}, r.keep, r.device.keep));
     // The per-expert counts feed out.stats, read on the host: cpu tensors.
     result.Set("counts", tensorOf(env, DType::I32, {E}, r.counts, -1));
     result.Set("accepted", tensorOf(env, DType::I32, {E}, r.accepted, -1));
     result.Set("dropped", tensorOf(env, DType::I32, {E}, out.dropped, -1));
-    result.Set("assignToken", tensorOf(env, DType::I32, {n}, r.assignToken, cudaDevice_));
-    result.Set("assignExpert", tensorOf(env, DType::I32, {n}, r.assignExpert, cudaDevice_));
-    result.Set("assignWeight", tensorOf(env, DType::F32, {n}, r.assignWeight, cudaDevice_));
+    result.Set("assignToken", routingTensor(env, DType::I32, {n}, r.assignToken, r.device.assignToken));
+    result.Set("assignExpert", routingTensor(env, DType::I32, {n}, r.assignExpert, r.device.assignExpert));
+    result.Set("assignWeight", routingTensor(env, DType::F32, {n}, r.assignWeight, r.device.assignWeight));
     result.Set("flops", numberArray(env, out.flops));
     result.Set("sharedFlops", Napi::Number::New(env, double(out.sharedFlops)));
     result.Set("f", f64Array(env, r.f));
@@ -313,6 +313,16 @@ Napi::Value NativeMoELayer::forward(const Napi::CallbackInfo& info) {
     result.Set("precision", precisionObject(env, layer_->spec().precision, device_, gemm_));
     return result;
   });
+}
+
+template <typename T>
+Napi::Object NativeMoELayer::routingTensor(Napi::Env env, DType dtype, const std::vector<int64_t>& shape,
+                                           const std::vector<T>& values, const T* device) {
+  if (!device || cudaDevice_ < 0) return tensorOf(env, dtype, shape, values, cudaDevice_);
+  Napi::Object handle;
+  NativeTensor* tensor = NativeTensor::create(env, dtype, shape, &handle, cudaDevice_);
+  layer_->memory().copy(tensor->writableStorageData("result"), device, values.size() * sizeof(T));
+  return handle;
 }
 
 Napi::Value NativeMoELayer::backward(const Napi::CallbackInfo& info) {

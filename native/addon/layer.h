@@ -34,6 +34,11 @@ class NativeMoELayer : public Napi::ObjectWrap<NativeMoELayer> {
   // The tensor's storage, kept alive by the layer; `version` (when given) receives its write counter.
   float* hold(const Napi::Value& value, const std::string& name, const std::vector<int64_t>& shape,
               const uint64_t** version = nullptr);
+  // A routing result on the layer's device: a device copy of `device` when the router kept the
+  // array there (Routing::device), else `values` written up.
+  template <typename T>
+  Napi::Object routingTensor(Napi::Env env, DType dtype, const std::vector<int64_t>& shape, const std::vector<T>& values,
+                             const T* device);
   // DisposedError naming the first held tensor that was disposed.
   void checkHeld() const;
   // Before every call: the constructor finished, checkHeld, and the layer's cuda device current.

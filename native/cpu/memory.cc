@@ -17,6 +17,10 @@ int Memory::firstNonFiniteRow(const float* a, int rows, int cols) const {
   return -1;
 }
 
+void Memory::copy(void* to, const void* from, size_t bytes) const {
+  if (bytes > 0) std::memcpy(to, from, bytes);
+}
+
 void Memory::toHost(void* host, const void* device, size_t bytes) const {
   if (bytes > 0) std::memcpy(host, device, bytes);
 }

@@ -11,6 +11,7 @@ class Memory final : public DeviceMemory {
   bool isHost() const override { return true; }
   void zero(float* p, size_t n) const override;
   int firstNonFiniteRow(const float* a, int rows, int cols) const override;
+  void copy(void* to, const void* from, size_t bytes) const override;
   void toHost(void* host, const void* device, size_t bytes) const override;
   void fromHost(void* device, const void* host, size_t bytes) const override;
   std::shared_ptr<void> allocate(size_t bytes) const override;

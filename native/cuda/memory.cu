@@ -59,6 +59,12 @@ int Memory::firstNonFiniteRow(const float* a, int rows, int cols) const {
   return found < rows ? found : -1;
 }
 
+void Memory::copy(void* to, const void* from, size_t bytes) const {
+  if (bytes == 0) return;
+  checkCuda(copyAsync(to, from, bytes, cudaMemcpyDeviceToDevice, deviceStream(kOwner)),
+            "cuda layer: cudaMemcpyAsync on the device");
+}
+
 void Memory::toHost(void* host, const void* device, size_t bytes) const {
   if (bytes == 0) return;
   const cudaStream_t stream = deviceStream(kOwner);

@@ -3,8 +3,14 @@
 //
 //   gatherScoresKernel  one thread per expert-choice pick a: weight[a] = float(s[token[a], expert[a]])
 //   widenKernel         one thread per expert e: load64[e] = double(load[e]) (R10 reads ℓ in float64)
+//   compactKeptKernel   one block of kCompactThreads threads over the T·k slots, each thread a
+//                       contiguous run of them: it counts its kept slots, the block scans the
+//                       counts (shared memory, Hillis–Steele), and each thread writes its kept
+//                       slots from its exclusive offset — the token-major assignment lists of
+//                       cpu::Router (token = slot / k, expert = idx[slot], weight = weights[slot])
 #include "router.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -33,6 +39,33 @@ __global__ void gatherScoresKernel(int64_t n, int E, const double* s, const int3
 __global__ void widenKernel(int n, const float* in, double* out) {
   const int e = blockIdx.x * blockDim.x + threadIdx.x;
   if (e < n) out[e] = double(in[e]);
+}
+
+constexpr int kCompactThreads = 256;
+
+__global__ void compactKeptKernel(int64_t tk, int k, const int32_t* idx, const int32_t* keep, const float* weights,
+                                  int32_t* token, int32_t* expert, float* weight) {
+  __shared__ int64_t sums[kCompactThreads];
+  const int64_t per = (tk + kCompactThreads - 1) / kCompactThreads;
+  const int64_t begin = int64_t(threadIdx.x) * per, end = begin + per < tk ? begin + per : tk;
+  int64_t count = 0;
+  for (int64_t s = begin; s < end; ++s) count += keep[s] != 0;
+  sums[threadIdx.x] = count;
+  __syncthreads();
+  for (int offset = 1; offset < kCompactThreads; offset *= 2) {
+    const int64_t add = int(threadIdx.x) >= offset ? sums[threadIdx.x - offset] : 0;
+    __syncthreads();
+    sums[threadIdx.x] += add;
+    __syncthreads();
+  }
+  int64_t a = sums[threadIdx.x] - count;
+  for (int64_t s = begin; s < end; ++s) {
+    if (!keep[s]) continue;
+    token[a] = int32_t(s / k);
+    expert[a] = idx[s];
+    weight[a] = weights[s];
+    ++a;
+  }
 }
 
 unsigned blocksFor(int64_t n) { return gridBlocks(n, kThreads); }
@@ -115,19 +148,31 @@ void Router::selectTopK(Routing& out) {
   routingWeights(T, E, k, spec_.normalize, spec_.scale, s_.get(), idx, wScratch_.reserve(tk, "weights (f64)"),
                  weights_.reserve(tk, "weights"), stream_.get());
   countSelections(T, k, E, idx, keep, accepted_.reserve(size_t(E), "accepted"), stream_.get());
+  int32_t* assignToken = assignToken_.reserve(tk, "assignment tokens");
+  int32_t* assignExpert = assignExpert_.reserve(tk, "assignment experts");
+  float* assignWeight = assignWeight_.reserve(tk, "assignment weights");
+  checkLaunch(launch<compactKeptKernel>(dim3(1), dim3(kCompactThreads), 0, stream_.get(), int64_t(tk), k, idx, keep,
+                                        weights_.get(), assignToken, assignExpert, assignWeight),
+              "compactKeptKernel");
+  out.device = {idx, keep, weights_.get(), assignToken, assignExpert, assignWeight};
 
-  std::vector<int32_t> found(static_cast<size_t>(T));
+  unsigned long long* shortToken = shortToken_.reserve(1, "the first short token");
+  findShortToken(found_.get(), T, k, shortToken, stream_.get());
+  unsigned long long firstShort = 0;
   out.indices.resize(tk);
   out.keep.resize(tk);
   out.weights.resize(tk);
-  stream_.download(found.data(), found_.get(), size_t(T) * sizeof(int32_t), "found");
+  stream_.download(&firstShort, shortToken, sizeof firstShort, "the first short token");
   stream_.download(out.indices.data(), idx, tk * sizeof(int32_t), "indices");
-  stream_.download(out.keep.data(), keep, tk * sizeof(int32_t), "keep");
+  // Without a capacity (C1) or a minimum affinity (C4) every slot is kept: keep need not come down.
+  const bool canDrop = ca.capacity > 0 || minAffinity;
+  if (canDrop) stream_.download(out.keep.data(), keep, tk * sizeof(int32_t), "keep");
+  else std::fill(out.keep.begin(), out.keep.end(), 1);
   stream_.download(out.weights.data(), weights_.get(), tk * sizeof(float), "weights");
   stream_.download(out.counts.data(), counts_.get(), size_t(E) * sizeof(int32_t), "counts");
   stream_.download(out.accepted.data(), accepted_.get(), size_t(E) * sizeof(int32_t), "accepted");
   stream_.synchronize("forward (top-k decisions)");
-  checkFound(found, k);
+  checkFound(firstShort, k);
   for (size_t slot = 0; slot < tk; ++slot) {
     if (!out.keep[slot]) continue;
     assignSlot_.push_back(int32_t(slot));
@@ -161,6 +206,9 @@ void Router::selectExpertChoice(Routing& out) {
   stream_.download(out.assignWeight.data(), weight, size_t(picks_) * sizeof(float), "expert-choice weights");
   stream_.download(out.counts.data(), counts_.get(), size_t(E) * sizeof(int32_t), "counts");
   stream_.synchronize("forward (expert choice)");
+  out.device.assignToken = token;
+  out.device.assignExpert = expert;
+  out.device.assignWeight = weight;
   out.accepted = out.counts;
 }
 
@@ -253,7 +301,7 @@ void Router::forward(const float* x, int T, const int32_t* modality, const std::
   CountWindow::Saved saved = window_.add(out.counts, T, allowed_, reducer_);
   computeLosses(seqLens, out);
   computeStats(out);
-  if (!training) {  // no backward follows: nothing is kept
+  if (!training) {  // no backward follows: only the results are kept (until the next forward)
     window_.restore(std::move(saved));
     releaseForwardScratch();
     releaseBackward();
@@ -268,9 +316,9 @@ void Router::forward(const float* x, int T, const int32_t* modality, const std::
 }
 
 void Router::releaseForwardScratch() {
-  for (DeviceBuffer<float>* b : {&weights_}) b->release();
   for (DeviceBuffer<double>* b : {&load64_, &logits_, &q_, &groupScore_, &wScratch_, &f_, &P_, &stats3_}) b->release();
-  for (DeviceBuffer<int32_t>* b : {&selIdx_, &keep_, &found_, &counts_, &accepted_}) b->release();
+  for (DeviceBuffer<int32_t>* b : {&selIdx_, &found_, &counts_, &accepted_}) b->release();
+  shortToken_.release();
   capacityScratch_.release();
   expertChoiceScratch_.threshold.release();
 }
@@ -278,8 +326,12 @@ void Router::releaseForwardScratch() {
 void Router::releaseBackward() {
   for (DeviceBuffer<float>* b : {&x_, &w_, &pickDw_}) b->release();
   for (DeviceBuffer<double>* b : {&s_, &cos_, &xNorm_, &wNorm_, &dLogitsAux_, &dWeightOrth_, &dSlot_}) b->release();
-  for (DeviceBuffer<int32_t>* b : {&idx_, &pickToken_, &pickExpert_}) b->release();
   allowedDev_.release();
+}
+
+void Router::releaseResults() {
+  for (DeviceBuffer<float>* b : {&weights_, &assignWeight_}) b->release();
+  for (DeviceBuffer<int32_t>* b : {&idx_, &keep_, &pickToken_, &pickExpert_, &assignToken_, &assignExpert_}) b->release();
 }
 
 // ---- backward ----------------------------------------------------------------------------------
@@ -322,6 +374,7 @@ void Router::backward(const float* dAssignWeight, float* dx, float* dWeight) {
                  affinity_ ? cos_.get() : nullptr, haveOrthogonality_ ? dWeightOrth_.get() : nullptr,
                  dx, dWeight, stream_.get());
   releaseBackward();
+  releaseResults();
   haveForward_ = false;  // one backward per forward: it released what the forward kept
 }
 

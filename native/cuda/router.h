@@ -24,7 +24,8 @@
 // The window (CountWindow) is host state: its reducer is a host callback (data-parallel all-reduce).
 // Between steps the router holds no device memory: a forward's work buffers go back to the pool at
 // its end, what it keeps for the backward (x, the weight, s, the selection, the cosines and norms,
-// the aux-loss gradients) at the backward's end.
+// the aux-loss gradients) and its decisions in device memory (Routing::device: indices, keep,
+// weights, the assignment lists, compacted on the device) at the backward's end.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -71,6 +72,9 @@ class Router : public RouterStage {
   // backward's end, or at the next forward).
   void releaseForwardScratch();
   void releaseBackward();
+  // The decisions in device memory (Routing::device): kept until the backward's end, or the next
+  // forward after an evaluation one.
+  void releaseResults();
   void computeScores(const float* x, const RouterParams& p);
   void selectTopK(Routing& out);
   void selectExpertChoice(Routing& out);
@@ -98,12 +102,14 @@ class Router : public RouterStage {
   int64_t picks_ = 0;
 
   // DEVICE buffers, grown as needed.
-  DeviceBuffer<float> x_, w_, weights_, pickDw_;
+  DeviceBuffer<float> x_, w_, weights_, pickDw_, assignWeight_;
   DeviceBuffer<double> load64_, logits_, s_, q_, cos_, xNorm_, wNorm_, groupScore_, wScratch_;
   DeviceBuffer<double> dLogitsAux_, dWeightOrth_, dSlot_, f_, P_, stats3_;
   DeviceBuffer<uint8_t> allowedDev_;
   DeviceBuffer<int32_t> selIdx_, idx_, keep_, found_, counts_, accepted_, pickToken_, pickExpert_;
+  DeviceBuffer<int32_t> assignToken_, assignExpert_;
   DeviceBuffer<int64_t> windowCounts_;
+  DeviceBuffer<unsigned long long> shortToken_;
   CapacityScratch capacityScratch_;
   ExpertChoiceScratch expertChoiceScratch_;
 };

@@ -28,6 +28,8 @@
 //                       Rows of s, q and the group scores live in global memory (s and q are
 //                       outputs, the group scores scratch); a lane reads another lane's entries
 //                       only after a __syncwarp. No per-expert array is held in registers.
+//   shortTokenKernel    one thread per token t with found[t] < k: atomicMin of (t << 32) | found[t],
+//                       so the first such token wins whatever the order.
 //   weightsKernel       one warp per token: lane 0 forms the R7 divisor (weightsDivisor, Σ in slot
 //                       order) and shuffles it to every lane; lane L writes slots j = L, L + 32, …
 //                       (weightOf), rounded once to f32, over the token's final experts (after
@@ -242,12 +244,26 @@ void routingWeights(int T, int E, int k, bool normalize, double scale, const dou
             "weightsKernel");
 }
 
-void checkFound(const std::vector<int32_t>& found, int k) {
-  for (size_t t = 0; t < found.size(); ++t)
-    if (found[t] < k)
-      fail(ErrorKind::Argument, "x: token " + std::to_string(t) + " has " + std::to_string(found[t]) +
-                                    " experts with a finite selection key, router.topK is " +
-                                    std::to_string(k) + " (non-finite input or router.weight?)");
+constexpr int kShortThreads = 128;
+
+__global__ void shortTokenKernel(const int32_t* found, int T, int k, unsigned long long* first) {
+  const int64_t t = globalThread();
+  if (t < T && found[t] < k) atomicMin(first, (static_cast<unsigned long long>(t) << 32) | unsigned(found[t]));
+}
+
+void findShortToken(const int32_t* found, int T, int k, unsigned long long* first, cudaStream_t stream) {
+  checkCuda(cudaMemsetAsync(first, 0xff, sizeof(unsigned long long), stream), "findShortToken: cudaMemsetAsync");
+  if (T == 0) return;
+  checkLaunch(launch<shortTokenKernel>(dim3(gridBlocks(T, kShortThreads)), dim3(kShortThreads), 0, stream, found, T, k,
+                                       first),
+              "shortTokenKernel");
+}
+
+void checkFound(unsigned long long first, int k) {
+  if (first == ~0ull) return;
+  fail(ErrorKind::Argument, "x: token " + std::to_string(first >> 32) + " has " + std::to_string(first & 0xffffffffu) +
+                                " experts with a finite selection key, router.topK is " + std::to_string(k) +
+                                " (non-finite input or router.weight?)");
 }
 
 SelectArgs selectArgsOf(const RouterSpec& spec, int T, int E, uint64_t step) {

@@ -53,7 +53,11 @@ void selectExperts(const SelectArgs& a, const double* logits, const uint8_t* all
 void routingWeights(int T, int E, int k, bool normalize, double scale, const double* s,
                     const int32_t* idx, double* wScratch, float* weights, cudaStream_t stream);
 
-// HOST found [T]: throws Error(Argument) naming the first token with fewer than k finite keys.
-void checkFound(const std::vector<int32_t>& found, int k);
+// found [T] (R6, selectExperts): *first (DEVICE, one word) = (t << 32) | found[t] of the first token
+// t with fewer than k finite keys, or all ones when every token has k. One word comes back to the
+// host instead of T.
+void findShortToken(const int32_t* found, int T, int k, unsigned long long* first, cudaStream_t stream);
+// HOST `first` as findShortToken left it: throws Error(Argument) naming that token.
+void checkFound(unsigned long long first, int k);
 
 }  // namespace moekit::cuda

@@ -88,6 +88,7 @@ class MoELayer {
   int tokens() const { return T_; }  // T of the last forward
   RouterStage& router() { return *router_; }
   const ExpertParallel* expertParallel() const { return expertParallel_; }  // null unless expert-parallel
+  const DeviceMemory& memory() const { return memory_; }  // the backend's
 
  private:
   const DeviceMemory& memory_;  // the backend's

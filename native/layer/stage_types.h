@@ -97,6 +97,17 @@ struct Routing {  // one forward's decisions
   // maxVio = max(c)/mean(c) − 1, cv = std(c)/mean(c), entropy = −Σ p log p / log E with p = c/Σc.
   std::vector<double> f, P;
   double maxVio = 0, cv = 0, entropy = 0;
+  // indices, keep, weights and the assignment lists in device memory, when the router keeps them
+  // there (the CUDA router; null on the CPU), so the layer's result tensors are device copies.
+  // Valid until the router's next forward or backward.
+  struct DeviceArrays {
+    const int32_t* indices = nullptr;
+    const int32_t* keep = nullptr;
+    const float* weights = nullptr;
+    const int32_t* assignToken = nullptr;
+    const int32_t* assignExpert = nullptr;
+    const float* assignWeight = nullptr;
+  } device;
 };
 
 }  // namespace moekit

@@ -29,6 +29,8 @@ class DeviceMemory {
   virtual void zero(float* p, size_t n) const = 0;
   // The first row of a [rows, cols] f32 matrix holding a NaN or an Inf, or −1; the host waits for it.
   virtual int firstNonFiniteRow(const float* a, int rows, int cols) const = 0;
+  // device ← device, ordered after the work enqueued so far.
+  virtual void copy(void* to, const void* from, size_t bytes) const = 0;
   // host ← device (waits for the bytes) and device ← host.
   virtual void toHost(void* host, const void* device, size_t bytes) const = 0;
   virtual void fromHost(void* device, const void* host, size_t bytes) const = 0;

@@ -117,6 +117,7 @@ Decisions routeOnDevice(const RouterSpec& spec, const Inputs& in, uint64_t step,
   emutest::DeviceArray<double> groupScore(size_t(T) * std::max(a.limitGroups, 1));
   emutest::DeviceArray<uint8_t> mask(allowed.empty() ? std::vector<uint8_t>(1) : allowed);
   emutest::DeviceArray<int32_t> idx(tk), found(static_cast<size_t>(T));
+  emutest::DeviceArray<unsigned long long> shortToken(1);
   if (affinity) cu::expertNorms(weight.get(), E, H, norms.get(), nullptr);
   cu::routerLogits(x.get(), weight.get(), affinity ? norms.get() : nullptr, T, E, H, spec.temperature, nullptr,
                    logits.get(), nullptr);
@@ -125,8 +126,9 @@ Decisions routeOnDevice(const RouterSpec& spec, const Inputs& in, uint64_t step,
                     a.limitGroups > 0 ? groupScore.get() : nullptr, idx.get(), found.get(), nullptr);
   replaceTopK(q.get(), idx.get());
   cu::routingWeights(T, E, k, spec.normalize, spec.scale, s.get(), idx.get(), wScratch.get(), weights.get(), nullptr);
+  cu::findShortToken(found.get(), T, k, shortToken.get(), nullptr);
   EMU_CUDA(cudaDeviceSynchronize());
-  cu::checkFound(found.download(), k);
+  cu::checkFound(shortToken.download()[0], k);
   return Decisions{idx.download(), weights.download(), s.download()};
 }
 
