@@ -420,10 +420,8 @@ void Experts::backward(const float* dy, float* dx, float* dWeight) {
     dDy = rounded;
   }
   float* dyp = dyp_.reserve(rowsSize, "dyp");
-  float* dWeightDevice = dWeight ? dWeight_.reserve(size_t(n), "dWeight") : nullptr;
   unpermuteBackward(dDy, H_, rowToken_.get(), rowWeight_.get(), yp_.get(), rowAssignment_.get(),
-                    n, dyp, dWeightDevice, stream_.get());
-  if (dWeight) stream_.download(dWeight, dWeightDevice, size_t(n) * sizeof(float), "dWeight");
+                    n, dyp, dWeight, stream_.get());
 
   float* dxp = dx ? dxp_.reserve(rowsSize, "dxp") : nullptr;
   if (gemm_ != ExpertGemm::F32Simt) backwardTensorCore(dDy, dxp);
@@ -431,7 +429,6 @@ void Experts::backward(const float* dy, float* dx, float* dWeight) {
   if (dx) addRowsToTokens(dxp, nullptr, tokenStart_.get(), tokenRows_.get(), T_, H_, dx, stream_.get());
   releaseBackward();
   saved_ = false;
-  if (dWeight) stream_.synchronize("cudaStreamSynchronize after the download of dWeight");
 }
 
 void Experts::releaseForwardScratch() {
@@ -445,7 +442,7 @@ void Experts::releaseForwardScratch() {
 }
 
 void Experts::releaseBackward() {
-  for (DeviceBuffer<float>* b : {&dy_, &dyp_, &dxp_, &dWeight_, &da1_, &da3_, &dyRows_, &gPad_, &dxPad_, &dwPad_, &xp_,
+  for (DeviceBuffer<float>* b : {&dy_, &dyp_, &dxp_, &da1_, &da3_, &dyRows_, &gPad_, &dxPad_, &dwPad_, &xp_,
                                  &yp_, &rowWeight_, &a1_, &a3_, &h_})
     b->release();
   for (DeviceBuffer<uint16_t>* b : {&operandH_, &operandF1_, &operandF3_}) b->release();

@@ -6,11 +6,11 @@
 //   X2  y_t += Σ_a [token[a] = t] · weight[a] · E_{expert[a]}(x_t)
 //
 // Memory (stages.h): x, y, dy, dx and the ExpertGroup weights and gradients are DEVICE memory of
-// the current device, read and written in place; the assignment lists (token, expert, weight) and
-// dWeight are host data in this version. forward uploads the assignments, downloads the expert
-// offsets to size the GEMMs (the one synchronisation of a forward) and adds the experts' outputs
-// into y; backward adds into dx and the gradient accumulators and downloads dWeight (synchronising
-// when it is asked for). Backward differentiates with the weights as they are when it runs.
+// the current device, read and written in place, and so is dWeight; the assignment lists (token,
+// expert, weight) are host data in this version. forward uploads the assignments, downloads the
+// expert offsets to size the GEMMs (the one synchronisation of a forward) and adds the experts'
+// outputs into y; backward adds into dx and the gradient accumulators and writes dWeight, without
+// a synchronisation. Backward differentiates with the weights as they are when it runs.
 //
 // Stages on the device: stable sort of the assignments by (expert, token, assignment) → row map
 // (the order of cpu::planPermutation) → permute → the expert GEMMs (below) → weighted combine, one
@@ -94,8 +94,8 @@ class Experts : public ExpertStage {
                const float* weight, float* y) override;
 
   // dy [T,H] of the last forward. Adds into dx [T,H] and the group gradient buffers; writes
-  // dWeight[a] = dy_t · E_e(x_t) (fp32 sum). dx and dWeight may be null. dy, dx on the device,
-  // dWeight on the host. One backward per forward: it releases what the forward kept for it.
+  // dWeight[a] = dy_t · E_e(x_t) (fp32 sum). dx and dWeight may be null; all on the device. One
+  // backward per forward: it releases what the forward kept for it.
   void backward(const float* dy, float* dx, float* dWeight) override;
 
   // 2·rows_e·H·Fg·(3 for swiglu, else 2) of the last forward; 0 before the first forward.
@@ -179,7 +179,7 @@ class Experts : public ExpertStage {
   DeviceBuffer<int32_t> token_, expert_, rowAssignment_, rowToken_, expertStart_;
   DeviceBuffer<int32_t> tokenRows_, tokenStart_;  // rows of each token, ascending; [T+1]
   DeviceBuffer<float> a1_, a3_, h_;               // pre-activations and activations, all groups
-  DeviceBuffer<float> dy_, dyp_, dxp_, dWeight_, da1_, da3_;  // dy_: bf16-rounded dy (low modes)
+  DeviceBuffer<float> dy_, dyp_, dxp_, da1_, da3_;  // dy_: bf16-rounded dy (low modes)
   SortScratch sort_;
   DeviceBuffer<float> xpf_, hf_;  // f32 SIMT fp8 forward: its x rows and h
   DeviceBuffer<uint8_t> fp8Codes_;

@@ -8,6 +8,9 @@
 //                       counts (shared memory, Hillis–Steele), and each thread writes its kept
 //                       slots from its exclusive offset — the token-major assignment lists of
 //                       cpu::Router (token = slot / k, expert = idx[slot], weight = weights[slot])
+//                       and each assignment's slot
+//   scatterSlotsKernel  one thread per assignment a: dSlot[slot[a]] = dAssignWeight[a] (dropped
+//                       slots keep the 0 they were set to)
 #include "router.h"
 
 #include <algorithm>
@@ -44,7 +47,7 @@ __global__ void widenKernel(int n, const float* in, double* out) {
 constexpr int kCompactThreads = 256;
 
 __global__ void compactKeptKernel(int64_t tk, int k, const int32_t* idx, const int32_t* keep, const float* weights,
-                                  int32_t* token, int32_t* expert, float* weight) {
+                                  int32_t* token, int32_t* expert, float* weight, int32_t* slot) {
   __shared__ int64_t sums[kCompactThreads];
   const int64_t per = (tk + kCompactThreads - 1) / kCompactThreads;
   const int64_t begin = int64_t(threadIdx.x) * per, end = begin + per < tk ? begin + per : tk;
@@ -64,8 +67,14 @@ __global__ void compactKeptKernel(int64_t tk, int k, const int32_t* idx, const i
     token[a] = int32_t(s / k);
     expert[a] = idx[s];
     weight[a] = weights[s];
+    slot[a] = int32_t(s);
     ++a;
   }
+}
+
+__global__ void scatterSlotsKernel(int64_t n, const int32_t* slot, const float* dAssignWeight, double* dSlot) {
+  const int64_t a = globalThread();
+  if (a < n) dSlot[slot[a]] = double(dAssignWeight[a]);
 }
 
 unsigned blocksFor(int64_t n) { return gridBlocks(n, kThreads); }
@@ -152,7 +161,8 @@ void Router::selectTopK(Routing& out) {
   int32_t* assignExpert = assignExpert_.reserve(tk, "assignment experts");
   float* assignWeight = assignWeight_.reserve(tk, "assignment weights");
   checkLaunch(launch<compactKeptKernel>(dim3(1), dim3(kCompactThreads), 0, stream_.get(), int64_t(tk), k, idx, keep,
-                                        weights_.get(), assignToken, assignExpert, assignWeight),
+                                        weights_.get(), assignToken, assignExpert, assignWeight,
+                                        assignSlotDevice_.reserve(tk, "assignment slots")),
               "compactKeptKernel");
   out.device = {idx, keep, weights_.get(), assignToken, assignExpert, assignWeight};
 
@@ -175,11 +185,11 @@ void Router::selectTopK(Routing& out) {
   checkFound(firstShort, k);
   for (size_t slot = 0; slot < tk; ++slot) {
     if (!out.keep[slot]) continue;
-    assignSlot_.push_back(int32_t(slot));
     out.assignToken.push_back(int32_t(slot / size_t(k)));
     out.assignExpert.push_back(out.indices[slot]);
     out.assignWeight.push_back(out.weights[slot]);
   }
+  kept_ = int64_t(out.assignToken.size());
 }
 
 // R9: C = min(ceil(factor·T·topK/E), T), factor 1 when dropless; weights s[t,e].
@@ -277,7 +287,7 @@ void Router::forward(const float* x, int T, const int32_t* modality, const std::
   T_ = T;
   k_ = expertChoice_ ? 0 : spec_.topK;
   allowed_ = allowedMask(spec_, layout_, modality, T);
-  assignSlot_.clear();
+  kept_ = 0;
   picks_ = 0;
   out = Routing();
   out.tokens = T;
@@ -331,7 +341,9 @@ void Router::releaseBackward() {
 
 void Router::releaseResults() {
   for (DeviceBuffer<float>* b : {&weights_, &assignWeight_}) b->release();
-  for (DeviceBuffer<int32_t>* b : {&idx_, &keep_, &pickToken_, &pickExpert_, &assignToken_, &assignExpert_}) b->release();
+  for (DeviceBuffer<int32_t>* b : {&idx_, &keep_, &pickToken_, &pickExpert_, &assignToken_, &assignExpert_,
+                                   &assignSlotDevice_})
+    b->release();
 }
 
 // ---- backward ----------------------------------------------------------------------------------
@@ -339,7 +351,7 @@ void Router::releaseResults() {
 void Router::backward(const float* dAssignWeight, float* dx, float* dWeight) {
   if (!haveForward_) throw Error(ErrorKind::Argument, "backward: called before a successful forward");
   const int T = T_, E = E_, H = H_, k = k_;
-  const size_t assignments = expertChoice_ ? size_t(picks_) : assignSlot_.size();
+  const size_t assignments = expertChoice_ ? size_t(picks_) : size_t(kept_);
   if (assignments > 0 && !dAssignWeight)
     throw Error(ErrorKind::Argument, "dAssignWeight: expected one value per assignment, got null");
   if (T > 0 && !dx) throw Error(ErrorKind::Argument, "dx: expected a [T, hidden] f32 buffer, got null");
@@ -348,13 +360,16 @@ void Router::backward(const float* dAssignWeight, float* dx, float* dWeight) {
   const double* dSlot = nullptr;
   const float* pickDw = nullptr;
   if (expertChoice_) {
-    pickDw = pickDw_.reserve(assignments + 1, "expert-choice weight gradients");
-    stream_.upload(pickDw_.get(), dAssignWeight, assignments * sizeof(float), "expert-choice weight gradients");
+    pickDw = assignments > 0 ? dAssignWeight : pickDw_.reserve(1, "expert-choice weight gradients");
   } else {
-    std::vector<double> dw(size_t(T) * k, 0.0);  // dropped slots stay 0
-    for (size_t a = 0; a < assignments; ++a) dw[size_t(assignSlot_[a])] = dAssignWeight[a];
-    dSlot = dSlot_.reserve(dw.size() + 1, "slot weight gradients");
-    stream_.upload(dSlot_.get(), dw.data(), dw.size() * sizeof(double), "slot weight gradients");
+    const size_t tk = size_t(T) * k;
+    double* slots = dSlot_.reserve(tk + 1, "slot weight gradients");
+    checkCuda(cudaMemsetAsync(slots, 0, tk * sizeof(double), stream_.get()), "cuda::Router: cudaMemsetAsync of dSlot");
+    if (assignments > 0)
+      checkLaunch(launch<scatterSlotsKernel>(dim3(blocksFor(int64_t(assignments))), dim3(kThreads), 0, stream_.get(),
+                                             int64_t(assignments), assignSlotDevice_.get(), dAssignWeight, slots),
+                  "scatterSlotsKernel");
+    dSlot = slots;
   }
 
   RouterBackwardArgs a;

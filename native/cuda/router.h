@@ -55,7 +55,7 @@ class Router : public RouterStage {
   // The contract of cpu::Router::forward over device x and params (host modality and seqLens).
   void forward(const float* x, int T, const int32_t* modality, const std::vector<int>& seqLens,
                const RouterParams& p, Routing& out, bool training) override;
-  // The contract of cpu::Router::backward: host dAssignWeight, device dx and dWeight.
+  // The contract of cpu::Router::backward over device dAssignWeight, dx and dWeight.
   void backward(const float* dAssignWeight, float* dx, float* dWeight) override;
   void endStep(float* bias) override;
   void setCountReducer(std::function<void(int64_t* values, size_t n)> reducer) override {
@@ -98,8 +98,7 @@ class Router : public RouterStage {
   int T_ = 0, k_ = 0;
   bool haveForward_ = false, haveOrthogonality_ = false;
   std::vector<uint8_t> allowed_;
-  std::vector<int32_t> assignSlot_;
-  int64_t picks_ = 0;
+  int64_t kept_ = 0, picks_ = 0;
 
   // DEVICE buffers, grown as needed.
   DeviceBuffer<float> x_, w_, weights_, pickDw_, assignWeight_;
@@ -107,7 +106,7 @@ class Router : public RouterStage {
   DeviceBuffer<double> dLogitsAux_, dWeightOrth_, dSlot_, f_, P_, stats3_;
   DeviceBuffer<uint8_t> allowedDev_;
   DeviceBuffer<int32_t> selIdx_, idx_, keep_, found_, counts_, accepted_, pickToken_, pickExpert_;
-  DeviceBuffer<int32_t> assignToken_, assignExpert_;
+  DeviceBuffer<int32_t> assignToken_, assignExpert_, assignSlotDevice_;
   DeviceBuffer<int64_t> windowCounts_;
   DeviceBuffer<unsigned long long> shortToken_;
   CapacityScratch capacityScratch_;

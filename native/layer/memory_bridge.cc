@@ -15,6 +15,7 @@ void DeviceSideExperts::forward(const float* x, int T, int n, const int32_t* tok
   host_->forward(x_.data(), T, n, token, expert, weight, y_.data());
   memory_.fromHost(y, y_.data(), bytes);
   T_ = T;
+  n_ = n;
 }
 
 void DeviceSideExperts::backward(const float* dy, float* dx, float* dWeight) {
@@ -25,8 +26,10 @@ void DeviceSideExperts::backward(const float* dy, float* dx, float* dWeight) {
     dx_.resize(size);
     memory_.toHost(dx_.data(), dx, bytes);
   }
-  host_->backward(dy_.data(), dx ? dx_.data() : nullptr, dWeight);
+  dWeight_.resize(size_t(n_));
+  host_->backward(dy_.data(), dx ? dx_.data() : nullptr, dWeight ? dWeight_.data() : nullptr);
   if (dx) memory_.fromHost(dx, dx_.data(), bytes);
+  if (dWeight) memory_.fromHost(dWeight, dWeight_.data(), size_t(n_) * sizeof(float));
 }
 
 HostSideExperts::HostSideExperts(const DeviceMemory& memory, int hidden, std::unique_ptr<ExpertStage> device)
@@ -50,6 +53,7 @@ void HostSideExperts::forward(const float* x, int T, int n, const int32_t* token
   device_->forward(dX, T, n, token, expert, weight, dY);
   memory_.toHost(y, dY, bytes);
   T_ = T;
+  n_ = n;
 }
 
 // Reuses the forward's scratch: x_ takes dy, y_ takes dx.
@@ -59,8 +63,10 @@ void HostSideExperts::backward(const float* dy, float* dx, float* dWeight) {
   float* dDx = reserve(y_, yCapacity_, size);
   memory_.fromHost(dDy, dy, bytes);
   if (dx) memory_.fromHost(dDx, dx, bytes);
-  device_->backward(dDy, dx ? dDx : nullptr, dWeight);
+  float* dDWeight = dWeight ? reserve(dWeight_, dWeightCapacity_, size_t(n_)) : nullptr;
+  device_->backward(dDy, dx ? dDx : nullptr, dDWeight);
   if (dx) memory_.toHost(dx, dDx, bytes);
+  if (dWeight) memory_.toHost(dWeight, dDWeight, size_t(n_) * sizeof(float));
 }
 
 }  // namespace moekit

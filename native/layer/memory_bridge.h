@@ -7,7 +7,7 @@
 // DeviceSide presents a device-memory stage over a host-memory one: x, y, dy and dx are copied
 // down before and (y, dx) up after. HostSide presents a host-memory stage over a device-memory
 // one: the rows it is given go up into device scratch kept across calls, the outputs come down.
-// The assignment lists and dWeight are host data on both sides (stages.h).
+// The assignment lists are host data on both sides (stages.h); dWeight follows x.
 #pragma once
 
 #include <memory>
@@ -30,8 +30,8 @@ class DeviceSideExperts final : public ExpertStage {
   const DeviceMemory& memory_;
   int H_;
   std::unique_ptr<ExpertStage> host_;
-  int T_ = 0;
-  std::vector<float> x_, y_, dy_, dx_;
+  int T_ = 0, n_ = 0;
+  std::vector<float> x_, y_, dy_, dx_, dWeight_;
 };
 
 class HostSideExperts final : public ExpertStage {
@@ -49,9 +49,9 @@ class HostSideExperts final : public ExpertStage {
   const DeviceMemory& memory_;
   int H_;
   std::unique_ptr<ExpertStage> device_;
-  int T_ = 0;
-  std::shared_ptr<void> x_, y_;
-  size_t xCapacity_ = 0, yCapacity_ = 0;
+  int T_ = 0, n_ = 0;
+  std::shared_ptr<void> x_, y_, dWeight_;
+  size_t xCapacity_ = 0, yCapacity_ = 0, dWeightCapacity_ = 0;
 };
 
 }  // namespace moekit

@@ -144,10 +144,11 @@ void MoELayer::forward(const float* x, int T, const int32_t* modality, const std
 void MoELayer::backward(const float* dy, float* dx) {
   if (!haveForward_) throw Error(ErrorKind::Argument, "backward: needs a training forward first (forward with training: true)");
   memory_.zero(dx, size_t(T_) * spec_.router.hidden);
-  std::vector<float> dWeight(assignments_);
-  experts_->backward(dy, dx, dWeight.data());
+  const std::shared_ptr<void> scratch = memory_.allocate(assignments_ * sizeof(float));
+  float* dWeight = static_cast<float*>(scratch.get());
+  experts_->backward(dy, dx, dWeight);
   if (shared_) shared_->backward(dy, dx, nullptr);
-  router_->backward(dWeight.data(), dx, buffers_.routerWeightGrad);
+  router_->backward(dWeight, dx, buffers_.routerWeightGrad);
   haveForward_ = false;  // one backward per forward: a second would count the gradients twice
 }
 

@@ -4,9 +4,10 @@
 //
 // Memory: the activations (x, y, dy, dx), the parameters, their gradients and the router state
 // are memory of the backend's device — host memory for the CPU backend, memory of the current
-// CUDA device for the CUDA one. In this version the routing decisions are host data on both: a
-// Routing's vectors, the assignment lists the layer hands to an ExpertStage (token, expert,
-// weight) and the per-assignment gradients (dWeight, dAssignWeight). Sizes are validated by the
+// CUDA device for the CUDA one — and so are the per-assignment gradients (dWeight,
+// dAssignWeight). In this version the routing decisions are host data on both: a Routing's
+// vectors (Routing::device has device copies) and the assignment lists the layer hands to an
+// ExpertStage (token, expert, weight). Sizes are validated by the
 // implementations, which throw moekit::Error naming the argument.
 #pragma once
 

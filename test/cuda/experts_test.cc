@@ -162,6 +162,7 @@ class OnDevice final : public moekit::ExpertStage {
     for (const Mirror& m : buffers_)
       if (m.weight) m.array->upload(std::vector<float>(m.host, m.host + m.array->size()));
     T_ = T;
+    n_ = n;
     emutest::DeviceArray<float> dX(std::vector<float>(x, x + size_t(T) * H_));
     emutest::DeviceArray<float> dY(std::vector<float>(y, y + size_t(T) * H_));
     stage_->forward(dX.get(), T, n, token, expert, weight, dY.get());
@@ -172,10 +173,15 @@ class OnDevice final : public moekit::ExpertStage {
     const size_t size = size_t(T_) * H_;
     emutest::DeviceArray<float> dDy(std::vector<float>(dy, dy + size));
     emutest::DeviceArray<float> dDx(dx ? std::vector<float>(dx, dx + size) : std::vector<float>(1));
-    stage_->backward(dDy.get(), dx ? dDx.get() : nullptr, dWeight);
+    emutest::DeviceArray<float> dDWeight(std::vector<float>(size_t(std::max(n_, 1)), NAN));
+    stage_->backward(dDy.get(), dx ? dDx.get() : nullptr, dWeight ? dDWeight.get() : nullptr);
     if (dx) {
       const std::vector<float> out = dDx.download();
       std::copy(out.begin(), out.end(), dx);
+    }
+    if (dWeight) {
+      const std::vector<float> out = dDWeight.download();
+      std::copy(out.begin(), out.begin() + n_, dWeight);
     }
     for (const Mirror& m : buffers_)
       if (!m.weight) {
@@ -202,7 +208,7 @@ class OnDevice final : public moekit::ExpertStage {
     return buffers_.back().array->get();
   }
 
-  int H_, T_ = 0;
+  int H_, T_ = 0, n_ = 0;
   std::vector<Mirror> buffers_;
   std::unique_ptr<moekit::cuda::Experts> stage_;
 };
