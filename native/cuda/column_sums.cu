@@ -8,7 +8,7 @@
 //                       chunk's partial sum. Chunks past the segment's end write 0.
 //   chunkTotalKernel    one thread per (segment, column): the partial sums of the segment's chunks
 //                       added in ascending chunk order.
-// sumToHost is the one-column case, its single value copied to the host.
+// scaledSum is the one-column case, then scaleKernel (one thread: *out = scale · *out / divisor).
 #include "column_sums.h"
 
 #include <string>
@@ -61,6 +61,8 @@ __global__ void chunkTotalKernel(const double* partial, int cols, int segments, 
   out[i] = sum;
 }
 
+__global__ void scaleKernel(double scale, double divisor, double* value) { *value = scale * *value / divisor; }
+
 }  // namespace
 
 void segmentColumnSums(const double* v, int64_t rows, int cols, const int64_t* segStart,
@@ -89,15 +91,14 @@ void segmentColumnSums(const double* v, int64_t rows, int cols, const int64_t* s
             "launch of chunkTotalKernel");
 }
 
-double sumToHost(const double* v, int64_t n, cudaStream_t stream, const char* what) {
-  if (n == 0) return 0;
-  StreamBuffer<double> sum(1, stream, what);
-  segmentColumnSums(v, n, 1, nullptr, 1, n, sum.get(), stream);
-  double value = 0;
-  checkCuda(copyAsync(&value, sum.get(), sizeof(double), cudaMemcpyDeviceToHost, stream),
-            std::string("cudaMemcpyAsync of ") + what + " to the host");
-  checkCuda(streamSynchronize(stream), std::string("cudaStreamSynchronize after ") + what);
-  return value;
+void scaledSum(const double* v, int64_t n, double scale, double divisor, double* out, cudaStream_t stream) {
+  if (n == 0) {
+    checkCuda(cudaMemsetAsync(out, 0, sizeof(double), stream), "cudaMemsetAsync of an empty sum");
+    return;
+  }
+  segmentColumnSums(v, n, 1, nullptr, 1, n, out, stream);
+  if (scale != 1.0 || divisor != 1.0)
+    checkCuda(launch<scaleKernel>(dim3(1), dim3(1), 0, stream, scale, divisor, out), "launch of scaleKernel");
 }
 
 }  // namespace moekit::cuda

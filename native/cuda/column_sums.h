@@ -23,8 +23,9 @@ namespace moekit::cuda {
 void segmentColumnSums(const double* v, int64_t rows, int cols, const int64_t* segStart,
                        int segments, int64_t maxRows, double* out, cudaStream_t stream);
 
-// Σ of v [n] (DEVICE) in the order above (cols = 1, one segment), copied to the host: synchronises
-// `stream`. 0 when n = 0. `what` names the sum in a CUDA error ("the z-loss").
-double sumToHost(const double* v, int64_t n, cudaStream_t stream, const char* what);
+// *out (DEVICE) = scale · Σ / divisor of v [n] (DEVICE), the sum in the order above (cols = 1, one
+// segment), then (scale · Σ) / divisor as the host would round it (0 when n = 0), ordered on
+// `stream`: nothing waits.
+void scaledSum(const double* v, int64_t n, double scale, double divisor, double* out, cudaStream_t stream);
 
 }  // namespace moekit::cuda

@@ -31,6 +31,7 @@ namespace moekit::cuda {
 namespace {
 
 constexpr int kThreads = 128;
+constexpr size_t kLossValues = 4;  // balance, its micro-batch term, z, orthogonality
 
 __global__ void gatherScoresKernel(int64_t n, int E, const double* s, const int32_t* token,
                                    const int32_t* expert, float* weight) {
@@ -222,12 +223,17 @@ void Router::selectExpertChoice(Routing& out) {
   out.accepted = out.counts;
 }
 
-// L1–L5 values (this rank's token share of each, CountWindow::tokenShare; global balance with its
-// micro-batch term); their gradients stay on the device (dLogitsAux_, dWeightOrth_) for backward.
-void Router::computeLosses(const std::vector<int>& seqLens, Routing& out) {
+// L1–L5 (this rank's token share of each, CountWindow::tokenShare; global balance with its
+// micro-batch term): the values into the device words lossValues_ [balance, its micro-batch term,
+// z, orthogonality], read by computeStats' one wait; the gradients stay on the device
+// (dLogitsAux_, dWeightOrth_) for backward.
+void Router::computeLosses(const std::vector<int>& seqLens) {
   const int T = T_, E = E_;
   const double share = window_.tokenShare();
   double* dLogits = dLogitsAux_.reserve(size_t(T) * E + 1, "aux-loss logit gradients");
+  double* values = lossValues_.reserve(kLossValues, "loss values");
+  checkCuda(cudaMemsetAsync(values, 0, kLossValues * sizeof(double), stream_.get()),
+            "cuda::Router: cudaMemsetAsync of the loss values");
   checkCuda(cudaMemsetAsync(dLogits, 0, size_t(T) * E * sizeof(double), stream_.get()),
             "cuda::Router: cudaMemsetAsync of the aux-loss logit gradients");
   if (spec_.balanceCoeff != 0 && !expertChoice_ && T > 0) {
@@ -243,39 +249,44 @@ void Router::computeLosses(const std::vector<int>& seqLens, Routing& out) {
     b.seqLens = seqLens;
     b.windowCounts = window_.counts();
     b.windowGroupTokens = byGroup ? window_.groupTokens() : std::vector<int64_t>{window_.tokens()};
-    out.balance = balanceLoss(b, s_.get(), allowedDevice(), selIdx_.get(), dLogits, stream_.get());
+    balanceLoss(b, s_.get(), allowedDevice(), selIdx_.get(), dLogits, values, stream_.get());
     if (spec_.scope == RouterSpec::Scope::Global && spec_.balanceMicroFraction > 0) {
       b.coeff = spec_.balanceCoeff * spec_.balanceMicroFraction * share;
       b.scope = RouterSpec::Scope::Micro;
-      out.balance += balanceLoss(b, s_.get(), allowedDevice(), selIdx_.get(), dLogits, stream_.get());
+      balanceLoss(b, s_.get(), allowedDevice(), selIdx_.get(), dLogits, values + 1, stream_.get());
     }
   }
   if (spec_.zCoeff != 0 && T > 0)
-    out.z = zLoss(T, E, spec_.zCoeff * share, logits_.get(), allowedDevice(), dLogits, stream_.get());
+    zLoss(T, E, spec_.zCoeff * share, logits_.get(), allowedDevice(), dLogits, values + 2, stream_.get());
   haveOrthogonality_ = spec_.orthCoeff != 0;
   if (haveOrthogonality_)
-    out.orthogonality = orthogonalityLoss(E, H_, spec_.groupSizes, spec_.orthMode, spec_.orthCoeff * share,
-                                          w_.get(), dWeightOrth_.reserve(size_t(E) * H_, "orthogonality gradient"),
-                                          stream_.get());
-  out.aux = out.balance + out.z + out.orthogonality;
+    orthogonalityLoss(E, H_, spec_.groupSizes, spec_.orthMode, spec_.orthCoeff * share, w_.get(),
+                      dWeightOrth_.reserve(size_t(E) * H_, "orthogonality gradient"), values + 3, stream_.get());
 }
 
-// ExpertStats from the R6 counts (device) and s.
+// ExpertStats from the R6 counts (device) and s; then the stats and the loss values come to the
+// host in one wait.
 void Router::computeStats(Routing& out) {
   const int E = E_;
   out.f.assign(size_t(E), 0.0);
   out.P.assign(size_t(E), 0.0);
-  if (T_ == 0) return;
-  double stats[3];
-  expertStats(T_, E, spec_.topK, scoreFn() == routing::ScoreFn::Sigmoid, s_.get(), counts_.get(),
-              f_.reserve(size_t(E), "f"), P_.reserve(size_t(E), "P"), stats3_.reserve(3, "stats"), stream_.get());
-  stream_.download(out.f.data(), f_.get(), size_t(E) * sizeof(double), "f");
-  stream_.download(out.P.data(), P_.get(), size_t(E) * sizeof(double), "P");
-  stream_.download(stats, stats3_.get(), sizeof(stats), "stats");
-  stream_.synchronize("forward (stats)");
+  double stats[3] = {0, 0, 0}, losses[kLossValues];
+  if (T_ > 0) {
+    expertStats(T_, E, spec_.topK, scoreFn() == routing::ScoreFn::Sigmoid, s_.get(), counts_.get(),
+                f_.reserve(size_t(E), "f"), P_.reserve(size_t(E), "P"), stats3_.reserve(3, "stats"), stream_.get());
+    stream_.download(out.f.data(), f_.get(), size_t(E) * sizeof(double), "f");
+    stream_.download(out.P.data(), P_.get(), size_t(E) * sizeof(double), "P");
+    stream_.download(stats, stats3_.get(), sizeof(stats), "stats");
+  }
+  stream_.download(losses, lossValues_.get(), sizeof(losses), "the loss values");
+  stream_.synchronize("forward (stats and loss values)");
   out.maxVio = stats[0];
   out.cv = stats[1];
   out.entropy = stats[2];
+  out.balance = losses[0] + losses[1];
+  out.z = losses[2];
+  out.orthogonality = losses[3];
+  out.aux = out.balance + out.z + out.orthogonality;
 }
 
 // ---- forward -----------------------------------------------------------------------------------
@@ -309,7 +320,7 @@ void Router::forward(const float* x, int T, const int32_t* modality, const std::
 
   // ---- window (L2, B1); an evaluation forward restores it below.
   CountWindow::Saved saved = window_.add(out.counts, T, allowed_, reducer_);
-  computeLosses(seqLens, out);
+  computeLosses(seqLens);
   computeStats(out);
   if (!training) {  // no backward follows: only the results are kept (until the next forward)
     window_.restore(std::move(saved));
@@ -326,7 +337,8 @@ void Router::forward(const float* x, int T, const int32_t* modality, const std::
 }
 
 void Router::releaseForwardScratch() {
-  for (DeviceBuffer<double>* b : {&load64_, &logits_, &q_, &groupScore_, &wScratch_, &f_, &P_, &stats3_}) b->release();
+  for (DeviceBuffer<double>* b : {&load64_, &logits_, &q_, &groupScore_, &wScratch_, &f_, &P_, &stats3_, &lossValues_})
+    b->release();
   for (DeviceBuffer<int32_t>* b : {&selIdx_, &found_, &counts_, &accepted_}) b->release();
   shortToken_.release();
   capacityScratch_.release();

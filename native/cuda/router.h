@@ -78,7 +78,7 @@ class Router : public RouterStage {
   void computeScores(const float* x, const RouterParams& p);
   void selectTopK(Routing& out);
   void selectExpertChoice(Routing& out);
-  void computeLosses(const std::vector<int>& seqLens, Routing& out);
+  void computeLosses(const std::vector<int>& seqLens);
   void computeStats(Routing& out);
   routing::ScoreFn scoreFn() const {
     return spec_.type == RouterSpec::Type::Affinity ? routing::ScoreFn::Softmax : spec_.score;
@@ -103,7 +103,7 @@ class Router : public RouterStage {
   // DEVICE buffers, grown as needed.
   DeviceBuffer<float> x_, w_, weights_, pickDw_, assignWeight_;
   DeviceBuffer<double> load64_, logits_, s_, q_, cos_, xNorm_, wNorm_, groupScore_, wScratch_;
-  DeviceBuffer<double> dLogitsAux_, dWeightOrth_, dSlot_, f_, P_, stats3_;
+  DeviceBuffer<double> dLogitsAux_, dWeightOrth_, dSlot_, f_, P_, stats3_, lossValues_;
   DeviceBuffer<uint8_t> allowedDev_;
   DeviceBuffer<int32_t> selIdx_, idx_, keep_, found_, counts_, accepted_, pickToken_, pickExpert_;
   DeviceBuffer<int32_t> assignToken_, assignExpert_, assignSlotDevice_;

@@ -21,7 +21,7 @@
 //   balanceBackwardKernel   one thread per token: the row's ∂/∂s̃, then s̃ → s → logits, added to
 //                           dLogits (rows of scratch in global memory, as routing.cu).
 //   zRowsKernel             one thread per token: lse (routing::logSumExpRow), lse², gradient.
-// Each loss value is the fixed-order total (column_sums.h sumToHost) of its per-group / per-token
+// Each loss value is the fixed-order total (column_sums.h scaledSum) of its per-group / per-token
 // terms.
 #include "router_losses.h"
 
@@ -179,8 +179,8 @@ __global__ void zRowsKernel(int T, int E, double coeff, const double* logits,
 
 // ---- launchers -----------------------------------------------------------------------------------
 
-double balanceLoss(const BalanceArgs& a, const double* s, const uint8_t* allowed,
-                   const int32_t* selIdx, double* dLogits, cudaStream_t stream) {
+void balanceLoss(const BalanceArgs& a, const double* s, const uint8_t* allowed,
+                 const int32_t* selIdx, double* dLogits, double* value, cudaStream_t stream) {
   const int T = a.T, E = a.E;
   if (T < 0) fail(ErrorKind::Shape, "balanceLoss: T: expected a non-negative token count, got " + str(T));
   if (E < 1) fail(ErrorKind::Shape, "balanceLoss: E: expected a positive expert count, got " + str(E));
@@ -218,10 +218,11 @@ double balanceLoss(const BalanceArgs& a, const double* s, const uint8_t* allowed
                                str(G) + " entries for the 'global' scope, got " +
                                str(int64_t(a.windowCounts.size())) + " / " +
                                str(int64_t(a.windowGroupTokens.size())));
-  if (T == 0) return 0;
-  if (!s || !selIdx || !dLogits)
+  if (T > 0 && (!s || !selIdx || !dLogits))
     fail(ErrorKind::Argument, std::string("balanceLoss: ") + (!s ? "s" : !selIdx ? "selIdx" : "dLogits") +
                                   ": expected a device buffer, got null");
+  if (!value) fail(ErrorKind::Argument, "balanceLoss: value: expected a device word, got null");
+  if (T == 0) return scaledSum(nullptr, 0, 1.0, 1.0, value, stream);
   const int segments = int(segStart.size()) - 1;
   int64_t longest = 0;
   for (int i = 0; i < segments; ++i) longest = std::max(longest, segStart[size_t(i) + 1] - segStart[size_t(i)]);
@@ -277,24 +278,25 @@ double balanceLoss(const BalanceArgs& a, const double* s, const uint8_t* allowed
                                             allowed, sn.get(), sSum.get(), grad.get(), dRows.get(),
                                             dLogits),
               "balanceBackwardKernel");
-  return sumToHost(groupValue.get(), int64_t(sG), stream, "the balance loss");
+  scaledSum(groupValue.get(), int64_t(sG), 1.0, 1.0, value, stream);
 }
 
-double zLoss(int T, int E, double coeff, const double* logits, const uint8_t* allowed,
-             double* dLogits, cudaStream_t stream) {
+void zLoss(int T, int E, double coeff, const double* logits, const uint8_t* allowed,
+           double* dLogits, double* value, cudaStream_t stream) {
   if (T < 0) fail(ErrorKind::Shape, "zLoss: T: expected a non-negative token count, got " + str(T));
   if (E < 1) fail(ErrorKind::Shape, "zLoss: E: expected a positive expert count, got " + str(E));
   if (!std::isfinite(coeff))
     fail(ErrorKind::Argument, "zLoss: coeff: expected a finite number, got " + std::to_string(coeff));
-  if (T == 0) return 0;
-  if (!logits || !dLogits)
+  if (T > 0 && (!logits || !dLogits))
     fail(ErrorKind::Argument, std::string("zLoss: ") + (!logits ? "logits" : "dLogits") +
                                   ": expected a device buffer, got null");
+  if (!value) fail(ErrorKind::Argument, "zLoss: value: expected a device word, got null");
+  if (T == 0) return scaledSum(nullptr, 0, 1.0, 1.0, value, stream);
   StreamBuffer<double> lseSquared(size_t(T), stream, "z-loss terms");
   checkLaunch(launch<zRowsKernel>(dim3(blocksFor(T)), dim3(kThreads), 0, stream, T, E, coeff, logits,
                                   allowed, lseSquared.get(), dLogits),
               "zRowsKernel");
-  return coeff * sumToHost(lseSquared.get(), T, stream, "the z-loss") / T;
+  scaledSum(lseSquared.get(), T, coeff, double(T), value, stream);
 }
 
 }  // namespace moekit::cuda

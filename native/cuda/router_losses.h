@@ -4,8 +4,8 @@
 // whose formulas come from core/losses.h and core/routing.h like these kernels' (router_losses.cu:
 // L1–L4, router_orthogonality.cu: L5).
 //
-// Pointers are DEVICE memory unless marked HOST; work is enqueued on `stream`. Each launcher
-// returns the loss value (coefficient included) as a HOST double, so it synchronises `stream`.
+// Pointers are DEVICE memory unless marked HOST; work is enqueued on `stream` and nothing waits:
+// each launcher writes its loss value (coefficient included) into the device word *value.
 // Arguments are validated first: Error(Shape/Argument) naming the argument; a failed CUDA call
 // throws Error(Device).
 //
@@ -42,21 +42,21 @@ struct BalanceArgs {
 // L1/L2/L3 exactly as cpu::Router::computeBalance: per segment (the whole batch, or each sequence
 // of seqLens weighted 1/#sequences) and balance group g (experts [groupStart[g], groupStart[g+1]),
 // tokens S_g = those allowed to its first expert), coeff·|G|·Σ_i f_i·P_i weighted |S_g|/segment
-// length; f from the R6 selections selIdx [T,k] of S_g (Global: from the window). Returns the value
+// length; f from the R6 selections selIdx [T,k] of S_g (Global: from the window). Writes the value
 // and ADDS d(value)/d logits into dLogits [T,E] f64 through s̃ → s → logits (R3 backward,
 // routing::scoresRowBackward with the sigmoid or softmax of `sigmoid`). s [T,E] f64 R3 scores;
 // allowed [T,E] u8 R2 mask or null (all allowed).
-double balanceLoss(const BalanceArgs& a, const double* s, const uint8_t* allowed,
-                   const int32_t* selIdx, double* dLogits, cudaStream_t stream);
+void balanceLoss(const BalanceArgs& a, const double* s, const uint8_t* allowed,
+                 const int32_t* selIdx, double* dLogits, double* value, cudaStream_t stream);
 
 // L4: coeff·mean_t lse(allowed logits_t)², a row with no allowed (or a non-finite) logsumexp adding
 // 0. logits [T,E] f64; allowed as above. ADDS its gradient into dLogits [T,E].
-double zLoss(int T, int E, double coeff, const double* logits, const uint8_t* allowed,
-             double* dLogits, cudaStream_t stream);
+void zLoss(int T, int E, double coeff, const double* logits, const uint8_t* allowed,
+           double* dLogits, double* value, cudaStream_t stream);
 
 // L5 on W [E,H] f32 (rows normalised in f64; a zero row is left out and gets gradient 0) with the
 // expert groups groupSizes (HOST, Σ = E) and mode. OVERWRITES dW [E,H] f64 with its gradient.
-double orthogonalityLoss(int E, int H, const std::vector<int>& groupSizes, OrthMode mode,
-                         double coeff, const float* W, double* dW, cudaStream_t stream);
+void orthogonalityLoss(int E, int H, const std::vector<int>& groupSizes, OrthMode mode,
+                       double coeff, const float* W, double* dW, double* value, cudaStream_t stream);
 
 }  // namespace moekit::cuda

@@ -13,7 +13,7 @@
 //                      M·Ŵ.
 //   orthPairsKernel    one thread per pair (i, j): c_ij, the value term c·R², M_ij.
 //   orthGradKernel     one block of 256 per expert row: the radial part by a fixed tree, ∂/∂w_e.
-// The value is the fixed-order total (column_sums.h sumToHost) of the E² pair terms.
+// The value is the fixed-order total (column_sums.h scaledSum) of the E² pair terms.
 #include "router_losses.h"
 
 #include <cmath>
@@ -149,8 +149,8 @@ void product(const double* A, int64_t lda, const double* B, int64_t ldb, int M, 
 
 }  // namespace
 
-double orthogonalityLoss(int E, int H, const std::vector<int>& groupSizes, OrthMode mode,
-                         double coeff, const float* W, double* dW, cudaStream_t stream) {
+void orthogonalityLoss(int E, int H, const std::vector<int>& groupSizes, OrthMode mode,
+                       double coeff, const float* W, double* dW, double* value, cudaStream_t stream) {
   if (E < 1 || H < 1)
     fail(ErrorKind::Shape, "orthogonalityLoss: W: expected a non-empty [E, H], got [" + str(E) + ", " +
                                str(H) + "]");
@@ -174,8 +174,8 @@ double orthogonalityLoss(int E, int H, const std::vector<int>& groupSizes, OrthM
   if (int64_t(groupTables.size()) != E)
     fail(ErrorKind::Argument, "orthogonalityLoss: groupSizes: expected sizes summing to E = " + str(E) +
                                   ", got " + str(int64_t(groupTables.size())));
-  if (!W || !dW)
-    fail(ErrorKind::Argument, std::string("orthogonalityLoss: ") + (!W ? "W" : "dW") +
+  if (!W || !dW || !value)
+    fail(ErrorKind::Argument, std::string("orthogonalityLoss: ") + (!W ? "W" : !dW ? "dW" : "value") +
                                   ": expected a device buffer, got null");
   groupTables.insert(groupTables.end(), sizeOf.begin(), sizeOf.end());
   StreamBuffer<int32_t> tables(groupTables.size(), stream, "orthogonality group tables");
@@ -198,7 +198,7 @@ double orthogonalityLoss(int E, int H, const std::vector<int>& groupSizes, OrthM
   checkLaunch(launch<orthGradKernel>(dim3(unsigned(E)), dim3(kRowThreads), 0, stream, unit.get(),
                                      dUnit.get(), norm.get(), H, dW),
               "orthGradKernel");
-  return sumToHost(term.get(), int64_t(eE), stream, "the orthogonality loss");
+  scaledSum(term.get(), int64_t(eE), 1.0, 1.0, value, stream);
 }
 
 }  // namespace moekit::cuda

@@ -44,6 +44,15 @@
 
 namespace {
 
+// A loss launcher's value: it writes the device word handed to `launch`, read back here.
+template <class Launch>
+double valueOf(Launch launch) {
+  emutest::DeviceArray<double> value(1);
+  launch(value.get());
+  EMU_CUDA(cudaDeviceSynchronize());
+  return value.download()[0];
+}
+
 using emutest::DeviceArray;
 using moekit::OrthMode;
 using moekit::RouterSpec;
@@ -344,20 +353,20 @@ void compareWithCpu(const Case& c, uint32_t seed) {
     const Reference ref = referenceBalance(a, host.s, allowed, want.indices, fn);
     expectClose(ref.value, want.balance, 1e-14, "test oracle: balance value vs cpu::Router");
     DeviceArray<double> dBalance(zeros);
-    const double got = moekit::cuda::balanceLoss(a, s.get(), allowedPtr, idxDev.get(), dBalance.get(), nullptr);
+    const double got = valueOf([&](double* v) { moekit::cuda::balanceLoss(a, s.get(), allowedPtr, idxDev.get(), dBalance.get(), v, nullptr); });
     expectClose(got, want.balance, kLossTolerance, "balance value");
     expectClose(dBalance.download(), ref.dLogits, kLossTolerance, "balance d/dlogits");
-    moekit::cuda::balanceLoss(a, s.get(), allowedPtr, idxDev.get(), dAux.get(), nullptr);
+    valueOf([&](double* v) { moekit::cuda::balanceLoss(a, s.get(), allowedPtr, idxDev.get(), dAux.get(), v, nullptr); });
   }
   // ---- L4.
   if (spec.zCoeff != 0) {
     const Reference ref = referenceZ(host.logits, allowed, T, E, spec.zCoeff);
     expectClose(ref.value, want.z, 0, "test oracle: z value vs cpu::Router");
     DeviceArray<double> dZ(zeros);
-    const double got = moekit::cuda::zLoss(T, E, spec.zCoeff, logits.get(), allowedPtr, dZ.get(), nullptr);
+    const double got = valueOf([&](double* v) { moekit::cuda::zLoss(T, E, spec.zCoeff, logits.get(), allowedPtr, dZ.get(), v, nullptr); });
     expectClose(got, want.z, kLossTolerance, "z value");
     expectClose(dZ.download(), ref.dLogits, kLossTolerance, "z d/dlogits");
-    moekit::cuda::zLoss(T, E, spec.zCoeff, logits.get(), allowedPtr, dAux.get(), nullptr);
+    valueOf([&](double* v) { moekit::cuda::zLoss(T, E, spec.zCoeff, logits.get(), allowedPtr, dAux.get(), v, nullptr); });
   }
   // ---- L5.
   DeviceArray<float> W(c.w);
@@ -365,8 +374,9 @@ void compareWithCpu(const Case& c, uint32_t seed) {
   if (spec.orthCoeff != 0) {
     const Reference ref = referenceOrthogonality(spec, c.w);
     expectClose(ref.value, want.orthogonality, 0, "test oracle: orthogonality value vs cpu::Router");
-    const double got = moekit::cuda::orthogonalityLoss(E, H, spec.groupSizes, spec.orthMode,
-                                                       spec.orthCoeff, W.get(), dOrth.get(), nullptr);
+    const double got = valueOf([&](double* v) {
+      moekit::cuda::orthogonalityLoss(E, H, spec.groupSizes, spec.orthMode, spec.orthCoeff, W.get(), dOrth.get(), v, nullptr);
+    });
     expectClose(got, want.orthogonality, kLossTolerance, "orthogonality value");
     expectClose(dOrth.download(), ref.dLogits, kLossTolerance, "orthogonality d/dweight");
   }
@@ -570,9 +580,9 @@ EMU_CASE("the losses and the backward give the same bits on every run (fixed-ord
     a.coeff = 0.01;
     DeviceArray<double> dAux(std::vector<double>(size_t(T) * E, 0.0)), dOrth(size_t(E) * H);
     std::vector<double> v;
-    v.push_back(moekit::cuda::balanceLoss(a, s.get(), allowedDev.get(), selDev.get(), dAux.get(), nullptr));
-    v.push_back(moekit::cuda::zLoss(T, E, 0.01, logits.get(), allowedDev.get(), dAux.get(), nullptr));
-    v.push_back(moekit::cuda::orthogonalityLoss(E, H, {6, 6}, OrthMode::All, 0.1, W.get(), dOrth.get(), nullptr));
+    v.push_back(valueOf([&](double* out) { moekit::cuda::balanceLoss(a, s.get(), allowedDev.get(), selDev.get(), dAux.get(), out, nullptr); }));
+    v.push_back(valueOf([&](double* out) { moekit::cuda::zLoss(T, E, 0.01, logits.get(), allowedDev.get(), dAux.get(), out, nullptr); }));
+    v.push_back(valueOf([&](double* out) { moekit::cuda::orthogonalityLoss(E, H, {6, 6}, OrthMode::All, 0.1, W.get(), dOrth.get(), out, nullptr); }));
     moekit::cuda::RouterBackwardArgs ba;
     ba.T = T;
     ba.E = E;
@@ -657,22 +667,22 @@ EMU_CASE("launchers reject bad arguments before touching memory, naming the argu
   a.groupStart = {0, 4};
   a.scope = RouterSpec::Scope::Sequence;
   a.seqLens = {2, 3};
-  emutest::expectContains(errorOf([&] { moekit::cuda::balanceLoss(a, nullptr, nullptr, nullptr, nullptr, nullptr); }),
+  emutest::expectContains(errorOf([&] { moekit::cuda::balanceLoss(a, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr); }),
                           {"Shape: ", "seqLens", "summing to the token count 4, got 5"});
   a.seqLens = {4};
   a.groupStart = {0, 3};
-  emutest::expectContains(errorOf([&] { moekit::cuda::balanceLoss(a, nullptr, nullptr, nullptr, nullptr, nullptr); }),
+  emutest::expectContains(errorOf([&] { moekit::cuda::balanceLoss(a, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr); }),
                           {"Argument: ", "groupStart"});
   a.groupStart = {0, 4};
-  emutest::expectContains(errorOf([&] { moekit::cuda::balanceLoss(a, nullptr, nullptr, nullptr, nullptr, nullptr); }),
+  emutest::expectContains(errorOf([&] { moekit::cuda::balanceLoss(a, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr); }),
                           {"Argument: ", "s: expected a device buffer"});
   a.scope = RouterSpec::Scope::Global;
-  emutest::expectContains(errorOf([&] { moekit::cuda::balanceLoss(a, nullptr, nullptr, nullptr, nullptr, nullptr); }),
+  emutest::expectContains(errorOf([&] { moekit::cuda::balanceLoss(a, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr); }),
                           {"Shape: ", "windowCounts"});
-  emutest::expectContains(errorOf([&] { moekit::cuda::zLoss(3, 0, 0.1, nullptr, nullptr, nullptr, nullptr); }),
+  emutest::expectContains(errorOf([&] { moekit::cuda::zLoss(3, 0, 0.1, nullptr, nullptr, nullptr, nullptr, nullptr); }),
                           {"Shape: ", "E: expected a positive expert count"});
   emutest::expectContains(
-      errorOf([&] { moekit::cuda::orthogonalityLoss(5, 4, {2, 2}, OrthMode::All, 0.1, nullptr, nullptr, nullptr); }),
+      errorOf([&] { moekit::cuda::orthogonalityLoss(5, 4, {2, 2}, OrthMode::All, 0.1, nullptr, nullptr, nullptr, nullptr); }),
       {"Argument: ", "groupSizes: expected sizes summing to E = 5, got 4"});
   moekit::cuda::RouterBackwardArgs ba;
   ba.T = 2;
