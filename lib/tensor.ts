@@ -122,14 +122,7 @@ export class Tensor {
    * A cuda tensor has none: DeviceError (copy it with toArray() or to('cpu')).
    */
   view(): TensorView {
-    const buffer = this.handle.view();
-    switch (this.dtype) {
-      case 'f32': return new Float32Array(buffer);
-      case 'i32': return new Int32Array(buffer);
-      case 'bf16':
-      case 'f16': return new Uint16Array(buffer);
-      default: return new Uint8Array(buffer);
-    }
+    return new VIEW_TYPES[this.dtype](this.handle.view());
   }
 
   /**
@@ -143,8 +136,7 @@ export class Tensor {
       this.handle.copyFrom(source.handle);
       return;
     }
-    const kinds: Record<DType, string> = { f32: 'Float32Array', i32: 'Int32Array', bf16: 'Uint16Array', f16: 'Uint16Array', e4m3: 'Uint8Array', e5m2: 'Uint8Array', u8: 'Uint8Array' };
-    const want = kinds[this.dtype];
+    const want = VIEW_TYPES[this.dtype].name;
     if (typedArrayKind(source) !== want) throw new DTypeError(`source must be a Tensor or a ${want} for a ${this.dtype} tensor, got ${describe(source)}`);
     if ((source as TensorView).length !== this.numel) throw new ShapeError(`source has ${(source as TensorView).length} elements, the tensor ${this.numel}`);
     this.handle.write(source as TensorView);
@@ -166,6 +158,11 @@ export class Tensor {
     return `Tensor(${this.dtype}, [${this.shape.join(', ')}], ${this.device}${this.disposed ? ', disposed' : ''})`;
   }
 }
+
+/** The typed array of each dtype's raw storage values, as view() shows them and write() takes them. */
+const VIEW_TYPES: Record<DType, new (buffer: ArrayBuffer) => TensorView> = {
+  f32: Float32Array, i32: Int32Array, bf16: Uint16Array, f16: Uint16Array, e4m3: Uint8Array, e5m2: Uint8Array, u8: Uint8Array,
+};
 
 /**
  * The typed-array class of `data` by its built-in tag, which holds across realms (a Float32Array

@@ -9,8 +9,26 @@
  * Its steady state makes no device allocation (stage buffers persist, per-call scratch comes from
  * the device's memory pool with its release threshold raised).
  */
-import { AdamW, DeviceError, MoEConfig, MoELayer, cuda, devices } from '../lib';
+import { AdamW, CudaStats, DeviceError, MoEConfig, MoELayer, Tensor, cuda, devices } from '../lib';
 import { uniformTensor } from './helpers/random';
+
+/**
+ * One training step on x's device — forward, backward, AdamW step, zeroGrad, endStep — counted
+ * from a reset of its stats up to the disposal of every output (so liveBytes is what the layer,
+ * the optimizer and the caller's tensors hold between steps); and the devices of y, dx and
+ * routing.indices.
+ */
+function trainingStep(layer: MoELayer, optimizer: AdamW, x: Tensor, dy: Tensor): { stats: CudaStats; outputs: string[] } {
+  cuda.resetStats(x.device as `cuda:${number}`);
+  const out = layer.forward(x);
+  const { dx } = layer.backward(dy);
+  optimizer.step();
+  layer.zeroGrad();
+  layer.endStep();
+  const outputs = [out.y.device, dx.device, out.routing.indices.device];
+  for (const t of [out.y, dx, out.routing.indices, out.routing.weights, out.routing.keep, ...Object.values(out.routing.assignments)]) t.dispose();
+  return { stats: cuda.stats(x.device as `cuda:${number}`), outputs };
+}
 
 const cudaDevices = devices().flatMap((d) => (d.kind === 'cuda' ? [`cuda:${d.index}` as const] : []));
 
@@ -70,15 +88,8 @@ if (cudaDevices.length === 0) {
     const x = uniformTensor([128, 64], 3).to(device);
     const dy = uniformTensor([128, 64], 4).to(device);
     const step = () => {
-      cuda.resetStats(device);
-      const out = layer.forward(x);
-      const { dx } = layer.backward(dy);
-      optimizer.step();
-      layer.zeroGrad();
-      layer.endStep();
-      const stats = cuda.stats(device);
-      expect([out.y.device, dx.device, out.routing.indices.device]).toEqual([device, device, device]);
-      for (const t of [out.y, dx, out.routing.indices, out.routing.weights, out.routing.keep, ...Object.values(out.routing.assignments)]) t.dispose();
+      const { stats, outputs } = trainingStep(layer, optimizer, x, dy);
+      expect(outputs).toEqual([device, device, device]);
       return stats;
     };
     const first = step();
@@ -116,16 +127,7 @@ if (cudaDevices.length === 0) {
     const optimizer = new AdamW(layer, { lr: 1e-3 });
     const x = uniformTensor([T, H], 7).to(device);
     const dy = uniformTensor([T, H], 8).to(device);
-    const step = () => {
-      cuda.resetStats(device);
-      const out = layer.forward(x);
-      const { dx } = layer.backward(dy);
-      optimizer.step();
-      layer.zeroGrad();
-      layer.endStep();
-      for (const t of [out.y, dx, out.routing.indices, out.routing.weights, out.routing.keep, ...Object.values(out.routing.assignments)]) t.dispose();
-      return cuda.stats(device);
-    };
+    const step = () => trainingStep(layer, optimizer, x, dy).stats;
     step();
     step();
     const s = step();
